@@ -1,0 +1,147 @@
+//! Lossless parsing and surgical editing of haproxy.cfg.
+//!
+//! CONTRACT (agreed between the engine and the module; the engine owns the implementation):
+//! the module only calls [`inventory`] and [`plan`], and only reads the types below.
+//! Everything else in this crate is free to change.
+
+/// How an edit selects servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Restrict the search to this `backend`/`listen` section.
+    pub backend: Option<String>,
+    /// Which server(s).
+    pub target: Target,
+    /// Act on every match instead of failing on ambiguity.
+    pub all_matches: bool,
+    /// What the server(s) should become.
+    pub desired: Desired,
+}
+
+/// A server named by its `server <name>` or by its address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The server's name, exactly as HAProxy sees it (quotes and escapes resolved).
+    Name(String),
+    /// `host`, `host:port`, IPv4, IPv6 as HAProxy writes it, `unix@/path`, a hostname.
+    Address(String),
+}
+
+/// The state the module is asked to reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Desired {
+    /// Undo what autoheal changed; leave what the user wrote alone.
+    Enabled,
+    /// `weight 0` in the file.
+    Drain,
+    /// The `disabled` keyword.
+    Disabled,
+    /// The line becomes a marked comment (needs a reload).
+    Absent,
+    /// A lower weight, absolute or relative to the original weight.
+    Weight(WeightSpec),
+}
+
+/// A weight as the user asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightSpec {
+    /// 0..=256.
+    Absolute(u32),
+    /// 0..=100 percent of the original weight.
+    Percent(u32),
+}
+
+/// One server's state as the file states it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigState {
+    /// The weight that takes effect (`weight` keyword, else `default-server`, else 1).
+    pub weight: u32,
+    /// The `disabled` keyword is in effect.
+    pub disabled: bool,
+    /// The `backup` keyword is in effect.
+    pub backup: bool,
+    /// The line is commented out by autoheal.
+    pub absent: bool,
+    /// What autoheal's marker says it did to this server, if anything.
+    pub managed: Option<Desired>,
+    /// The weight before autoheal changed it (equals `weight` when unmanaged).
+    pub original_weight: u32,
+}
+
+/// A server found in a `backend` or `listen` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// The section's name.
+    pub backend: String,
+    /// The server's name.
+    pub name: String,
+    /// The address as written (quotes resolved).
+    pub address: String,
+    /// 1-based line number of the server line (or of its marker comment when absent).
+    pub line: usize,
+    /// The state the file gives it.
+    pub state: ConfigState,
+}
+
+/// What one request does to one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerChange {
+    /// The server before and after.
+    pub before: ServerInfo,
+    /// The server after the edit.
+    pub after: ServerInfo,
+    /// The file changes for this server.
+    pub changed: bool,
+    /// HAProxy must reload for the change to take full effect (`absent` and back).
+    pub reload_required: bool,
+    /// Things the operator should know (e.g. "user edited the line; only weight restored").
+    pub notes: Vec<String>,
+}
+
+/// The outcome of planning a request against a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The new file contents; identical to the input when nothing changes.
+    pub output: String,
+    /// One entry per matched server, in file order.
+    pub changes: Vec<ServerChange>,
+}
+
+/// Why a request cannot be planned. Nothing is changed when one is returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// No server matches.
+    NotFound {
+        /// What was asked for, for the message.
+        wanted: String,
+    },
+    /// Several servers match and `all_matches` is false.
+    Ambiguous {
+        /// What was asked for.
+        wanted: String,
+        /// `backend/server` of each candidate.
+        candidates: Vec<String>,
+    },
+    /// The name designates a `server-template` or `default-server` line.
+    NotAServer {
+        /// What was asked for.
+        wanted: String,
+        /// The keyword found.
+        keyword: String,
+    },
+    /// The named backend does not exist.
+    NoSuchBackend(String),
+    /// The request itself is invalid (weight out of range, ...).
+    Invalid(String),
+}
+
+/// Lists every server of every `backend` and `listen` section, absent ones included.
+pub fn inventory(source: &str) -> Vec<ServerInfo> {
+    let _ = source;
+    unimplemented!("engine")
+}
+
+/// Plans `request` against `source`. Pure: no I/O, never panics.
+pub fn plan(source: &str, request: &Request) -> Result<Plan, Error> {
+    let _ = (source, request);
+    unimplemented!("engine")
+}

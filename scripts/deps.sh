@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the demo and the tests need on Debian 12 as root: apt packages, a pinned
+# Python venv (.venv) with ansible-core and ansible-runner, and Rust tools. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(haproxy prometheus prometheus-alertmanager prometheus-node-exporter socat make gcc python3-venv curl git)
+PIP_PACKAGES=(ansible-core==2.19.14 ansible-runner==2.4.3 ansible-lint==26.10.1)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "deps: apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [[ ! -x .venv/bin/ansible-playbook ]] || ! .venv/bin/pip freeze 2>/dev/null | grep -qx 'ansible-core==2.19.14'; then
+  echo "deps: creating .venv with ${PIP_PACKAGES[*]}"
+  /usr/bin/python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "deps: cargo not found; install a Rust toolchain (rustup) first" >&2
+  exit 1
+fi

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test: Rust lint and tests, then the Ansible integration targets against a real HAProxy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+export PATH="$PWD/.venv/bin:$PATH"
+
+echo "== rust: fmt, clippy, tests"
+cargo fmt --manifest-path rust/Cargo.toml --all --check
+cargo clippy --quiet --manifest-path rust/Cargo.toml --workspace --all-targets --locked -- -D warnings
+cargo test --manifest-path rust/Cargo.toml --workspace --locked
+
+echo "== build static binaries"
+scripts/build.sh
+
+echo "== ansible integration targets"
+tests/run-integration.sh
