@@ -1,0 +1,820 @@
+"""The whole autoheal loop on loopback, as a library for the demo, the end-to-end tests and the benchmark.
+
+Every piece is the real program: three backends with a node_exporter look-alike each (``backend.py``),
+HAProxy 2.6 in master-worker mode with an admin socket and a server-state file, Prometheus with the
+collection's alert rules, Alertmanager routing to ``autoheal-relay``, and the relay running
+``ansible-runner`` with the collection's ``remediate`` playbook against localhost.
+
+Ports come from one base (``port_base + offset``).  Each process runs in its own process group and is
+stopped (TERM, then KILL) when the stack stops, when the interpreter exits, or on SIGINT/SIGTERM/SIGHUP.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import atexit
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = REPO / ".venv" / "bin"
+BACKEND_SCRIPT = Path(__file__).resolve().parent / "backend.py"
+HAPROXY_BACKEND = "be_app"
+SERVERS = ("s1", "s2", "s3")
+T0 = time.time()
+
+
+def now() -> float:
+    """Wall-clock seconds: comparable with Prometheus's ``activeAt`` and the relay's audit times."""
+    return time.time()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
+    """Poll ``predicate`` until it returns something truthy; raise ``TimeoutError`` naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as error:  # noqa: BLE001 - readiness probes fail in many ways until ready
+            last_error = error
+        if time.monotonic() > deadline:
+            detail = f" (last error: {last_error})" if last_error else ""
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+def http_get(url: str, timeout: float = 5.0, headers: dict | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def http_post(url: str, body: bytes, content_type: str = "application/json", headers: dict | None = None,
+              timeout: float = 5.0) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": content_type, **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
+# Processes
+
+
+class Supervisor:
+    """Starts processes in their own process groups and makes sure every one of them ends."""
+
+    _live: list["Supervisor"] = []
+    _hooks_installed = False
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+        logdir.mkdir(parents=True, exist_ok=True)
+        self.procs: dict[str, subprocess.Popen] = {}
+        Supervisor._live.append(self)
+        Supervisor._install_hooks()
+
+    @classmethod
+    def _install_hooks(cls) -> None:
+        if cls._hooks_installed:
+            return
+        cls._hooks_installed = True
+        atexit.register(cls.stop_everything)
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            previous = signal.getsignal(signum)
+
+            def handler(received: int, frame: object, previous: object = previous) -> None:
+                cls.stop_everything()
+                if callable(previous) and previous not in (signal.SIG_IGN, signal.SIG_DFL):
+                    previous(received, frame)
+                raise SystemExit(128 + received)
+
+            signal.signal(signum, handler)
+
+    @classmethod
+    def stop_everything(cls) -> None:
+        for supervisor in list(cls._live):
+            supervisor.stop_all()
+
+    def start(self, name: str, argv: list[str], env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
+        if name in self.procs and self.procs[name].poll() is None:
+            raise RuntimeError(f"{name} is already running (pid {self.procs[name].pid})")
+        log = open(self.logdir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        log.write(f"\n=== {time.strftime('%H:%M:%S')} start: {' '.join(map(str, argv))}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            [str(a) for a in argv], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+        )
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def pid(self, name: str) -> int:
+        return self.procs[name].pid
+
+    def running(self, name: str) -> bool:
+        return name in self.procs and self.procs[name].poll() is None
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        path = self.logdir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        proc = self.procs.get(name)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            self._signal_group(proc, sig)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._signal_group(proc, signal.SIGKILL)
+                proc.wait(timeout=5)
+        # Children left in the group (HAProxy workers, ansible-runner's ansible-playbook) go too.
+        self._signal_group(proc, signal.SIGKILL)
+        del self.procs[name]
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the process alone (a crash), leaving its group's children as a crash would."""
+        proc = self.procs.pop(name)
+        proc.kill()
+        proc.wait(timeout=5)
+
+    @staticmethod
+    def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.procs)):
+            try:
+                self.stop(name, timeout=5)
+            except Exception as error:  # noqa: BLE001 - keep stopping the rest
+                print(f"stack: could not stop {name}: {error}", file=sys.stderr)
+        if self in Supervisor._live:
+            Supervisor._live.remove(self)
+
+
+# --------------------------------------------------------------------------------------------------
+# HAProxy
+
+
+class AdminSocket:
+    """HAProxy's runtime API over its UNIX socket (one command per connection)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def command(self, line: str, timeout: float = 5.0) -> str:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(str(self.path))
+            conn.sendall(line.encode() + b"\n")
+            chunks = []
+            while chunk := conn.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def servers_state(self, backend: str = HAPROXY_BACKEND) -> dict[str, dict[str, str]]:
+        """``show servers state`` as {server: {column: value}}."""
+        text = self.command(f"show servers state {backend}")
+        lines = [line for line in text.splitlines() if line.strip()]
+        header = next((line for line in lines if line.startswith("# be_id")), None)
+        if header is None:
+            raise RuntimeError(f"unexpected 'show servers state' answer: {text!r}")
+        columns = header[2:].split()
+        rows = {}
+        for line in lines:
+            if line.startswith("#") or len(line.split()) < len(columns) - 4:
+                continue
+            values = line.split()
+            row = dict(zip(columns, values))
+            if "srv_name" in row:
+                rows[row["srv_name"]] = row
+        return rows
+
+    def stats(self) -> dict[str, dict[str, str]]:
+        """``show stat`` rows of the app backend's servers, by server name."""
+        text = self.command("show stat")
+        lines = text.splitlines()
+        columns = lines[0].lstrip("# ").split(",")
+        rows = {}
+        for line in lines[1:]:
+            row = dict(zip(columns, line.split(",")))
+            if row.get("pxname") == HAPROXY_BACKEND and row.get("svname") in SERVERS:
+                rows[row["svname"]] = row
+        return rows
+
+
+def live_status(row: dict[str, str]) -> str:
+    """Summarise one ``show servers state`` row: ``maint``, ``drain``, ``weight0`` or ``ready``."""
+    admin = int(row["srv_admin_state"])
+    if admin & 0x1 or admin & 0x2 or admin & 0x4 or admin & 0x20:
+        return "maint"
+    if admin & 0x8 or admin & 0x10:
+        return "drain"
+    if int(row["srv_uweight"]) == 0:
+        return "weight0"
+    return "ready"
+
+
+_SERVER_LINE = re.compile(r"^\s*server\s+(\S+)\s+(.*)$")
+
+
+def file_servers(config_text: str, backend: str = HAPROXY_BACKEND) -> dict[str, str]:
+    """The active ``server`` lines of ``backend`` in a config, by name (comments excluded)."""
+    servers, section = {}, None
+    for raw in config_text.splitlines():
+        stripped = raw.split("#", 1)[0].rstrip()
+        words = stripped.split()
+        if not words:
+            continue
+        if words[0] in ("global", "defaults", "frontend", "backend", "listen", "peers", "resolvers",
+                        "userlist", "program", "cache", "ring", "http-errors", "mailers"):
+            section = words[1] if len(words) > 1 and words[0] in ("backend", "listen") else None
+            continue
+        match = _SERVER_LINE.match(stripped)
+        if section == backend and match:
+            servers[match.group(1)] = stripped.strip()
+    return servers
+
+
+def file_status(server_line: str | None) -> str:
+    """What a ``server`` line in the file means once HAProxy loads it: ``absent``, ``maint``,
+    ``weight0`` or ``ready`` (the file has no drain keyword; ``weight 0`` is its drain)."""
+    if server_line is None:
+        return "absent"
+    words = server_line.split()
+    if "disabled" in words:
+        return "maint"
+    for i, word in enumerate(words[:-1]):
+        if word == "weight" and words[i + 1] in ("0", "0%"):
+            return "weight0"
+    return "ready"
+
+
+# --------------------------------------------------------------------------------------------------
+# Load generator
+
+
+@dataclass
+class LoadSnapshot:
+    served: Counter
+    failed: int
+    retried: int
+    errors: Counter
+
+    def minus(self, earlier: "LoadSnapshot") -> "LoadSnapshot":
+        return LoadSnapshot(self.served - earlier.served, self.failed - earlier.failed,
+                            self.retried - earlier.retried, self.errors - earlier.errors)
+
+    @property
+    def total(self) -> int:
+        return sum(self.served.values())
+
+
+class LoadGenerator:
+    """Keep-alive HTTP clients hitting HAProxy, counting requests served per server and failures.
+
+    Bounded: stops after ``max_requests`` or ``max_seconds``, whichever comes first.  Like every
+    keep-alive client (RFC 9112, section 9.3.1), a GET that fails on a *reused* connection before any
+    response byte arrives is retried once on a fresh connection; those retries are counted apart, and
+    only a request that still fails counts as failed.
+    """
+
+    def __init__(self, port: int, threads: int = 4, per_thread_rps: float = 50.0,
+                 max_requests: int = 1_000_000, max_seconds: float = 1800.0) -> None:
+        self.port = port
+        self.threads = threads
+        self.interval = 1.0 / per_thread_rps if per_thread_rps > 0 else 0.0
+        self.max_requests = max_requests
+        self.max_seconds = max_seconds
+        self._lock = threading.Lock()
+        self._served: Counter = Counter()
+        self._errors: Counter = Counter()
+        self._failed = 0
+        self._retried = 0
+        self._issued = 0
+        self._stop = threading.Event()
+        self._workers: list[threading.Thread] = []
+        self.failures: list[tuple[float, str]] = []
+
+    def start(self) -> "LoadGenerator":
+        self._deadline = time.monotonic() + self.max_seconds
+        for i in range(self.threads):
+            worker = threading.Thread(target=self._run, name=f"load-{i}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
+        return self
+
+    def stop(self) -> LoadSnapshot:
+        self._stop.set()
+        for worker in self._workers:
+            worker.join(timeout=10)
+        return self.snapshot()
+
+    def snapshot(self) -> LoadSnapshot:
+        with self._lock:
+            return LoadSnapshot(Counter(self._served), self._failed, self._retried, Counter(self._errors))
+
+    def _take_ticket(self) -> bool:
+        with self._lock:
+            if self._issued >= self.max_requests or time.monotonic() > self._deadline:
+                return False
+            self._issued += 1
+            return True
+
+    def _once(self, conn: http.client.HTTPConnection) -> str:
+        conn.request("GET", "/", headers={"Host": "app.test"})
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}")
+        return response.getheader("X-Served-By") or "unknown"
+
+    def _run(self) -> None:
+        conn: http.client.HTTPConnection | None = None
+        reused = False
+        while not self._stop.is_set() and self._take_ticket():
+            started = time.monotonic()
+            if conn is None:
+                conn, reused = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10), False
+            try:
+                try:
+                    server = self._once(conn)
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                    if not reused:
+                        raise
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                    with self._lock:
+                        self._retried += 1
+                    server = self._once(conn)
+                reused = True
+                with self._lock:
+                    self._served[server] += 1
+            except Exception as error:  # noqa: BLE001 - every failure is counted, whatever its kind
+                kind = type(error).__name__ if not isinstance(error, RuntimeError) else str(error)
+                with self._lock:
+                    self._failed += 1
+                    self._errors[kind] += 1
+                    self.failures.append((now(), f"{kind}: {error}"))
+                conn.close()
+                conn = None
+            pause = self.interval - (time.monotonic() - started)
+            if pause > 0:
+                self._stop.wait(pause)
+        if conn is not None:
+            conn.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# The stack
+
+
+@dataclass
+class Ports:
+    base: int
+
+    @property
+    def frontend(self) -> int:
+        return self.base
+
+    @property
+    def stats(self) -> int:
+        return self.base + 1
+
+    @property
+    def prometheus(self) -> int:
+        return self.base + 2
+
+    @property
+    def alertmanager(self) -> int:
+        return self.base + 3
+
+    @property
+    def relay(self) -> int:
+        return self.base + 4
+
+    @property
+    def tap(self) -> int:
+        return self.base + 5
+
+    @property
+    def eda(self) -> int:
+        return self.base + 6
+
+    @property
+    def eda_frontend(self) -> int:
+        return self.base + 7
+
+    def web(self, index: int) -> int:
+        return self.base + 10 + index
+
+    def exporter(self, index: int) -> int:
+        return self.base + 20 + index
+
+    def all(self) -> list[int]:
+        return [self.base + offset for offset in (*range(0, 8), 10, 11, 12, 20, 21, 22)]
+
+
+def find_port_base(start: int = 20000, stop: int = 60000, step: int = 50) -> int:
+    """First base in [start, stop) whose ports are all free (for tests running in parallel)."""
+    for base in range(start, stop, step):
+        if all(port_is_free(port) for port in Ports(base).all()):
+            return base
+    raise RuntimeError(f"no free port range between {start} and {stop}")
+
+
+@dataclass
+class StackOptions:
+    port_base: int
+    workdir: Path
+    min_active: int = 2
+    load_threads: int = 4
+    load_rps_per_thread: float = 50.0
+    relay_extra: dict = field(default_factory=dict)
+
+
+class Stack:
+    """Owns one loopback deployment of the loop.  Use as a context manager or call ``stop()``."""
+
+    def __init__(self, options: StackOptions, log: Callable[[str], None] | None = None) -> None:
+        self.options = options
+        self.ports = Ports(options.port_base)
+        self.dir = options.workdir.resolve()
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True)
+        self.sup = Supervisor(self.dir / "logs")
+        self.admin = AdminSocket(self.dir / "haproxy" / "admin.sock")
+        self.haproxy_cfg = self.dir / "haproxy" / "haproxy.cfg"
+        self.log = log or (lambda message: None)
+
+    def __enter__(self) -> "Stack":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.sup.stop_all()
+
+    # ---- backends and exporters -----------------------------------------------------------------
+
+    def start_backends(self) -> None:
+        for index, name in enumerate(SERVERS):
+            self.sup.start(f"backend-{name}", [
+                sys.executable, BACKEND_SCRIPT, "--name", name,
+                "--web-port", self.ports.web(index), "--exporter-port", self.ports.exporter(index),
+            ])
+        for index, name in enumerate(SERVERS):
+            wait_until(lambda i=index: http_get(f"http://127.0.0.1:{self.ports.web(i)}/")[0] == 200,
+                       15, f"backend {name}")
+            wait_until(lambda i=index: http_get(f"http://127.0.0.1:{self.ports.exporter(i)}/metrics")[0] == 200,
+                       15, f"exporter {name}")
+
+    def set_cpu(self, server: str, busy: float) -> None:
+        index = SERVERS.index(server)
+        status, body = http_post(f"http://127.0.0.1:{self.ports.exporter(index)}/cpu", str(busy).encode(),
+                                 content_type="text/plain")
+        if status != 200:
+            raise RuntimeError(f"exporter {server} refused busy={busy}: {status} {body}")
+
+    # ---- HAProxy --------------------------------------------------------------------------------
+
+    def render_haproxy_cfg(self) -> str:
+        servers = "\n".join(
+            f"    server {name} 127.0.0.1:{self.ports.web(i)} check inter 1s fall 2 rise 2"
+            for i, name in enumerate(SERVERS)
+        )
+        base = self.dir / "haproxy"
+        return f"""# autoheal end-to-end stack: every address is on loopback.
+global
+    stats socket {base}/admin.sock mode 600 level admin expose-fd listeners
+    server-state-file {base}/server-state
+    log stderr format short local0 notice
+
+defaults
+    mode http
+    log global
+    option redispatch
+    retries 3
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 30s
+    load-server-state-from-file global
+
+frontend fe_app
+    bind 127.0.0.1:{self.ports.frontend}
+    default_backend {HAPROXY_BACKEND}
+
+frontend fe_stats
+    bind 127.0.0.1:{self.ports.stats}
+    http-request use-service prometheus-exporter if {{ path /metrics }}
+    stats enable
+    stats uri /stats
+    stats refresh 2s
+
+backend {HAPROXY_BACKEND}
+    balance roundrobin
+    option httpchk GET /health
+{servers}
+"""
+
+    def start_haproxy(self) -> None:
+        base = self.dir / "haproxy"
+        base.mkdir(exist_ok=True)
+        self.haproxy_cfg.write_text(self.render_haproxy_cfg())
+        check = subprocess.run(["haproxy", "-c", "-q", "-f", self.haproxy_cfg], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise RuntimeError(f"generated haproxy.cfg is invalid: {check.stdout}{check.stderr}")
+        self.sup.start("haproxy", ["haproxy", "-W", "-db", "-f", self.haproxy_cfg, "-S", base / "master.sock"])
+        wait_until(self._all_servers_up, 20, "HAProxy with every server UP")
+
+    def _all_servers_up(self) -> bool:
+        rows = self.admin.servers_state()
+        return set(rows) == set(SERVERS) and all(row["srv_op_state"] == "2" for row in rows.values())
+
+    def save_server_state(self) -> None:
+        """What the reload procedure does first: dump live state so the new worker inherits it."""
+        state = self.admin.command("show servers state")
+        (self.dir / "haproxy" / "server-state").write_text(state)
+
+    def reload_haproxy(self) -> None:
+        """Graceful master-worker reload (USR2), after saving the server state."""
+        self.save_server_state()
+        before = self.worker_pids()
+        os.kill(self.sup.pid("haproxy"), signal.SIGUSR2)
+        wait_until(lambda: self.worker_pids() - before, 15, "a new HAProxy worker after USR2")
+        wait_until(lambda: self.admin.servers_state(), 15, "the admin socket after reload")
+
+    def worker_pids(self) -> set[int]:
+        master = self.sup.pid("haproxy")
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True, text=True).stdout
+        return {int(pid) for pid in out.split()}
+
+    def live(self) -> dict[str, str]:
+        return {name: live_status(row) for name, row in self.admin.servers_state().items()}
+
+    def in_file(self) -> dict[str, str]:
+        lines = file_servers(self.haproxy_cfg.read_text())
+        return {name: file_status(lines.get(name)) for name in SERVERS}
+
+    # ---- load -----------------------------------------------------------------------------------
+
+    def load(self, **overrides: object) -> LoadGenerator:
+        settings = {"threads": self.options.load_threads, "per_thread_rps": self.options.load_rps_per_thread}
+        settings.update(overrides)
+        return LoadGenerator(self.ports.frontend, **settings).start()  # type: ignore[arg-type]
+
+    # ---- the collection, as Ansible will load it -------------------------------------------------
+
+    @property
+    def collections_path(self) -> Path:
+        return self.dir / "collections"
+
+    def install_collection(self) -> Path:
+        """Copy the working tree's collection (with the built module binaries) where Ansible finds it.
+
+        A copy, not a symlink: Ansible, like ansible-test, wants ``ansible_collections/NS/NAME`` to
+        be a real directory, and a copy keeps the test independent of edits made while it runs.
+        """
+        target = self.collections_path / "ansible_collections" / "autoheal" / "haproxy"
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        for name in ("galaxy.yml", "meta", "plugins", "roles", "playbooks"):
+            source = REPO / name
+            if source.is_dir():
+                shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+            elif source.exists():
+                shutil.copy2(source, target / name)
+        return target
+
+    def ansible_env(self) -> dict[str, str]:
+        return {
+            "ANSIBLE_COLLECTIONS_PATH": str(self.collections_path),
+            "ANSIBLE_LOCAL_TEMP": str(self.dir / "ansible-tmp"),
+            "ANSIBLE_HOME": str(self.dir / "ansible-home"),
+            "ANSIBLE_NOCOLOR": "1",
+            # Discovery may pick a pyenv shim or another Python without Ansible's needs: be explicit.
+            "ANSIBLE_PYTHON_INTERPRETER": str(VENV_BIN / "python"),
+            "ANSIBLE_RETRY_FILES_ENABLED": "0",
+            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        }
+
+    def run_playbook(self, playbook: Path, extra_vars: dict, inventory: str = "localhost,",
+                     timeout: float = 120) -> subprocess.CompletedProcess:
+        vars_file = playbook.with_suffix(".vars.json")
+        vars_file.write_text(json.dumps(extra_vars))
+        return subprocess.run(
+            [VENV_BIN / "ansible-playbook", "-i", inventory, "-c", "local", playbook, "-e", f"@{vars_file}"],
+            env={**os.environ, **self.ansible_env()}, capture_output=True, text=True, timeout=timeout,
+        )
+
+    # ---- Prometheus and Alertmanager ------------------------------------------------------------
+
+    @property
+    def relay_token_file(self) -> Path:
+        return self.dir / "secrets" / "relay.token"
+
+    def alerting_vars(self) -> dict:
+        """The collection's alerting role, tuned for a loopback demo: 1 s scrapes, no `for:` on CPU,
+        Alertmanager flushing at once, and a second receiver (the tap) that timestamps arrivals."""
+        group_by = ["alertname", "backend", "server"]
+        return {
+            "autoheal_alerting_rules_path": str(self.dir / "prometheus" / "rules" / "autoheal.rules.yml"),
+            "autoheal_alerting_node_targets_path": str(self.dir / "prometheus" / "file_sd" / "autoheal_nodes.yml"),
+            "autoheal_alerting_alertmanager_config_path": str(self.dir / "alertmanager" / "alertmanager.yml"),
+            "autoheal_alerting_owner": "root",
+            "autoheal_alerting_group": "root",
+            "autoheal_alerting_node_targets": [
+                {"target": f"127.0.0.1:{self.ports.exporter(i)}", "backend": HAPROXY_BACKEND, "server": name}
+                for i, name in enumerate(SERVERS)
+            ],
+            "autoheal_alerting_rate_window": "4s",
+            "autoheal_alerting_cpu_for": "0s",
+            "autoheal_alerting_cpu_busy_percent": 90,
+            "autoheal_alerting_relay_url": f"http://127.0.0.1:{self.ports.relay}/hooks/alertmanager",
+            "autoheal_alerting_relay_auth": "bearer",
+            "autoheal_alerting_relay_token_file": str(self.relay_token_file),
+            "autoheal_alerting_relay_secret_owner": "root",
+            "autoheal_alerting_group_by": group_by,
+            "autoheal_alerting_group_wait": "0s",
+            "autoheal_alerting_group_interval": "1s",
+            "autoheal_alerting_extra_receivers": [
+                {"name": "tap", "webhook_configs": [
+                    {"url": f"http://127.0.0.1:{self.ports.tap}/tap", "send_resolved": True}]},
+            ],
+            "autoheal_alerting_extra_routes": [
+                {"receiver": "tap", "matchers": ['autoheal="true"'], "group_by": group_by,
+                 "group_wait": "0s", "group_interval": "1s", "continue": True},
+            ],
+        }
+
+    def render_alerting(self) -> None:
+        """Render the rules, the node targets and Alertmanager's config with the collection's role."""
+        for sub in ("prometheus/rules", "prometheus/file_sd", "alertmanager", "secrets", "playbooks"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        self.relay_token_file.write_text("e2e-" + os.urandom(16).hex() + "\n")
+        self.relay_token_file.chmod(0o600)
+        role = self.collections_path / "ansible_collections" / "autoheal" / "haproxy" / "roles" / "alerting"
+        if (role / "tasks" / "main.yml").exists():
+            tasks = "    - ansible.builtin.include_role:\n        name: autoheal.haproxy.alerting\n"
+        else:
+            tasks = "".join(
+                f"    - ansible.builtin.template:\n        src: {role}/templates/{template}\n"
+                f"        dest: \"{{{{ {var} }}}}\"\n        mode: \"0644\"\n"
+                for template, var in (
+                    ("autoheal.rules.yml.j2", "autoheal_alerting_rules_path"),
+                    ("autoheal_nodes.yml.j2", "autoheal_alerting_node_targets_path"),
+                    ("alertmanager.yml.j2", "autoheal_alerting_alertmanager_config_path"),
+                )
+            )
+        playbook = self.dir / "playbooks" / "render-alerting.yml"
+        playbook.write_text(f"- hosts: localhost\n  gather_facts: false\n  tasks:\n{tasks}")
+        result = self.run_playbook(playbook, self.alerting_vars())
+        if result.returncode != 0:
+            raise RuntimeError(f"rendering the alerting role failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
+
+    def start_prometheus(self) -> None:
+        base = self.dir / "prometheus"
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
+            "rule_files": [str(base / "rules" / "*.yml")],
+            "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{self.ports.alertmanager}"]}]}]},
+            "scrape_configs": [
+                {"job_name": "node", "file_sd_configs": [{"files": [str(base / "file_sd" / "*.yml")], "refresh_interval": "5s"}]},
+                {"job_name": "haproxy", "static_configs": [{"targets": [f"127.0.0.1:{self.ports.stats}"]}]},
+            ],
+        }
+        # JSON is YAML: no YAML library needed.
+        (base / "prometheus.yml").write_text(json.dumps(config, indent=2))
+        check = subprocess.run(["promtool", "check", "config", base / "prometheus.yml"], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise RuntimeError(f"promtool rejects the generated config: {check.stdout}{check.stderr}")
+        url = f"http://127.0.0.1:{self.ports.prometheus}"
+        self.sup.start("prometheus", [
+            "prometheus", f"--config.file={base / 'prometheus.yml'}", f"--storage.tsdb.path={base / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.ports.prometheus}", f"--web.external-url={url}",
+            "--web.enable-lifecycle", "--log.level=warn",
+        ])
+        wait_until(lambda: http_get(f"{url}/-/ready")[0] == 200, 30, "Prometheus ready")
+        wait_until(lambda: self._node_targets_up() == len(SERVERS), 30, "Prometheus scraping every exporter")
+
+    def _node_targets_up(self) -> int:
+        _, body = http_get(f"http://127.0.0.1:{self.ports.prometheus}/api/v1/query?query=up%7Bjob%3D%22node%22%7D")
+        return sum(1 for item in json.loads(body)["data"]["result"] if item["value"][1] == "1")
+
+    def start_alertmanager(self) -> None:
+        base = self.dir / "alertmanager"
+        check = subprocess.run(["amtool", "check-config", base / "alertmanager.yml"], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise RuntimeError(f"amtool rejects the rendered config: {check.stdout}{check.stderr}")
+        url = f"http://127.0.0.1:{self.ports.alertmanager}"
+        self.sup.start("alertmanager", [
+            "prometheus-alertmanager", f"--config.file={base / 'alertmanager.yml'}", f"--storage.path={base / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.ports.alertmanager}", "--cluster.listen-address=",
+            f"--web.external-url={url}", "--log.level=warn",
+        ])
+        wait_until(lambda: http_get(f"{url}/-/ready")[0] == 200, 30, "Alertmanager ready")
+
+    def prometheus_alerts(self) -> list[dict]:
+        _, body = http_get(f"http://127.0.0.1:{self.ports.prometheus}/api/v1/alerts")
+        return json.loads(body)["data"]["alerts"]
+
+    def firing(self, alertname: str = "AutohealNodeCpuBusy") -> dict[str, dict]:
+        """Prometheus's firing alerts of one kind, by server label."""
+        return {a["labels"].get("server", "?"): a for a in self.prometheus_alerts()
+                if a["labels"].get("alertname") == alertname and a["state"] == "firing"}
+
+    def start_tap(self) -> "Tap":
+        self.tap = Tap(self.ports.tap).start()
+        return self.tap
+
+
+class Tap:
+    """A webhook receiver beside the relay: Alertmanager notifies it at the same moment, so it tells
+    when a notification left Alertmanager, with no access to the relay's internals."""
+
+    def __init__(self, port: int) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        tap = self
+        self.received: list[tuple[float, dict]] = []
+        self._lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                arrived = now()
+                with tap._lock:
+                    tap.received.append((arrived, json.loads(body or b"{}")))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+
+    def start(self) -> "Tap":
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        atexit.register(self.server.shutdown)
+        return self
+
+    def first(self, server: str, status: str, after: float = 0.0) -> float | None:
+        """When the first notification about ``server`` with ``status`` arrived after ``after``."""
+        with self._lock:
+            for arrived, payload in self.received:
+                if arrived < after:
+                    continue
+                for alert in payload.get("alerts", []):
+                    if alert.get("labels", {}).get("server") == server and alert.get("status") == status:
+                        return arrived
+        return None
