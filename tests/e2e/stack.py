@@ -247,6 +247,11 @@ class AdminSocket:
         return rows
 
 
+def all_servers_up(admin: AdminSocket) -> bool:
+    rows = admin.servers_state()
+    return set(rows) == set(SERVERS) and all(row["srv_op_state"] == "2" for row in rows.values())
+
+
 def live_status(row: dict[str, str]) -> str:
     """Summarise one ``show servers state`` row: ``maint``, ``drain``, ``weight0`` or ``ready``."""
     admin = int(row["srv_admin_state"])
@@ -524,12 +529,19 @@ class Stack:
 
     # ---- HAProxy --------------------------------------------------------------------------------
 
-    def render_haproxy_cfg(self) -> str:
+    def render_haproxy_cfg(self, base: Path, frontend: int, stats: int | None) -> str:
         servers = "\n".join(
             f"    server {name} 127.0.0.1:{self.ports.web(i)} check inter 1s fall 2 rise 2"
             for i, name in enumerate(SERVERS)
         )
-        base = self.dir / "haproxy"
+        stats_section = f"""
+frontend fe_stats
+    bind 127.0.0.1:{stats}
+    http-request use-service prometheus-exporter if {{ path /metrics }}
+    stats enable
+    stats uri /stats
+    stats refresh 2s
+""" if stats else ""
         return f"""# autoheal end-to-end stack: every address is on loopback.
 global
     stats socket {base}/admin.sock mode 600 level admin expose-fd listeners
@@ -548,35 +560,30 @@ defaults
     load-server-state-from-file global
 
 frontend fe_app
-    bind 127.0.0.1:{self.ports.frontend}
+    bind 127.0.0.1:{frontend}
     default_backend {HAPROXY_BACKEND}
-
-frontend fe_stats
-    bind 127.0.0.1:{self.ports.stats}
-    http-request use-service prometheus-exporter if {{ path /metrics }}
-    stats enable
-    stats uri /stats
-    stats refresh 2s
-
+{stats_section}
 backend {HAPROXY_BACKEND}
     balance roundrobin
     option httpchk GET /health
 {servers}
 """
 
-    def start_haproxy(self) -> None:
-        base = self.dir / "haproxy"
+    def start_haproxy(self, name: str = "haproxy", frontend: int | None = None, stats: int | None = None) -> AdminSocket:
+        """Start an HAProxy (master-worker) in ``<workdir>/<name>``; the main one unless named otherwise."""
+        base = self.dir / name
         base.mkdir(exist_ok=True)
-        self.haproxy_cfg.write_text(self.render_haproxy_cfg())
-        check = subprocess.run(["haproxy", "-c", "-q", "-f", self.haproxy_cfg], capture_output=True, text=True)
+        cfg = base / "haproxy.cfg"
+        if name == "haproxy":
+            frontend, stats = self.ports.frontend, self.ports.stats
+        cfg.write_text(self.render_haproxy_cfg(base, frontend, stats))
+        check = subprocess.run(["haproxy", "-c", "-q", "-f", cfg], capture_output=True, text=True)
         if check.returncode != 0:
             raise RuntimeError(f"generated haproxy.cfg is invalid: {check.stdout}{check.stderr}")
-        self.sup.start("haproxy", ["haproxy", "-W", "-db", "-f", self.haproxy_cfg, "-S", base / "master.sock"])
-        wait_until(self._all_servers_up, 20, "HAProxy with every server UP")
-
-    def _all_servers_up(self) -> bool:
-        rows = self.admin.servers_state()
-        return set(rows) == set(SERVERS) and all(row["srv_op_state"] == "2" for row in rows.values())
+        self.sup.start(name, ["haproxy", "-W", "-db", "-f", cfg, "-S", base / "master.sock"])
+        admin = AdminSocket(base / "admin.sock")
+        wait_until(lambda: all_servers_up(admin), 20, f"{name} with every server UP")
+        return admin
 
     def save_server_state(self) -> None:
         """What the reload procedure does first: dump live state so the new worker inherits it."""
@@ -774,6 +781,150 @@ backend {HAPROXY_BACKEND}
     def start_tap(self) -> "Tap":
         self.tap = Tap(self.ports.tap).start()
         return self.tap
+
+    # ---- autoheal-relay and the collection's remediate playbook ---------------------------------
+
+    @property
+    def relay_dir(self) -> Path:
+        return self.dir / "relay"
+
+    @property
+    def relay_config(self) -> Path:
+        return self.relay_dir / "relay.toml"
+
+    def write_inventory(self) -> Path:
+        """One HAProxy host, this machine, reached without SSH; its variables point the remediate role at
+        the stack's haproxy.cfg and admin socket."""
+        hostvars = {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": str(VENV_BIN / "python"),
+            **self.remediate_vars(),
+        }
+        inventory = {"all": {"children": {"haproxy": {"hosts": {"localhost": hostvars}}}}}
+        path = self.dir / "inventory.yml"
+        path.write_text(json.dumps(inventory, indent=2))
+        return path
+
+    def remediate_vars(self) -> dict:
+        base = self.dir / "haproxy"
+        return {
+            "autoheal_remediate_config": str(self.haproxy_cfg),
+            "autoheal_remediate_socket": str(base / "admin.sock"),
+            "autoheal_remediate_min_active": self.options.min_active,
+            "autoheal_remediate_backup": True,
+        }
+
+    def write_relay_config(self) -> Path:
+        self.relay_dir.mkdir(exist_ok=True)
+        inventory = self.write_inventory()
+        env = self.ansible_env()
+        max_out = len(SERVERS) - self.options.min_active
+        q = json.dumps  # a JSON string is a valid TOML basic string
+        text = f"""# autoheal-relay for the end-to-end stack (loopback only).
+[server]
+listen = {q(f"127.0.0.1:{self.ports.relay}")}
+
+[auth]
+bearer_token_file = {q(str(self.relay_token_file))}
+
+[journal]
+path = {q(str(self.relay_dir / "journal.db"))}
+
+[[rules]]
+name = "sick-node-drain"
+match = {{ autoheal = "true" }}
+action = "drain"
+restore = true
+fleet = "e2e"
+
+[coalesce]
+window_ms = {self.options.relay_extra.get("window_ms", 200)}
+
+[guard]
+max_out_per_backend = {max_out}
+breaker_max_actions = {self.options.relay_extra.get("breaker_max_actions", 10000)}
+breaker_window_secs = 60
+
+[executor]
+kind = "ansible-runner"
+binary = {q(str(VENV_BIN / "ansible-runner"))}
+playbook = "autoheal.haproxy.remediate"
+inventory = {q(str(inventory))}
+work_dir = {q(str(self.relay_dir / "runs"))}
+timeout_secs = 120
+
+[executor.env]
+{chr(10).join(f"{key} = {q(value)}" for key, value in sorted(env.items()))}
+
+[log]
+level = "info"
+"""
+        self.relay_config.write_text(text)
+        check = subprocess.run([relay_binary(), "check-config", self.relay_config], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise RuntimeError(f"autoheal-relay rejects the generated config: {check.stdout}{check.stderr}")
+        return self.relay_config
+
+    def start_relay(self) -> None:
+        if not self.relay_config.exists():
+            self.write_relay_config()
+        self.sup.start("relay", [relay_binary(), "serve", "--config", self.relay_config], cwd=self.relay_dir)
+        wait_until(lambda: http_get(f"http://127.0.0.1:{self.ports.relay}/readyz")[0] == 200, 30, "autoheal-relay ready")
+
+    def relay_token(self) -> str:
+        return self.relay_token_file.read_text().strip()
+
+    def post_alerts(self, payload: dict) -> tuple[int, str]:
+        """Post an Alertmanager webhook to the relay as Alertmanager does."""
+        return http_post(f"http://127.0.0.1:{self.ports.relay}/hooks/alertmanager", json.dumps(payload).encode(),
+                         headers={"Authorization": f"Bearer {self.relay_token()}"})
+
+    def relay_metrics(self) -> dict[str, float]:
+        """``/metrics`` as {series: value}, e.g. ``{'autoheal_runs_total{result="ok"}': 2.0}``."""
+        _, body = http_get(f"http://127.0.0.1:{self.ports.relay}/metrics",
+                           headers={"Authorization": f"Bearer {self.relay_token()}"})
+        series = {}
+        for line in body.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                try:
+                    series[name] = float(value)
+                except ValueError:
+                    continue
+        return series
+
+    def relay_history(self, limit: int = 1000) -> object:
+        result = subprocess.run(
+            [relay_binary(), "history", "--config", self.relay_config, "--json", "--limit", str(limit)],
+            capture_output=True, text=True, timeout=30,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"autoheal-relay history failed: {result.stderr}")
+        return json.loads(result.stdout)
+
+    def start_all(self) -> None:
+        """Everything, in dependency order: backends before HAProxy (else its first checks fail),
+        Alertmanager before Prometheus, the relay last but before any alert can fire."""
+        self.start_backends()
+        self.start_haproxy()
+        self.install_collection()
+        self.render_alerting()
+        self.start_tap()
+        self.write_relay_config()
+        self.start_relay()
+        self.start_alertmanager()
+        self.start_prometheus()
+
+
+def relay_binary() -> Path:
+    """The built relay: $AUTOHEAL_RELAY_BIN, else what scripts/build.sh or a plain cargo build made."""
+    if os.environ.get("AUTOHEAL_RELAY_BIN"):
+        return Path(os.environ["AUTOHEAL_RELAY_BIN"])
+    for candidate in (REPO / "rust/target/x86_64-unknown-linux-gnu/release/autoheal-relay",
+                      REPO / "rust/target/release/autoheal-relay"):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError("autoheal-relay is not built: run scripts/build.sh (or set AUTOHEAL_RELAY_BIN)")
 
 
 class Tap:

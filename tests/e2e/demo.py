@@ -1,0 +1,216 @@
+"""The autoheal demo: the whole loop on loopback, narrated as a timeline.
+
+Traffic spreads over s1..s3; s2's CPU rises; Prometheus fires; Alertmanager notifies autoheal-relay;
+the relay decides and runs the collection's remediate playbook with ansible-runner; the module drains
+s2 in haproxy.cfg and on the runtime socket; traffic continues on s1 and s3 with no failed request;
+s2's CPU falls; the alert resolves; s2 comes back.  Then every server alerts at once and the budget
+keeps enough of them serving.  Ends with a summary table and stops everything it started.
+
+Run it with scripts/demo.sh (which installs and builds first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import stack
+from stack import SERVERS, Stack, StackOptions, now, wait_until
+
+STEP_TIMEOUT = 60.0
+
+
+class Timeline:
+    def __init__(self) -> None:
+        self.start = now()
+        self.marks: dict[str, float] = {}
+
+    def say(self, message: str, at: float | None = None, key: str | None = None) -> float:
+        at = now() if at is None else at
+        if key:
+            self.marks[key] = at
+        stamp = time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at * 1000) % 1000:03d}"
+        print(f"{stamp}  +{at - self.start:7.2f}s  {message}", flush=True)
+        return at
+
+
+def distribution(delta: stack.LoadSnapshot) -> str:
+    total = max(delta.total, 1)
+    parts = [f"{name} {delta.served.get(name, 0):4d} ({100 * delta.served.get(name, 0) / total:3.0f}%)"
+             for name in SERVERS]
+    return ", ".join(parts) + f"; failed {delta.failed}"
+
+
+def follow_drain(s: Stack, tl: Timeline, server: str, since: float, prefix: str) -> None:
+    """Narrate each stage of one drain as it is observed, in the order it happens."""
+    stages = [
+        (f"{prefix}alert", lambda: s.firing().get(server),
+         lambda a: f"Prometheus: AutohealNodeCpuBusy firing for {server} (active since {a['activeAt'][11:23]}Z)"),
+        (f"{prefix}notified", lambda: s.tap.first(server, "firing", after=since),
+         lambda _: "Alertmanager: webhook sent (firing) to autoheal-relay"),
+        (f"{prefix}decided", lambda: s.relay_decision(server, "drain", since),
+         lambda d: f"relay: decided drain {server} ({d})"),
+        (f"{prefix}drained_live", lambda: s.live().get(server) in ("drain", "weight0"),
+         lambda _: f"HAProxy runtime: {server} is {s.live()[server]} (no new connections)"),
+        (f"{prefix}drained_file", lambda: s.in_file().get(server) == "weight0",
+         lambda _: f"haproxy.cfg: {stack.file_servers(s.haproxy_cfg.read_text())[server]!r}"),
+    ]
+    narrate(s, tl, stages)
+
+
+def follow_restore(s: Stack, tl: Timeline, server: str, since: float, prefix: str) -> None:
+    stages = [
+        (f"{prefix}alert_resolved", lambda: server not in s.firing(),
+         lambda _: f"Prometheus: AutohealNodeCpuBusy for {server} no longer firing"),
+        (f"{prefix}notified_resolved", lambda: s.tap.first(server, "resolved", after=since),
+         lambda _: "Alertmanager: webhook sent (resolved) to autoheal-relay"),
+        (f"{prefix}decided_restore", lambda: s.relay_decision(server, "enabled", since),
+         lambda d: f"relay: decided restore {server} ({d})"),
+        (f"{prefix}restored_live", lambda: s.live().get(server) == "ready",
+         lambda _: f"HAProxy runtime: {server} is ready again"),
+        (f"{prefix}restored_file", lambda: s.in_file().get(server) == "ready",
+         lambda _: f"haproxy.cfg: {stack.file_servers(s.haproxy_cfg.read_text())[server]!r}"),
+    ]
+    narrate(s, tl, stages)
+
+
+def narrate(s: Stack, tl: Timeline, stages: list) -> None:
+    """Poll every stage at once; print each the moment it is first seen (some may coincide)."""
+    pending = list(stages)
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while pending:
+        for stage in list(pending):
+            key, probe, describe = stage
+            try:
+                value = probe()
+            except Exception:  # noqa: BLE001 - a stage not reached yet may not be readable yet
+                value = None
+            if value:
+                tl.say(describe(value), key=key)
+                pending.remove(stage)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"stalled waiting for: {', '.join(k for k, _, _ in pending)}\n"
+                               f"relay log:\n{s.sup.log_tail('relay')}")
+        time.sleep(0.02)
+
+
+def run(args: argparse.Namespace) -> int:
+    workdir = Path(args.workdir)
+    options = StackOptions(port_base=args.port_base, workdir=workdir, min_active=2)
+    tl = Timeline()
+    with Stack(options) as s:
+        tl.say(f"starting the stack on 127.0.0.1, ports {args.port_base}..{args.port_base + 22}, in {workdir}")
+        s.start_all()
+        tl.say("up: 3 backends + exporters, HAProxy (master-worker), Prometheus, Alertmanager, autoheal-relay")
+        load = s.load(max_seconds=900)
+        before = load.snapshot()
+        time.sleep(3)
+        tl.say(f"traffic through HAProxy, last 3 s: {distribution(load.snapshot().minus(before))}")
+
+        # ---- one sick server --------------------------------------------------------------------
+        change = tl.say("s2: CPU rises to 100% (exporter's node_cpu_seconds_total now mostly non-idle)",
+                        key="cpu_up")
+        s.set_cpu("s2", 1.0)
+        follow_drain(s, tl, "s2", change, "")
+        drained = load.snapshot()
+        time.sleep(3)
+        tl.say(f"traffic with s2 drained, last 3 s: {distribution(load.snapshot().minus(drained))}")
+        change = tl.say("s2: CPU falls to 10%", key="cpu_down")
+        s.set_cpu("s2", 0.1)
+        follow_restore(s, tl, "s2", change, "")
+        restored = load.snapshot()
+        time.sleep(3)
+        tl.say(f"traffic with s2 back, last 3 s: {distribution(load.snapshot().minus(restored))}")
+
+        # ---- a storm: everyone is sick ----------------------------------------------------------
+        storm = tl.say("storm: s1, s2 and s3 all go to 100% CPU at once", key="storm")
+        for name in SERVERS:
+            s.set_cpu(name, 1.0)
+        wait_until(lambda: len(s.firing()) == len(SERVERS), STEP_TIMEOUT, "all three alerts firing")
+        tl.say("Prometheus: AutohealNodeCpuBusy firing for s1, s2 and s3")
+        wait_until(lambda: s.relay_saw_all(storm), STEP_TIMEOUT, "the relay deciding on all three")
+        wait_until(lambda: sum(v in ("drain", "weight0") for v in s.live().values()) >= 1, STEP_TIMEOUT,
+                   "one server drained")
+        time.sleep(3)  # give any (wrong) extra drain time to show
+        live = s.live()
+        out = [name for name, state in live.items() if state != "ready"]
+        tl.say(f"after the storm: out of service {out or 'none'}; serving {[n for n in SERVERS if n not in out]} "
+               f"(min_active {options.min_active})")
+        for refusal in s.relay_refusals(storm):
+            tl.say(f"relay refused: {refusal}")
+        storm_traffic = load.snapshot()
+        time.sleep(2)
+        tl.say(f"traffic during the storm, last 2 s: {distribution(load.snapshot().minus(storm_traffic))}")
+        calm = tl.say("storm over: every CPU back to 10%")
+        for name in SERVERS:
+            s.set_cpu(name, 0.1)
+        wait_until(lambda: all(v == "ready" for v in s.live().values()) and not s.firing(), STEP_TIMEOUT,
+                   "every server back in service")
+        tl.say(f"all servers ready again ({now() - calm:.1f} s after the CPUs fell)")
+        total = load.stop()
+
+        print_summary(s, tl, total)
+        if args.keep_running:
+            p = s.ports
+            print(f"\nStill running (Ctrl-C stops everything):\n"
+                  f"  HAProxy stats  http://127.0.0.1:{p.stats}/stats\n"
+                  f"  Prometheus     http://127.0.0.1:{p.prometheus}/alerts\n"
+                  f"  Alertmanager   http://127.0.0.1:{p.alertmanager}/\n"
+                  f"  relay metrics  curl -H 'Authorization: Bearer {s.relay_token()}' "
+                  f"http://127.0.0.1:{p.relay}/metrics\n"
+                  f"  load balancer  http://127.0.0.1:{p.frontend}/\n"
+                  f"  raise a CPU    curl -d 1.0 http://127.0.0.1:{p.exporter(1)}/cpu   (s2; 0.1 lowers it)",
+                  flush=True)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+        tl.say("stopping everything the demo started")
+    return 0 if total.failed == 0 else 1
+
+
+def print_summary(s: Stack, tl: Timeline, total: stack.LoadSnapshot) -> None:
+    m = tl.marks
+    print("\n== Summary")
+    print(f"  s2 CPU up -> alert firing          {m['alert'] - m['cpu_up']:6.2f} s")
+    print(f"  s2 CPU up -> relay notified        {m['notified'] - m['cpu_up']:6.2f} s")
+    print(f"  s2 CPU up -> drained (live)        {m['drained_live'] - m['cpu_up']:6.2f} s")
+    print(f"  s2 CPU up -> drained (file)        {m['drained_file'] - m['cpu_up']:6.2f} s")
+    print(f"  relay notified -> drained (live)   {m['drained_live'] - m['notified']:6.2f} s")
+    print(f"  s2 CPU down -> restored (live)     {m['restored_live'] - m['cpu_down']:6.2f} s")
+    print(f"  s2 CPU down -> restored (file)     {m['restored_file'] - m['cpu_down']:6.2f} s")
+    stats = s.admin.stats()
+    print("\n  server   served   failed(client)   HAProxy errors (econ/eresp)")
+    for name in SERVERS:
+        row = stats.get(name, {})
+        print(f"  {name:6} {total.served.get(name, 0):8d}   {'-':>14}   {row.get('econ', '?')}/{row.get('eresp', '?')}")
+    print(f"  {'total':6} {total.total:8d}   {total.failed:14d}   (client retries on a closed keep-alive: "
+          f"{total.retried})")
+    print("\n  relay audit history:")
+    for line in s.history_lines():
+        print(f"    {line}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port-base", type=int, default=None,
+                        help="first of the ports used (default: the first free range from 20000)")
+    parser.add_argument("--workdir", default=str(stack.REPO / "build" / "demo"),
+                        help="where configs, logs and state go (recreated)")
+    parser.add_argument("--keep-running", action="store_true",
+                        help="after the scenario, keep everything running and print the URLs; Ctrl-C stops")
+    args = parser.parse_args()
+    if args.port_base is None:
+        args.port_base = stack.find_port_base()
+    try:
+        return run(args)
+    except (TimeoutError, RuntimeError, FileNotFoundError) as error:
+        print(f"\ndemo failed: {error}\n(logs in {args.workdir}/logs)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
