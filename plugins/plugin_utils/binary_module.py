@@ -1,0 +1,129 @@
+# Copyright: autoheal.haproxy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller-side dispatch of a module shipped as per-platform static binaries.
+
+A module NAME of this collection is documented by ``plugins/modules/NAME.py`` and implemented by
+binaries ``plugins/modules/NAME_<system>_<arch>`` (for example ``server_linux_x86_64``). The action
+plugin finds out which system and architecture the target runs, and runs the matching binary. It
+holds no business logic: options, check mode and diff mode are handled by the binary itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ansible.plugins.action import ActionBase
+
+COLLECTION = "autoheal.haproxy"
+
+# Systems a binary may be built for (uname -s, lowercased). Listed so that the binaries of `server` and of
+# `server_info` can be told apart by name (server_info_linux_x86_64 is not a `server` binary for system "info").
+_SYSTEMS = ("linux", "darwin", "freebsd", "openbsd", "netbsd", "sunos", "aix")
+
+# Spellings of the same architecture (uname -m on Linux and the BSDs, ansible_architecture on macOS) mapped
+# to the one used in binary file names; anything else is used lowercased as it is.
+_ARCH_ALIASES = {
+    "amd64": "x86_64",
+    "arm64": "aarch64",
+}
+
+
+def normalise_platform(system, machine):
+    """Return the (system, arch) pair used in binary names for raw uname or fact values."""
+    machine = machine.strip().lower()
+    return system.strip().lower(), _ARCH_ALIASES.get(machine, machine)
+
+
+def rust_target(system, arch):
+    """The Rust target triple that builds a binary for this platform (best effort, for messages)."""
+    if system == "linux":
+        if arch.startswith("armv7"):
+            return "armv7-unknown-linux-gnueabihf"
+        return "%s-unknown-linux-gnu" % ("riscv64gc" if arch == "riscv64" else arch)
+    if system == "darwin":
+        return "%s-apple-darwin" % arch
+    return "%s-unknown-%s" % (arch, system)
+
+
+def shipped_binaries(modules_dir, module):
+    """Names of the binaries of ``module`` that exist in ``modules_dir``, sorted."""
+    pattern = re.compile(r"^%s_(%s)_[a-z0-9_]+$" % (re.escape(module), "|".join(_SYSTEMS)))
+    try:
+        entries = os.listdir(modules_dir)
+    except OSError:
+        return []
+    return sorted(name for name in entries if pattern.match(name))
+
+
+class BinaryModuleAction(ActionBase):
+    """Base class: subclasses set ``MODULE`` to the short module name (for example ``server``)."""
+
+    MODULE = ""
+
+    # The binaries implement check mode and diff mode themselves; async goes through Ansible's wrapper.
+    _supports_check_mode = True
+    _supports_async = True
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        del tmp
+
+        try:
+            system, arch, seen = self._target_platform(task_vars)
+        except PlatformUnknownError as err:
+            result.update(failed=True, msg=str(err))
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+            return result
+
+        binary = "%s_%s_%s" % (self.MODULE, system, arch)
+        fqcn = "%s.%s" % (COLLECTION, binary)
+        if not self._shared_loader_obj.module_loader.find_plugin_with_context(fqcn, "").resolved:
+            result.update(failed=True, msg=self._missing_binary_message(system, arch, seen, binary))
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+            return result
+
+        wrap_async = self._task.async_val and not self._connection.has_native_async
+        result.update(self._execute_module(module_name=fqcn, module_args=self._task.args,
+                                           task_vars=task_vars, wrap_async=wrap_async))
+        if not wrap_async:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+        return result
+
+    def _target_platform(self, task_vars):
+        """(system, arch, what was seen) of the host the module runs on: gathered facts if present, else uname.
+
+        Facts are only trusted for the inventory host itself: with delegate_to the module runs elsewhere.
+        """
+        if not self._task.delegate_to:
+            facts = task_vars.get("ansible_facts") or {}
+            if facts.get("system") and facts.get("architecture"):
+                system, arch = normalise_platform(facts["system"], facts["architecture"])
+                return system, arch, "facts: system %s, architecture %s" % (facts["system"], facts["architecture"])
+
+        res = self._low_level_execute_command("uname -s -m", sudoable=False)
+        words = res.get("stdout", "").split()
+        if res.get("rc") != 0 or len(words) != 2:
+            raise PlatformUnknownError(
+                "%s.%s: could not determine the target's system and architecture: `uname -s -m` returned rc=%s, "
+                "stdout=%r, stderr=%r" % (COLLECTION, self.MODULE, res.get("rc"), res.get("stdout", ""),
+                                          res.get("stderr", "")))
+        system, arch = normalise_platform(words[0], words[1])
+        return system, arch, "uname -s -m: %s" % " ".join(words)
+
+    def _missing_binary_message(self, system, arch, seen, binary):
+        modules_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "modules")
+        shipped = shipped_binaries(modules_dir, self.MODULE)
+        return (
+            "%s.%s has no binary for this target (%s): plugins/modules/%s does not exist in the collection. "
+            "Binaries it has: %s. To add one, build on a %s/%s machine or with a cross toolchain "
+            "(in rust/: RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target %s "
+            "-p autoheal-module) and install the executable as plugins/modules/%s, mode 0755; see the README."
+            % (COLLECTION, self.MODULE, seen, binary, ", ".join(shipped) or "none",
+               system, arch, rust_target(system, arch), binary)
+        )
+
+
+class PlatformUnknownError(Exception):
+    """The target's system and architecture could not be determined."""
