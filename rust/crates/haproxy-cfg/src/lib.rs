@@ -3,6 +3,33 @@
 //! CONTRACT (agreed between the engine and the module; the engine owns the implementation):
 //! the module only calls [`inventory`] and [`plan`], and only reads the types below.
 //! Everything else in this crate is free to change.
+//!
+//! How it works: [`Document`] keeps the original text and, for every line, the byte spans of its
+//! indentation, words, separators, comment and line ending, so rendering gives back the input byte for
+//! byte. A plan replaces only the lines of the servers it changes. What autoheal changes is recorded in a
+//! `#autoheal <state> was: <original line>` comment right above the server line (or, for `absent`, in
+//! place of it), which makes `enabled` an exact restore and every request idempotent.
+//!
+//! Choices worth knowing:
+//! - `server` lines count in `backend` and `listen` sections only; lines under a header that does not
+//!   lex (an unterminated quote) are never edited.
+//! - Servers inside `.if` blocks are servers; a plan touching one says so in its notes.
+//! - Lines that do not lex (unterminated quote, trailing lone backslash) are opaque: never read as
+//!   servers, never rewritten.
+//! - An `absent` server reports the weight, `disabled` and `backup` of the line it would get back.
+
+mod address;
+mod document;
+mod edit;
+mod error;
+mod lexer;
+mod marker;
+mod server;
+
+pub use document::{Document, Line, Section, SectionKind};
+pub(crate) use edit::validate;
+pub use error::Error;
+pub use lexer::{lex, LexedLine, Malformed, Token};
 
 /// How an edit selects servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,42 +133,17 @@ pub struct Plan {
     pub changes: Vec<ServerChange>,
 }
 
-/// Why a request cannot be planned. Nothing is changed when one is returned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Error {
-    /// No server matches.
-    NotFound {
-        /// What was asked for, for the message.
-        wanted: String,
-    },
-    /// Several servers match and `all_matches` is false.
-    Ambiguous {
-        /// What was asked for.
-        wanted: String,
-        /// `backend/server` of each candidate.
-        candidates: Vec<String>,
-    },
-    /// The name designates a `server-template` or `default-server` line.
-    NotAServer {
-        /// What was asked for.
-        wanted: String,
-        /// The keyword found.
-        keyword: String,
-    },
-    /// The named backend does not exist.
-    NoSuchBackend(String),
-    /// The request itself is invalid (weight out of range, ...).
-    Invalid(String),
-}
-
 /// Lists every server of every `backend` and `listen` section, absent ones included.
 pub fn inventory(source: &str) -> Vec<ServerInfo> {
-    let _ = source;
-    unimplemented!("engine")
+    let document = Document::parse(source);
+    server::find(&document)
+        .entries
+        .iter()
+        .map(|entry| entry.info(&document))
+        .collect()
 }
 
 /// Plans `request` against `source`. Pure: no I/O, never panics.
 pub fn plan(source: &str, request: &Request) -> Result<Plan, Error> {
-    let _ = (source, request);
-    unimplemented!("engine")
+    edit::plan(source, request)
 }

@@ -1,0 +1,325 @@
+//! The lossless document: the original text, a table of lexed lines and the sections they form.
+
+use std::ops::Range;
+
+use crate::lexer::{lex, LexedLine};
+
+/// One line of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// The whole line in the document, line ending included.
+    pub range: Range<usize>,
+    /// The line ending in the document: `\n`, `\r\n`, or empty on a last line without one.
+    pub ending: Range<usize>,
+    /// The content's pieces; their spans are relative to `range.start`.
+    pub lexed: LexedLine,
+    /// The line sits between `.if` and `.endif`, so HAProxy may skip it.
+    pub conditional: bool,
+}
+
+/// What a section header introduces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SectionKind {
+    /// `global`.
+    Global,
+    /// `defaults`, possibly named.
+    Defaults,
+    /// `frontend`.
+    Frontend,
+    /// `backend`: its `server` lines are targets.
+    Backend,
+    /// `listen`: its `server` lines are targets.
+    Listen,
+    /// `peers`: its `server` lines are peers, not targets.
+    Peers,
+    /// `ring`: its `server` lines are log sinks, not targets.
+    Ring,
+    /// Any other known section (`resolvers`, `userlist`, `cache`, `[spoe-agent]`, ...).
+    Other,
+    /// A header that does not lex (e.g. an unterminated quote in its name): its body is never edited.
+    Malformed,
+}
+
+impl SectionKind {
+    /// Recognises the first word of a line as a section header, as HAProxy does (indentation is ignored).
+    fn from_keyword(keyword: &str) -> Option<Self> {
+        let kind = match keyword {
+            "global" => Self::Global,
+            "defaults" => Self::Defaults,
+            "frontend" => Self::Frontend,
+            "backend" => Self::Backend,
+            "listen" => Self::Listen,
+            "peers" => Self::Peers,
+            "ring" => Self::Ring,
+            "resolvers" | "userlist" | "cache" | "program" | "mailers" | "http-errors"
+            | "log-forward" | "log-profile" | "fcgi-app" | "crt-store" | "traces" | "acme"
+            | "namespace_list" | "healthcheck" => Self::Other,
+            // SPOE agent files use `[spoe-agent name]`-style headers.
+            _ if keyword.starts_with('[') => Self::Other,
+            _ => return None,
+        };
+        Some(kind)
+    }
+
+    /// `backend` and `listen` sections hold the servers autoheal manages.
+    pub fn holds_targets(self) -> bool {
+        matches!(self, Self::Backend | Self::Listen)
+    }
+}
+
+/// A section: its header line and the lines up to the next header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    /// What the header introduces.
+    pub kind: SectionKind,
+    /// The section's name (second word), if any.
+    pub name: Option<String>,
+    /// The `defaults` section named after `from`, if any.
+    pub from: Option<String>,
+    /// Index of the header line.
+    pub header: usize,
+    /// Indices of the body lines.
+    pub body: Range<usize>,
+}
+
+/// A parsed haproxy.cfg that renders back to exactly the bytes it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document<'a> {
+    text: &'a str,
+    lines: Vec<Line>,
+    sections: Vec<Section>,
+}
+
+impl<'a> Document<'a> {
+    /// Parses any text. Never fails: what is not understood stays opaque.
+    pub fn parse(text: &'a str) -> Self {
+        let lines = split_lines(text);
+        let sections = find_sections(&lines);
+        Self {
+            text,
+            lines,
+            sections,
+        }
+    }
+
+    /// The text the document was parsed from.
+    pub fn text(&self) -> &'a str {
+        self.text
+    }
+
+    /// Every line, in order.
+    pub fn lines(&self) -> &[Line] {
+        &self.lines
+    }
+
+    /// Every section, in order. Lines before the first header belong to none.
+    pub fn sections(&self) -> &[Section] {
+        &self.sections
+    }
+
+    /// A line's content: everything but its line ending.
+    pub fn content(&self, index: usize) -> &'a str {
+        let line = &self.lines[index];
+        &self.text[line.range.start..line.ending.start]
+    }
+
+    /// A line's ending: `\n`, `\r\n` or empty.
+    pub fn ending(&self, index: usize) -> &'a str {
+        &self.text[self.lines[index].ending.clone()]
+    }
+
+    /// Rebuilds the text from the pieces recorded for each line (indentation, tokens, whitespace between
+    /// them, trailing whitespace, comment, line ending). Equal to [`Document::text`] when the pieces cover
+    /// every byte, which is what the round-trip tests check.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(self.text.len());
+        for line in &self.lines {
+            let piece = |range: Range<usize>| {
+                &self.text[line.range.start + range.start..line.range.start + range.end]
+            };
+            let lexed = &line.lexed;
+            out.push_str(piece(lexed.indent.clone()));
+            for (index, token) in lexed.tokens.iter().enumerate() {
+                if index > 0 {
+                    out.push_str(piece(lexed.gap_before(index)));
+                }
+                out.push_str(piece(token.span.clone()));
+            }
+            out.push_str(piece(lexed.trailing()));
+            if let Some(comment) = &lexed.comment {
+                out.push_str(piece(comment.clone()));
+            }
+            out.push_str(&self.text[line.ending.clone()]);
+        }
+        out
+    }
+}
+
+fn split_lines(text: &str) -> Vec<Line> {
+    let mut lines = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    while start < text.len() {
+        let newline = text[start..].find('\n').map(|offset| start + offset);
+        let (content_end, end) = match newline {
+            Some(nl) if nl > start && text.as_bytes()[nl - 1] == b'\r' => (nl - 1, nl + 1),
+            Some(nl) => (nl, nl + 1),
+            None => (text.len(), text.len()),
+        };
+        let lexed = lex(&text[start..content_end]);
+        // `.if` nesting: the directive lines themselves stay opaque; only the lines inside are flagged.
+        let directive = lexed.keyword().filter(|_| lexed.malformed.is_none());
+        if matches!(directive, Some(".endif")) {
+            depth = depth.saturating_sub(1);
+        }
+        let conditional = depth > 0 || matches!(directive, Some(".elif" | ".else"));
+        if matches!(directive, Some(".if")) {
+            depth += 1;
+        }
+        lines.push(Line {
+            range: start..end,
+            ending: content_end..end,
+            lexed,
+            conditional,
+        });
+        start = end;
+    }
+    lines
+}
+
+fn find_sections(lines: &[Line]) -> Vec<Section> {
+    let mut sections: Vec<Section> = Vec::new();
+    for (index, line) in lines.iter().enumerate() {
+        let Some(mut kind) = line.lexed.keyword().and_then(SectionKind::from_keyword) else {
+            continue;
+        };
+        if line.lexed.malformed.is_some() {
+            kind = SectionKind::Malformed;
+        }
+        if let Some(previous) = sections.last_mut() {
+            previous.body.end = index;
+        }
+        let words: Vec<&str> = line.lexed.tokens.iter().map(|t| t.value.as_str()).collect();
+        let from_at = words.iter().position(|word| *word == "from");
+        // `defaults from A` has no name of its own; `backend be from A` does.
+        let name = words
+            .get(1)
+            .filter(|_| from_at != Some(1))
+            .map(|word| (*word).to_owned());
+        let from = from_at
+            .and_then(|at| words.get(at + 1))
+            .map(|word| (*word).to_owned());
+        sections.push(Section {
+            kind,
+            name,
+            from,
+            header: index,
+            body: index + 1..lines.len(),
+        });
+    }
+    sections
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(text: &str) -> Vec<(SectionKind, Option<String>, Option<String>, usize)> {
+        Document::parse(text)
+            .sections()
+            .iter()
+            .map(|s| (s.kind, s.name.clone(), s.from.clone(), s.header))
+            .collect()
+    }
+
+    #[test]
+    fn renders_every_byte_back() {
+        for text in [
+            "",
+            "\n",
+            "\r\n",
+            "global\n\tlog /dev/log local0\n",
+            "backend b\r\n  server s 1.2.3.4:80   \r\n",
+            "frontend f\n  bind :80 # c\n  no final newline",
+            "a \"unterminated # quote\nb\\\n\\",
+            "   \t  \n\n# only comment",
+            "x\ry\r",
+            "x\r",
+        ] {
+            let doc = Document::parse(text);
+            assert_eq!(doc.render(), text, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn line_endings_are_recorded() {
+        let doc = Document::parse("a\r\nb\nc");
+        assert_eq!(doc.lines().len(), 3);
+        assert_eq!(
+            (doc.ending(0), doc.ending(1), doc.ending(2)),
+            ("\r\n", "\n", "")
+        );
+        assert_eq!(
+            (doc.content(0), doc.content(1), doc.content(2)),
+            ("a", "b", "c")
+        );
+        let lone_cr = Document::parse("a\r");
+        assert_eq!((lone_cr.content(0), lone_cr.ending(0)), ("a\r", ""));
+    }
+
+    #[test]
+    fn sections_by_first_word_with_indentation_and_addresses() {
+        let text =
+            "global\n    defaults A\n  frontend  main *:5000\n    backend be1 from A\nlisten l\n";
+        assert_eq!(
+            kinds(text),
+            [
+                (SectionKind::Global, None, None, 0),
+                (SectionKind::Defaults, Some("A".into()), None, 1),
+                (SectionKind::Frontend, Some("main".into()), None, 2),
+                (
+                    SectionKind::Backend,
+                    Some("be1".into()),
+                    Some("A".into()),
+                    3
+                ),
+                (SectionKind::Listen, Some("l".into()), None, 4),
+            ]
+        );
+        let doc = Document::parse(text);
+        assert_eq!(doc.sections()[3].body, 4..4);
+        assert_eq!(doc.sections()[4].body, 5..5);
+    }
+
+    #[test]
+    fn nameless_defaults_from_and_quoted_names() {
+        assert_eq!(
+            kinds("defaults from A\nfrontend 'http'\n[spoe-agent x]\npeers p\nring r\n"),
+            [
+                (SectionKind::Defaults, None, Some("A".into()), 0),
+                (SectionKind::Frontend, Some("http".into()), None, 1),
+                (SectionKind::Other, Some("x]".into()), None, 2),
+                (SectionKind::Peers, Some("p".into()), None, 3),
+                (SectionKind::Ring, Some("r".into()), None, 4),
+            ]
+        );
+    }
+
+    #[test]
+    fn commented_and_unknown_keywords_are_not_headers() {
+        assert_eq!(kinds("# backend x\nserver s a\nbackendx y\n"), []);
+        assert_eq!(kinds("backend \"broken\n")[0].0, SectionKind::Malformed);
+    }
+
+    #[test]
+    fn lines_inside_if_blocks_are_flagged() {
+        let doc = Document::parse(
+            "a\n.if defined(X)\nb\n.elif 1\n.if 1\nc\n.endif\n.else\nd\n.endif\ne\n",
+        );
+        let flags: Vec<bool> = doc.lines().iter().map(|l| l.conditional).collect();
+        assert_eq!(
+            flags,
+            [false, false, true, true, true, true, true, true, true, false, false]
+        );
+    }
+}
