@@ -1,0 +1,679 @@
+//! The modules' options, read from the JSON args file Ansible hands a binary module.
+//!
+//! Every option is checked by name so that an error says which option is wrong, and every unknown
+//! option is reported at once. Keys starting with `_ansible_` are Ansible's own: the two that change
+//! behaviour (`_ansible_check_mode`, `_ansible_diff`) are honoured, the others ignored.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use haproxy_cfg::{Desired, Target, WeightSpec};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Why the args file cannot be turned into options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgsError {
+    /// The args file is not a JSON object.
+    NotAnObject(String),
+    /// Options the module does not know.
+    Unknown {
+        /// The unknown names, sorted.
+        names: Vec<String>,
+        /// The names the module accepts.
+        known: &'static [&'static str],
+    },
+    /// An option has a value of the wrong type or out of range.
+    Invalid {
+        /// The option's name.
+        option: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Options that contradict each other, or a required one missing.
+    Conflict(String),
+}
+
+impl fmt::Display for ArgsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotAnObject(why) => write!(f, "module arguments are not a JSON object: {why}"),
+            Self::Unknown { names, known } => write!(
+                f,
+                "unsupported option(s): {}; supported options are: {}",
+                names.join(", "),
+                known.join(", ")
+            ),
+            Self::Invalid { option, reason } => write!(f, "option `{option}`: {reason}"),
+            Self::Conflict(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for ArgsError {}
+
+/// Ansible's internal keys that change what the module does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnsibleFlags {
+    /// `_ansible_check_mode`: report what would change, change nothing.
+    pub check_mode: bool,
+    /// `_ansible_diff`: return the file before and after.
+    pub diff: bool,
+}
+
+/// The `state` option.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// In service, as the user configured it (undoes what autoheal changed).
+    #[default]
+    Enabled,
+    /// `weight 0`: no new traffic, existing sessions finish.
+    Drain,
+    /// The `disabled` keyword: maintenance.
+    Disabled,
+    /// The line is commented out (needs a reload).
+    Absent,
+}
+
+/// Options of `autoheal.haproxy.server`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerArgs {
+    /// The haproxy.cfg to edit.
+    pub path: PathBuf,
+    /// What to change, as the engine takes it.
+    pub request: haproxy_cfg::Request,
+    /// The admin socket for the live change, if any.
+    pub socket: Option<PathBuf>,
+    /// Timeout of one admin socket exchange.
+    pub socket_timeout: Duration,
+    /// Minimum number of active servers the backend keeps.
+    pub min_active: u32,
+    /// Keep a timestamped copy of the file before changing it.
+    pub backup: bool,
+    /// The validation command, split into argv; one element contains `%s`.
+    pub validate: Option<Vec<String>>,
+    /// Write only if the file's current sha256 (lowercase hex) is this.
+    pub checksum: Option<String>,
+    /// How long to wait for the file lock.
+    pub lock_timeout: Duration,
+    /// Check and diff mode.
+    pub ansible: AnsibleFlags,
+}
+
+/// Options of `autoheal.haproxy.server_info`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InfoArgs {
+    /// The haproxy.cfg to read.
+    pub path: PathBuf,
+    /// Only this backend.
+    pub backend: Option<String>,
+    /// The admin socket for the live state, if any.
+    pub socket: Option<PathBuf>,
+    /// Timeout of one admin socket exchange.
+    pub socket_timeout: Duration,
+    /// Check and diff mode (the module is read-only either way).
+    pub ansible: AnsibleFlags,
+}
+
+/// The options `autoheal.haproxy.server` accepts.
+pub const SERVER_OPTIONS: &[&str] = &[
+    "path",
+    "backend",
+    "server",
+    "address",
+    "all_matches",
+    "state",
+    "weight",
+    "socket",
+    "socket_timeout",
+    "min_active",
+    "backup",
+    "validate",
+    "checksum",
+    "lock_timeout",
+];
+
+/// The options `autoheal.haproxy.server_info` accepts.
+pub const INFO_OPTIONS: &[&str] = &["path", "backend", "socket", "socket_timeout"];
+
+const DEFAULT_PATH: &str = "/etc/haproxy/haproxy.cfg";
+
+/// The options of one module, taken out of the args object one by one.
+struct Options {
+    map: Map<String, Value>,
+    ansible: AnsibleFlags,
+}
+
+impl Options {
+    /// Splits off `_ansible_*` keys and rejects any key not in `known`.
+    fn new(text: &str, known: &'static [&'static str]) -> Result<Self, ArgsError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| ArgsError::NotAnObject(e.to_string()))?;
+        let Value::Object(mut map) = value else {
+            return Err(ArgsError::NotAnObject(format!("found {value}")));
+        };
+        let internal: Vec<String> = map
+            .keys()
+            .filter(|k| k.starts_with("_ansible_"))
+            .cloned()
+            .collect();
+        let mut ansible = AnsibleFlags::default();
+        for key in internal {
+            let value = map.remove(&key).unwrap_or(Value::Null);
+            match key.as_str() {
+                "_ansible_check_mode" => {
+                    ansible.check_mode = flag(&value).ok_or_else(|| invalid_flag(&key))?
+                }
+                "_ansible_diff" => ansible.diff = flag(&value).ok_or_else(|| invalid_flag(&key))?,
+                _ => {}
+            }
+        }
+        let mut unknown: Vec<String> = map
+            .keys()
+            .filter(|k| !known.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            unknown.sort();
+            return Err(ArgsError::Unknown {
+                names: unknown,
+                known,
+            });
+        }
+        Ok(Self { map, ansible })
+    }
+
+    /// The option's value, `None` when missing or null.
+    fn take<T: DeserializeOwned>(&mut self, option: &'static str) -> Result<Option<T>, ArgsError> {
+        match self.map.remove(option) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => serde_json::from_value(value)
+                .map(Some)
+                .map_err(|e| invalid(option, e.to_string())),
+        }
+    }
+
+    fn string(&mut self, option: &'static str) -> Result<Option<String>, ArgsError> {
+        match self.take::<Value>(option)? {
+            None => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Err(invalid(option, "must not be empty")),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(invalid(option, format!("expected a string, found {other}"))),
+        }
+    }
+
+    fn flag(&mut self, option: &'static str, default: bool) -> Result<bool, ArgsError> {
+        match self.take::<Value>(option)? {
+            None => Ok(default),
+            Some(value) => flag(&value).ok_or_else(|| {
+                invalid(
+                    option,
+                    format!("expected a boolean (true/false), found {value}"),
+                )
+            }),
+        }
+    }
+
+    fn count(&mut self, option: &'static str, default: u32) -> Result<u32, ArgsError> {
+        match self.take::<Value>(option)? {
+            None => Ok(default),
+            Some(value) => number(&value)
+                .filter(|n| n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(n))
+                .map(|n| n as u32)
+                .ok_or_else(|| {
+                    invalid(
+                        option,
+                        format!("expected a non-negative integer, found {value}"),
+                    )
+                }),
+        }
+    }
+
+    fn seconds(&mut self, option: &'static str, default: f64) -> Result<Duration, ArgsError> {
+        let secs = match self.take::<Value>(option)? {
+            None => default,
+            Some(value) => number(&value).ok_or_else(|| {
+                invalid(
+                    option,
+                    format!("expected a number of seconds, found {value}"),
+                )
+            })?,
+        };
+        Duration::try_from_secs_f64(secs)
+            .map_err(|_| invalid(option, format!("{secs} is not a valid number of seconds")))
+    }
+}
+
+fn invalid(option: &'static str, reason: impl Into<String>) -> ArgsError {
+    ArgsError::Invalid {
+        option,
+        reason: reason.into(),
+    }
+}
+
+fn invalid_flag(key: &str) -> ArgsError {
+    ArgsError::NotAnObject(format!("internal key {key} is not a boolean"))
+}
+
+/// Ansible's boolean spellings: playbooks may pass quoted or templated values.
+fn flag(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => match n.as_u64() {
+            Some(0) => Some(false),
+            Some(1) => Some(true),
+            _ => None,
+        },
+        Value::String(s) => match s.to_ascii_lowercase().as_str() {
+            "yes" | "true" | "on" | "y" | "1" => Some(true),
+            "no" | "false" | "off" | "n" | "0" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A number, or a string holding one (templated values arrive as strings).
+fn number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok().filter(|n| n.is_finite()),
+        _ => None,
+    }
+}
+
+/// `weight`: an absolute weight 0..=256, or `NN%` of the original weight.
+fn weight(value: &Value) -> Result<WeightSpec, String> {
+    let text = match value {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_owned(),
+        other => return Err(format!("expected an integer or \"NN%\", found {other}")),
+    };
+    let (digits, percent) = match text.strip_suffix('%') {
+        Some(digits) => (digits.trim_end(), true),
+        None => (text.as_str(), false),
+    };
+    let n: u32 = digits
+        .parse()
+        .map_err(|_| format!("expected an integer or \"NN%\", found {value}"))?;
+    match (percent, n) {
+        (false, 0..=256) => Ok(WeightSpec::Absolute(n)),
+        (true, 0..=100) => Ok(WeightSpec::Percent(n)),
+        (false, _) => Err(format!("{n} is out of range (0 to 256)")),
+        (true, _) => Err(format!("{n}% is out of range (0% to 100%)")),
+    }
+}
+
+/// Splits `validate` like a POSIX shell would, without running one; `%s` is required.
+pub fn split_validate(command: &str) -> Result<Vec<String>, ArgsError> {
+    let argv = shlex::split(command)
+        .ok_or_else(|| invalid("validate", "unbalanced quotes or a trailing backslash"))?;
+    if argv.is_empty() {
+        return Err(invalid("validate", "empty command"));
+    }
+    if !argv.iter().any(|arg| arg.contains("%s")) {
+        return Err(invalid(
+            "validate",
+            format!("must contain %s (the file to check), found {command:?}"),
+        ));
+    }
+    Ok(argv)
+}
+
+/// `haproxy -c -q -f %s` when an haproxy executable is on `search_path` or at /usr/sbin/haproxy.
+pub fn default_validate(search_path: Option<&std::ffi::OsStr>) -> Option<Vec<String>> {
+    let mut dirs: Vec<PathBuf> = search_path
+        .map(|p| std::env::split_paths(p).collect())
+        .unwrap_or_default();
+    dirs.push(PathBuf::from("/usr/sbin"));
+    let haproxy = dirs
+        .into_iter()
+        .map(|dir| dir.join("haproxy"))
+        .find(|candidate| is_executable(candidate))?;
+    Some(vec![
+        haproxy.to_string_lossy().into_owned(),
+        "-c".into(),
+        "-q".into(),
+        "-f".into(),
+        "%s".into(),
+    ])
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+impl ServerArgs {
+    /// Parses the args file's text. `search_path` is `$PATH`, used for the default `validate`.
+    pub fn parse(text: &str, search_path: Option<&std::ffi::OsStr>) -> Result<Self, ArgsError> {
+        let mut options = Options::new(text, SERVER_OPTIONS)?;
+        let path = options
+            .string("path")?
+            .map_or_else(|| PathBuf::from(DEFAULT_PATH), PathBuf::from);
+        let backend = options.string("backend")?;
+        let target = match (options.string("server")?, options.string("address")?) {
+            (Some(name), None) => Target::Name(name),
+            (None, Some(address)) => Target::Address(address),
+            (Some(_), Some(_)) => {
+                return Err(ArgsError::Conflict(
+                    "options `server` and `address` are mutually exclusive".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(ArgsError::Conflict(
+                    "one of the options `server` or `address` is required".into(),
+                ))
+            }
+        };
+        let all_matches = options.flag("all_matches", false)?;
+        let state: Option<State> = options.take("state")?;
+        let weight = match options.take::<Value>("weight")? {
+            None => None,
+            Some(value) => Some(weight(&value).map_err(|reason| invalid("weight", reason))?),
+        };
+        let desired = match (state.unwrap_or_default(), weight) {
+            (State::Enabled, Some(spec)) => Desired::Weight(spec),
+            (State::Enabled, None) => Desired::Enabled,
+            (State::Drain, None) => Desired::Drain,
+            (State::Disabled, None) => Desired::Disabled,
+            (State::Absent, None) => Desired::Absent,
+            (other, Some(_)) => {
+                return Err(ArgsError::Conflict(format!(
+                "option `weight` only goes with state=enabled (the server stays in service with \
+                     a lower weight), not with state={}",
+                state_name(other)
+            )))
+            }
+        };
+        let socket = options.string("socket")?.map(PathBuf::from);
+        let socket_timeout = positive(options.seconds("socket_timeout", 5.0)?, "socket_timeout")?;
+        let min_active = options.count("min_active", 1)?;
+        let backup = options.flag("backup", true)?;
+        let validate = match options.take::<Value>("validate")? {
+            None => default_validate(search_path),
+            Some(Value::String(s)) if s.trim().is_empty() => None,
+            Some(Value::String(s)) => Some(split_validate(&s)?),
+            Some(other) => {
+                return Err(invalid(
+                    "validate",
+                    format!("expected a command string, found {other}"),
+                ))
+            }
+        };
+        let checksum = match options.string("checksum")? {
+            None => None,
+            Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(hex.to_ascii_lowercase())
+            }
+            Some(other) => {
+                return Err(invalid(
+                    "checksum",
+                    format!("expected 64 hexadecimal digits (sha256), found {other:?}"),
+                ))
+            }
+        };
+        let lock_timeout = options.seconds("lock_timeout", 30.0)?;
+        Ok(Self {
+            path,
+            request: haproxy_cfg::Request {
+                backend,
+                target,
+                all_matches,
+                desired,
+            },
+            socket,
+            socket_timeout,
+            min_active,
+            backup,
+            validate,
+            checksum,
+            lock_timeout,
+            ansible: options.ansible,
+        })
+    }
+}
+
+impl InfoArgs {
+    /// Parses the args file's text.
+    pub fn parse(text: &str) -> Result<Self, ArgsError> {
+        let mut options = Options::new(text, INFO_OPTIONS)?;
+        Ok(Self {
+            path: options
+                .string("path")?
+                .map_or_else(|| PathBuf::from(DEFAULT_PATH), PathBuf::from),
+            backend: options.string("backend")?,
+            socket: options.string("socket")?.map(PathBuf::from),
+            socket_timeout: positive(options.seconds("socket_timeout", 5.0)?, "socket_timeout")?,
+            ansible: options.ansible,
+        })
+    }
+}
+
+fn positive(duration: Duration, option: &'static str) -> Result<Duration, ArgsError> {
+    if duration.is_zero() {
+        Err(invalid(option, "must be greater than 0"))
+    } else {
+        Ok(duration)
+    }
+}
+
+/// The option value that names `state`.
+pub fn state_name(state: State) -> &'static str {
+    match state {
+        State::Enabled => "enabled",
+        State::Drain => "drain",
+        State::Disabled => "disabled",
+        State::Absent => "absent",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(json: &str) -> Result<ServerArgs, ArgsError> {
+        ServerArgs::parse(json, None)
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_server_is_given() {
+        let args = server(r#"{"server": "web1"}"#).unwrap();
+        assert_eq!(args.path, PathBuf::from("/etc/haproxy/haproxy.cfg"));
+        assert_eq!(args.request.target, Target::Name("web1".into()));
+        assert_eq!(args.request.desired, Desired::Enabled);
+        assert_eq!(args.request.backend, None);
+        assert!(!args.request.all_matches);
+        assert_eq!(args.socket, None);
+        assert_eq!(args.socket_timeout, Duration::from_secs(5));
+        assert_eq!(args.min_active, 1);
+        assert!(args.backup);
+        assert_eq!(args.checksum, None);
+        assert_eq!(args.lock_timeout, Duration::from_secs(30));
+        assert_eq!(args.ansible, AnsibleFlags::default());
+    }
+
+    #[test]
+    fn every_listed_option_is_accepted() {
+        let json = r#"{"path": "/x/h.cfg", "backend": "app", "server": "web1", "all_matches": true,
+            "state": "drain", "socket": "/run/admin.sock", "socket_timeout": 2.5, "min_active": 0,
+            "backup": false, "validate": "true %s", "checksum": "AB00000000000000000000000000000000000000000000000000000000000000",
+            "lock_timeout": 0}"#;
+        let args = server(json).unwrap();
+        assert_eq!(args.request.desired, Desired::Drain);
+        assert_eq!(args.request.backend.as_deref(), Some("app"));
+        assert!(args.request.all_matches);
+        assert_eq!(args.socket_timeout, Duration::from_millis(2500));
+        assert_eq!(args.min_active, 0);
+        assert!(!args.backup);
+        assert_eq!(
+            args.validate,
+            Some(vec!["true".to_owned(), "%s".to_owned()])
+        );
+        assert_eq!(args.checksum.as_deref().map(|c| &c[..2]), Some("ab"));
+        assert_eq!(args.lock_timeout, Duration::ZERO);
+        // address is the other half of the server/address pair
+        let by_address = server(r#"{"address": "10.0.0.1:80"}"#).unwrap();
+        assert_eq!(
+            by_address.request.target,
+            Target::Address("10.0.0.1:80".into())
+        );
+    }
+
+    #[test]
+    fn unknown_options_are_all_named() {
+        let err = server(r#"{"server": "a", "sate": "drain", "wieght": 3}"#).unwrap_err();
+        let ArgsError::Unknown { names, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(names, &["sate", "wieght"]);
+        let msg = err.to_string();
+        assert!(msg.contains("sate, wieght"), "{msg}");
+        assert!(msg.contains("min_active"), "{msg}");
+    }
+
+    #[test]
+    fn ansible_internal_keys_are_honoured_or_ignored() {
+        let args = server(
+            r#"{"server": "a", "_ansible_check_mode": true, "_ansible_diff": "yes",
+                "_ansible_no_log": false, "_ansible_module_name": "autoheal.haproxy.server",
+                "_ansible_tmpdir": "/tmp/x", "_ansible_remote_tmp": "~/.ansible/tmp"}"#,
+        )
+        .unwrap();
+        assert!(args.ansible.check_mode);
+        assert!(args.ansible.diff);
+    }
+
+    #[test]
+    fn server_and_address_are_exclusive_and_one_is_required() {
+        let both = server(r#"{"server": "a", "address": "1.2.3.4"}"#).unwrap_err();
+        assert!(both.to_string().contains("mutually exclusive"), "{both}");
+        let neither = server(r#"{"state": "drain"}"#).unwrap_err();
+        assert!(neither.to_string().contains("required"), "{neither}");
+    }
+
+    #[test]
+    fn weight_accepts_absolute_and_percent_and_needs_state_enabled() {
+        let w = |json: &str| server(json).map(|a| a.request.desired);
+        assert_eq!(
+            w(r#"{"server": "a", "weight": 5}"#),
+            Ok(Desired::Weight(WeightSpec::Absolute(5)))
+        );
+        assert_eq!(
+            w(r#"{"server": "a", "weight": "25%"}"#),
+            Ok(Desired::Weight(WeightSpec::Percent(25)))
+        );
+        assert_eq!(
+            w(r#"{"server": "a", "weight": "7", "state": "enabled"}"#),
+            Ok(Desired::Weight(WeightSpec::Absolute(7)))
+        );
+        for bad in [
+            r#"257"#,
+            r#""101%""#,
+            r#""x%""#,
+            r#"-1"#,
+            r#"1.5"#,
+            r#"[1]"#,
+        ] {
+            let err = server(&format!(r#"{{"server": "a", "weight": {bad}}}"#)).unwrap_err();
+            assert!(
+                err.to_string().starts_with("option `weight`"),
+                "{bad}: {err}"
+            );
+        }
+        let err = server(r#"{"server": "a", "weight": 5, "state": "drain"}"#).unwrap_err();
+        assert!(err.to_string().contains("state=drain"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_option() {
+        let cases = [
+            (r#"{"server": "a", "state": "gone"}"#, "option `state`"),
+            (r#"{"server": "a", "backup": "maybe"}"#, "option `backup`"),
+            (
+                r#"{"server": "a", "min_active": -1}"#,
+                "option `min_active`",
+            ),
+            (
+                r#"{"server": "a", "socket_timeout": 0}"#,
+                "option `socket_timeout`",
+            ),
+            (
+                r#"{"server": "a", "lock_timeout": "soon"}"#,
+                "option `lock_timeout`",
+            ),
+            (r#"{"server": "a", "checksum": "abc"}"#, "option `checksum`"),
+            (r#"{"server": ""}"#, "option `server`"),
+            (r#"{"server": 3}"#, "option `server`"),
+            (
+                r#"{"server": "a", "validate": "haproxy -c"}"#,
+                "must contain %s",
+            ),
+        ];
+        for (json, expected) in cases {
+            let err = server(json).unwrap_err().to_string();
+            assert!(err.contains(expected), "{json}: {err}");
+        }
+        assert!(matches!(server("[1]"), Err(ArgsError::NotAnObject(_))));
+        assert!(matches!(server("{"), Err(ArgsError::NotAnObject(_))));
+    }
+
+    #[test]
+    fn booleans_and_numbers_accept_ansible_spellings() {
+        let args =
+            server(r#"{"server": "a", "backup": "no", "all_matches": "True", "min_active": "2"}"#)
+                .unwrap();
+        assert!(!args.backup);
+        assert!(args.request.all_matches);
+        assert_eq!(args.min_active, 2);
+    }
+
+    #[test]
+    fn validate_is_split_without_a_shell() {
+        assert_eq!(
+            split_validate(r#"/usr/sbin/haproxy -c -f "%s" -L 'my node'"#).unwrap(),
+            ["/usr/sbin/haproxy", "-c", "-f", "%s", "-L", "my node"]
+        );
+        assert_eq!(
+            split_validate("check --file=%s; rm -rf /").unwrap(),
+            ["check", "--file=%s;", "rm", "-rf", "/"],
+            "a semicolon is an ordinary character without a shell"
+        );
+        assert!(split_validate(r#"check "%s"#).is_err());
+        // An empty string switches validation off.
+        let args = server(r#"{"server": "a", "validate": ""}"#).unwrap();
+        assert_eq!(args.validate, None);
+    }
+
+    #[test]
+    fn default_validate_finds_haproxy_on_the_search_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("haproxy");
+        std::fs::write(&fake, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let argv = default_validate(Some(dir.path().as_os_str())).unwrap();
+        assert_eq!(argv[0], fake.to_string_lossy());
+        assert_eq!(&argv[1..], ["-c", "-q", "-f", "%s"]);
+        // Not executable: skipped, so the result falls back to /usr/sbin (or nothing).
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let fallback = default_validate(Some(dir.path().as_os_str()));
+        assert_ne!(
+            fallback.map(|a| a[0].clone()),
+            Some(fake.to_string_lossy().into_owned())
+        );
+    }
+
+    #[test]
+    fn info_options_are_checked_too() {
+        let args = InfoArgs::parse(r#"{"backend": "app", "_ansible_check_mode": true}"#).unwrap();
+        assert_eq!(args.backend.as_deref(), Some("app"));
+        assert!(args.ansible.check_mode);
+        let err = InfoArgs::parse(r#"{"state": "drain"}"#).unwrap_err();
+        assert!(matches!(err, ArgsError::Unknown { ref names, .. } if names == &["state"]));
+    }
+}

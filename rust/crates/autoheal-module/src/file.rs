@@ -1,0 +1,416 @@
+//! Safe replacement of the config file: lock, read, validate a candidate, back up, rename.
+//!
+//! The original is never opened for writing: the new contents go to a temp file in the same
+//! directory, which is validated, synced and renamed over the original. Until the rename the
+//! original is untouched, and a failure drops the temp file.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+/// Why the file could not be read or replaced. The original is unchanged when one is returned.
+#[derive(Debug)]
+pub enum FileError {
+    /// An I/O step failed.
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Another run held the lock for longer than `lock_timeout`.
+    LockTimeout {
+        /// The locked directory.
+        dir: PathBuf,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// The file is not UTF-8 text.
+    NotText {
+        /// The file.
+        path: PathBuf,
+        /// Offset of the first invalid byte.
+        offset: usize,
+    },
+    /// The validation command could not be started.
+    ValidateSpawn {
+        /// The command as run.
+        command: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The validation command rejected the candidate file.
+    ValidateFailed {
+        /// The command as run.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// Its stdout and stderr.
+        output: String,
+    },
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io {
+                action,
+                path,
+                source,
+            } => write!(f, "cannot {action} {}: {source}", path.display()),
+            Self::LockTimeout { dir, waited } => write!(
+                f,
+                "timed out after {:.1} s waiting for the lock on {} (another run is editing it)",
+                waited.as_secs_f64(),
+                dir.display()
+            ),
+            Self::NotText { path, offset } => write!(
+                f,
+                "{} is not UTF-8 text (invalid byte at offset {offset})",
+                path.display()
+            ),
+            Self::ValidateSpawn { command, source } => {
+                write!(f, "cannot run the validate command `{command}`: {source}")
+            }
+            Self::ValidateFailed {
+                command,
+                status,
+                output,
+            } => write!(
+                f,
+                "validation failed, file left unchanged: `{command}` {status}: {}",
+                output.trim()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileError {
+    let path = path.to_owned();
+    move |source| FileError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The lowercase hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The config file, locked against other runs for as long as this value lives.
+///
+/// The lock is an exclusive `flock` on the file's directory: unlike a lock on the file itself,
+/// it survives the rename that replaces the file, and it leaves no lock file behind.
+#[derive(Debug)]
+pub struct LockedFile {
+    path: PathBuf,
+    dir: File,
+    dir_path: PathBuf,
+}
+
+impl LockedFile {
+    /// Locks the directory of `path` (symlinks resolved), waiting up to `timeout`.
+    pub fn lock(path: &Path, timeout: Duration) -> Result<Self, FileError> {
+        let path = fs::canonicalize(path).map_err(io_error("find", path))?;
+        let dir_path = path.parent().unwrap_or(Path::new("/")).to_owned();
+        let dir = File::open(&dir_path).map_err(io_error("open the directory", &dir_path))?;
+        let start = Instant::now();
+        loop {
+            match dir.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if start.elapsed() < timeout => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(FileError::LockTimeout {
+                        dir: dir_path,
+                        waited: start.elapsed(),
+                    })
+                }
+                Err(TryLockError::Error(e)) => return Err(io_error("lock", &dir_path)(e)),
+            }
+        }
+        Ok(Self {
+            path,
+            dir,
+            dir_path,
+        })
+    }
+
+    /// The file's resolved path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the whole file as text.
+    pub fn read(&self) -> Result<String, FileError> {
+        read_text(&self.path)
+    }
+
+    /// Replaces the file with `contents`, keeping its owner and mode.
+    ///
+    /// `validate` (argv with `%s`) checks the candidate first. With `backup`, the old
+    /// contents `original` are kept under a timestamped name, which is returned.
+    pub fn replace(
+        &self,
+        original: &str,
+        contents: &str,
+        validate: Option<&[String]>,
+        backup: bool,
+    ) -> Result<Option<PathBuf>, FileError> {
+        let meta = fs::metadata(&self.path).map_err(io_error("stat", &self.path))?;
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".autoheal-tmp")
+            .tempfile_in(&self.dir_path)
+            .map_err(io_error("create a temp file in", &self.dir_path))?;
+        let temp_path = temp.path().to_owned();
+        temp.write_all(contents.as_bytes())
+            .map_err(io_error("write", &temp_path))?;
+        keep_owner_and_mode(temp.as_file(), &meta).map_err(io_error("chown/chmod", &temp_path))?;
+        temp.as_file()
+            .sync_all()
+            .map_err(io_error("fsync", &temp_path))?;
+        if let Some(argv) = validate {
+            run_validate(argv, &temp_path)?;
+        }
+        let backup_file = if backup {
+            Some(write_backup(&self.path, original, &meta)?)
+        } else {
+            None
+        };
+        if let Err(e) = temp.persist(&self.path) {
+            if let Some(backup_file) = &backup_file {
+                // Best effort: the run failed, so the backup of an unchanged file is noise.
+                let _ = fs::remove_file(backup_file);
+            }
+            return Err(io_error("rename the temp file over", &self.path)(e.error));
+        }
+        self.dir
+            .sync_all()
+            .map_err(io_error("fsync the directory", &self.dir_path))?;
+        Ok(backup_file)
+    }
+}
+
+/// Reads a whole file as text. The file is only ever replaced by rename, so a read without the
+/// lock sees either the old or the new contents.
+pub fn read_text(path: &Path) -> Result<String, FileError> {
+    let bytes = fs::read(path).map_err(io_error("read", path))?;
+    String::from_utf8(bytes).map_err(|e| FileError::NotText {
+        path: path.to_owned(),
+        offset: e.utf8_error().valid_up_to(),
+    })
+}
+
+fn keep_owner_and_mode(file: &File, meta: &fs::Metadata) -> std::io::Result<()> {
+    std::os::unix::fs::fchown(file, Some(meta.uid()), Some(meta.gid()))?;
+    file.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))
+}
+
+/// Runs `argv` with `%s` replaced by `candidate`, without a shell.
+pub fn run_validate(argv: &[String], candidate: &Path) -> Result<(), FileError> {
+    let candidate = candidate.to_string_lossy();
+    let argv: Vec<String> = argv.iter().map(|a| a.replace("%s", &candidate)).collect();
+    let command = argv.join(" ");
+    let output = Command::new(&argv[0])
+        .args(&argv[1..])
+        .output()
+        .map_err(|source| FileError::ValidateSpawn {
+            command: command.clone(),
+            source,
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    Err(FileError::ValidateFailed {
+        command,
+        status: output.status.to_string(),
+        output: text,
+    })
+}
+
+/// Writes `contents` next to `path` under Ansible's backup name, with the file's owner and mode.
+fn write_backup(path: &Path, contents: &str, meta: &fs::Metadata) -> Result<PathBuf, FileError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let backup = backup_name(path, std::process::id(), now);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&backup)
+        .map_err(io_error("create the backup", &backup))?;
+    let written = file
+        .write_all(contents.as_bytes())
+        .and_then(|()| keep_owner_and_mode(&file, meta))
+        .and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        let _ = fs::remove_file(&backup);
+        return Err(io_error("write the backup", &backup)(e));
+    }
+    Ok(backup)
+}
+
+/// Ansible's backup name: `<path>.<pid>.<YYYY-MM-DD@HH:MM:SS>~`, here in UTC (the binary has
+/// no time zone database).
+pub fn backup_name(path: &Path, pid: u32, unix_secs: u64) -> PathBuf {
+    let days = unix_secs / 86_400;
+    let secs = unix_secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(
+        ".{pid}.{year:04}-{month:02}-{day:02}@{:02}:{:02}:{:02}~",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    ));
+    PathBuf::from(name)
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_names_follow_ansible() {
+        let p = Path::new("/etc/haproxy/haproxy.cfg");
+        assert_eq!(
+            backup_name(p, 42, 0),
+            Path::new("/etc/haproxy/haproxy.cfg.42.1970-01-01@00:00:00~")
+        );
+        // 2000-02-29 23:59:59 UTC, a leap day.
+        assert_eq!(
+            backup_name(p, 7, 951_868_799),
+            Path::new("/etc/haproxy/haproxy.cfg.7.2000-02-29@23:59:59~")
+        );
+        // 2026-11-25 14:30:05 UTC.
+        assert_eq!(
+            backup_name(p, 1234, 1_795_617_005),
+            Path::new("/etc/haproxy/haproxy.cfg.1234.2026-11-25@14:30:05~")
+        );
+    }
+
+    #[test]
+    fn sha256_is_lowercase_hex() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn replace_keeps_mode_writes_backup_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.cfg");
+        fs::write(&path, "old\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        let locked = LockedFile::lock(&path, Duration::from_secs(1)).unwrap();
+        let backup = locked
+            .replace("old\n", "new\n", None, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "new\n");
+        assert_eq!(fs::read_to_string(&backup).unwrap(), "old\n");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o640);
+        assert_eq!(fs::metadata(&backup).unwrap().mode() & 0o7777, 0o640);
+        assert_eq!(entries(dir.path()).len(), 2, "{:?}", entries(dir.path()));
+    }
+
+    #[test]
+    fn failed_validation_leaves_the_original_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.cfg");
+        fs::write(&path, "old\n").unwrap();
+        let locked = LockedFile::lock(&path, Duration::from_secs(1)).unwrap();
+        let argv: Vec<String> = ["sh", "-c", "echo rejected $0; exit 3", "%s"]
+            .map(String::from)
+            .to_vec();
+        let err = locked
+            .replace("old\n", "new\n", Some(&argv), true)
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("rejected") && msg.contains(".autoheal-tmp"),
+            "{msg}"
+        );
+        assert!(msg.contains("exit status: 3"), "{msg}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "old\n");
+        assert_eq!(entries(dir.path()), ["h.cfg"]);
+        let missing = ["/nonexistent/validator", "%s"].map(String::from).to_vec();
+        assert!(matches!(
+            locked.replace("old\n", "new\n", Some(&missing), false),
+            Err(FileError::ValidateSpawn { .. })
+        ));
+        assert_eq!(entries(dir.path()), ["h.cfg"]);
+    }
+
+    #[test]
+    fn the_lock_excludes_a_second_holder_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.cfg");
+        fs::write(&path, "x").unwrap();
+        let first = LockedFile::lock(&path, Duration::ZERO).unwrap();
+        let err = LockedFile::lock(&path, Duration::from_millis(50)).unwrap_err();
+        assert!(matches!(err, FileError::LockTimeout { .. }), "{err}");
+        drop(first);
+        LockedFile::lock(&path, Duration::ZERO).unwrap();
+    }
+
+    #[test]
+    fn non_utf8_files_are_refused_with_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.cfg");
+        fs::write(&path, b"global\n# caf\xe9\n").unwrap();
+        let locked = LockedFile::lock(&path, Duration::ZERO).unwrap();
+        assert!(matches!(
+            locked.read(),
+            Err(FileError::NotText { offset: 12, .. })
+        ));
+    }
+}
