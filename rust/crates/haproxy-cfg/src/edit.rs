@@ -462,3 +462,714 @@ fn append(line: &str, lexed: &LexedLine, words: &[&str]) -> String {
     }
     splice(line, end..end, &insertion)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory;
+
+    const CONFIG: &str = "\
+global
+    log stdout local0
+
+defaults
+    mode http
+
+backend app
+    balance roundrobin
+    server web1 10.0.0.1:80 check weight 10
+    server web2 10.0.0.2:80 check # second
+    server\tweb3\t10.0.0.3:80\tcheck
+
+backend api
+    server web1 10.0.0.1:8080 check
+";
+
+    fn request(backend: Option<&str>, target: Target, desired: Desired) -> Request {
+        Request {
+            backend: backend.map(str::to_owned),
+            target,
+            all_matches: false,
+            desired,
+        }
+    }
+
+    fn named(backend: &str, name: &str, desired: Desired) -> Request {
+        request(Some(backend), Target::Name(name.to_owned()), desired)
+    }
+
+    fn apply(source: &str, request: &Request) -> Plan {
+        plan(source, request).unwrap_or_else(|error| panic!("{request:?}: {error}"))
+    }
+
+    /// Applies the request, checks that a second application changes nothing, and returns the output.
+    fn apply_twice(source: &str, request: &Request) -> String {
+        let first = apply(source, request);
+        let second = apply(&first.output, request);
+        assert_eq!(
+            second.output, first.output,
+            "second {request:?} changed the file"
+        );
+        assert!(second.changes.iter().all(|change| !change.changed));
+        first.output
+    }
+
+    /// The lines that differ, for precise expectations.
+    fn changed_lines(before: &str, after: &str) -> (Vec<String>, Vec<String>) {
+        let old: Vec<&str> = before.split_inclusive('\n').collect();
+        let new: Vec<&str> = after.split_inclusive('\n').collect();
+        let prefix = old.iter().zip(&new).take_while(|(a, b)| a == b).count();
+        let suffix = old[prefix..]
+            .iter()
+            .rev()
+            .zip(new[prefix..].iter().rev())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let slice = |lines: &[&str], len: usize| {
+            lines[prefix..len - suffix]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect()
+        };
+        (slice(&old, old.len()), slice(&new, new.len()))
+    }
+
+    #[test]
+    fn drain_replaces_an_existing_weight_and_records_the_original() {
+        let output = apply_twice(CONFIG, &named("app", "web1", Desired::Drain));
+        let (old, new) = changed_lines(CONFIG, &output);
+        assert_eq!(old, ["    server web1 10.0.0.1:80 check weight 10\n"]);
+        assert_eq!(
+            new,
+            [
+                "    #autoheal drain was: server web1 10.0.0.1:80 check weight 10\n",
+                "    server web1 10.0.0.1:80 check weight 0\n",
+            ]
+        );
+    }
+
+    #[test]
+    fn drain_appends_weight_before_the_comment_using_the_line_separator() {
+        let output = apply_twice(CONFIG, &named("app", "web2", Desired::Drain));
+        let (_, new) = changed_lines(CONFIG, &output);
+        assert_eq!(
+            new[1],
+            "    server web2 10.0.0.2:80 check weight 0 # second\n"
+        );
+        let output = apply_twice(CONFIG, &named("app", "web3", Desired::Drain));
+        let (_, new) = changed_lines(CONFIG, &output);
+        assert_eq!(
+            new,
+            [
+                "    #autoheal drain was: server\tweb3\t10.0.0.3:80\tcheck\n",
+                "    server\tweb3\t10.0.0.3:80\tcheck\tweight\t0\n"
+            ]
+        );
+    }
+
+    #[test]
+    fn disabled_appends_the_keyword() {
+        let output = apply_twice(CONFIG, &named("app", "web2", Desired::Disabled));
+        let (_, new) = changed_lines(CONFIG, &output);
+        assert_eq!(
+            new,
+            [
+                "    #autoheal disabled was: server web2 10.0.0.2:80 check # second\n",
+                "    server web2 10.0.0.2:80 check disabled # second\n"
+            ]
+        );
+    }
+
+    #[test]
+    fn absent_turns_the_line_into_a_marked_comment_and_enabled_brings_it_back() {
+        let absent = apply(CONFIG, &named("app", "web1", Desired::Absent));
+        let (old, new) = changed_lines(CONFIG, &absent.output);
+        assert_eq!(old, ["    server web1 10.0.0.1:80 check weight 10\n"]);
+        assert_eq!(
+            new,
+            ["    #autoheal absent was: server web1 10.0.0.1:80 check weight 10\n"]
+        );
+        assert!(absent.changes[0].reload_required);
+        assert!(absent.changes[0].after.state.absent);
+        assert_eq!(absent.changes[0].after.state.managed, Some(Desired::Absent));
+        assert_eq!(
+            apply_twice(CONFIG, &named("app", "web1", Desired::Absent)),
+            absent.output
+        );
+
+        let back = apply(&absent.output, &named("app", "web1", Desired::Enabled));
+        assert_eq!(back.output, CONFIG);
+        assert!(back.changes[0].reload_required);
+        assert!(!back.changes[0].after.state.absent);
+    }
+
+    #[test]
+    fn weights_absolute_and_percent_of_the_original() {
+        let output = apply_twice(
+            CONFIG,
+            &named("app", "web1", Desired::Weight(WeightSpec::Percent(50))),
+        );
+        let (_, new) = changed_lines(CONFIG, &output);
+        assert_eq!(
+            new,
+            [
+                "    #autoheal weight 50% was: server web1 10.0.0.1:80 check weight 10\n",
+                "    server web1 10.0.0.1:80 check weight 5\n"
+            ]
+        );
+        // 25% of 10 is 2.5: rounds to 3. Relative to the original, not to the current 5.
+        let output = apply_twice(
+            &output,
+            &named("app", "web1", Desired::Weight(WeightSpec::Percent(25))),
+        );
+        assert!(output
+            .contains("    #autoheal weight 25% was: server web1 10.0.0.1:80 check weight 10\n"));
+        assert!(output.contains("    server web1 10.0.0.1:80 check weight 3\n"));
+        let output = apply_twice(
+            &output,
+            &named("app", "web1", Desired::Weight(WeightSpec::Absolute(7))),
+        );
+        assert!(output
+            .contains("    #autoheal weight 7 was: server web1 10.0.0.1:80 check weight 10\n"));
+        assert!(output.contains("    server web1 10.0.0.1:80 check weight 7\n"));
+        assert_eq!(
+            apply(&output, &named("app", "web1", Desired::Enabled)).output,
+            CONFIG
+        );
+    }
+
+    #[test]
+    fn small_percentages_never_round_to_zero() {
+        assert_eq!(percent_of(1, 1), 1);
+        assert_eq!(percent_of(1, 49), 1);
+        assert_eq!(percent_of(3, 50), 2);
+        assert_eq!(percent_of(256, 100), 256);
+        assert_eq!(percent_of(10, 0), 0);
+        // web2 has the default weight 1: 10% of it stays 1, so nothing changes.
+        let planned = apply(
+            CONFIG,
+            &named("app", "web2", Desired::Weight(WeightSpec::Percent(10))),
+        );
+        assert_eq!(planned.output, CONFIG);
+        assert!(!planned.changes[0].changed);
+    }
+
+    #[test]
+    fn transitions_between_states_keep_the_true_original() {
+        let original = "    server web1 10.0.0.1:80 check weight 10\n";
+        let mut text = CONFIG.to_owned();
+        for desired in [
+            Desired::Drain,
+            Desired::Disabled,
+            Desired::Absent,
+            Desired::Weight(WeightSpec::Percent(50)),
+            Desired::Absent,
+            Desired::Drain,
+            Desired::Weight(WeightSpec::Absolute(3)),
+            Desired::Disabled,
+        ] {
+            text = apply_twice(&text, &named("app", "web1", desired.clone()));
+            let marker = Marker::render(&desired, original.trim());
+            assert!(text.contains(&marker), "{desired:?}: {text}");
+            assert_eq!(text.matches("#autoheal").count(), 1, "{desired:?}: {text}");
+            let info = inventory(&text)
+                .into_iter()
+                .find(|s| s.backend == "app" && s.name == "web1");
+            let state = info.expect("web1 still listed").state;
+            assert_eq!(state.managed, Some(desired.clone()));
+            assert_eq!(state.original_weight, 10);
+        }
+        assert_eq!(
+            apply_twice(&text, &named("app", "web1", Desired::Enabled)),
+            CONFIG
+        );
+    }
+
+    #[test]
+    fn disabled_over_drain_shows_only_disabled() {
+        let drained = apply(CONFIG, &named("app", "web1", Desired::Drain)).output;
+        let disabled = apply(&drained, &named("app", "web1", Desired::Disabled)).output;
+        assert!(disabled.contains("    server web1 10.0.0.1:80 check weight 10 disabled\n"));
+        let info = &apply(&disabled, &named("app", "web1", Desired::Disabled)).changes[0].after;
+        assert_eq!((info.state.weight, info.state.disabled), (10, true));
+    }
+
+    #[test]
+    fn percent_100_and_enabled_on_unmanaged_change_nothing() {
+        for desired in [
+            Desired::Weight(WeightSpec::Percent(100)),
+            Desired::Enabled,
+            Desired::Weight(WeightSpec::Absolute(10)),
+        ] {
+            let planned = apply(CONFIG, &named("app", "web1", desired));
+            assert_eq!(planned.output, CONFIG);
+            assert!(!planned.changes[0].changed);
+        }
+    }
+
+    #[test]
+    fn enabled_restores_only_autoheal_changes_when_the_line_was_edited() {
+        let drained = apply(CONFIG, &named("app", "web1", Desired::Drain)).output;
+        let edited = drained.replace(
+            "    server web1 10.0.0.1:80 check weight 0\n",
+            "    server web1 10.0.0.1:80 check weight 0 maxconn 50\n",
+        );
+        let planned = apply(&edited, &named("app", "web1", Desired::Enabled));
+        assert_eq!(
+            planned.output,
+            CONFIG.replace(
+                "    server web1 10.0.0.1:80 check weight 10\n",
+                "    server web1 10.0.0.1:80 check weight 10 maxconn 50\n"
+            )
+        );
+        let note = planned.changes[0].notes.join(" ");
+        assert!(
+            note.contains("edited by hand") && note.contains("restored the original weight 10"),
+            "{note}"
+        );
+
+        // An appended weight is removed, an appended `disabled` too.
+        let drained = apply(CONFIG, &named("app", "web2", Desired::Drain)).output;
+        let edited = drained.replace(
+            "check weight 0 # second",
+            "check weight 0 inter 2s # second",
+        );
+        let restored = apply(&edited, &named("app", "web2", Desired::Enabled)).output;
+        assert!(
+            restored.contains("    server web2 10.0.0.2:80 check inter 2s # second\n"),
+            "{restored}"
+        );
+        assert!(!restored.contains("#autoheal"));
+        let disabled = apply(CONFIG, &named("app", "web2", Desired::Disabled)).output;
+        let edited = disabled.replace("check disabled # second", "check disabled rise 3 # second");
+        let restored = apply(&edited, &named("app", "web2", Desired::Enabled)).output;
+        assert!(
+            restored.contains("    server web2 10.0.0.2:80 check rise 3 # second\n"),
+            "{restored}"
+        );
+    }
+
+    #[test]
+    fn a_weight_changed_by_hand_is_kept() {
+        let drained = apply(CONFIG, &named("app", "web1", Desired::Drain)).output;
+        let edited = drained.replace("check weight 0\n", "check weight 4\n");
+        let planned = apply(&edited, &named("app", "web1", Desired::Enabled));
+        assert!(planned
+            .output
+            .contains("    server web1 10.0.0.1:80 check weight 4\n"));
+        assert!(!planned.output.contains("#autoheal"));
+        assert!(planned.changes[0]
+            .notes
+            .join(" ")
+            .contains("changed by hand"));
+    }
+
+    #[test]
+    fn what_the_user_wrote_is_left_alone() {
+        let config = "backend b\n  server s1 a:1 weight 0\n  server s2 a:2 disabled\n";
+        let drain = apply(config, &named("b", "s1", Desired::Drain));
+        assert_eq!(drain.output, config);
+        assert!(drain.changes[0].notes[0].contains("already has weight 0"));
+        let disable = apply(config, &named("b", "s2", Desired::Disabled));
+        assert_eq!(disable.output, config);
+        assert!(disable.changes[0].notes[0].contains("already disabled"));
+        for name in ["s1", "s2"] {
+            let enable = apply(config, &named("b", name, Desired::Enabled));
+            assert_eq!(enable.output, config);
+            assert!(!enable.changes[0].changed);
+            assert!(
+                enable.changes[0].notes[0].contains("configuration itself"),
+                "{:?}",
+                enable.changes[0].notes
+            );
+        }
+    }
+
+    #[test]
+    fn default_server_settings_count() {
+        let config = "\
+defaults base
+  default-server weight 20
+defaults other
+  default-server disabled
+backend b from base
+  server s1 a:1
+  default-server weight 40 backup
+  server s2 a:2
+backend c
+  server s3 a:3
+  server s4 a:4 enabled
+";
+        let servers = inventory(config);
+        let states: Vec<(u32, bool, bool)> = servers
+            .iter()
+            .map(|s| (s.state.weight, s.state.disabled, s.state.backup))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                (20, false, false),
+                (40, false, true),
+                (1, true, false),
+                (1, false, false)
+            ]
+        );
+        // 50% of the inherited 20 is 10, written on the line.
+        let output = apply_twice(
+            config,
+            &named("b", "s1", Desired::Weight(WeightSpec::Percent(50))),
+        );
+        assert!(output
+            .contains("  #autoheal weight 50% was: server s1 a:1\n  server s1 a:1 weight 10\n"));
+        // Already disabled by `default-server disabled` of the defaults in effect.
+        assert_eq!(
+            apply(config, &named("c", "s3", Desired::Disabled)).output,
+            config
+        );
+        // `enabled` on the line overrides it, so `disabled` is appended after it.
+        assert!(apply(config, &named("c", "s4", Desired::Disabled))
+            .output
+            .contains("  server s4 a:4 enabled disabled\n"));
+    }
+
+    #[test]
+    fn crlf_and_missing_final_newline_are_kept() {
+        let config = "backend b\r\n  server s1 a:1\r\n  server s2 a:2";
+        let drained = apply_twice(config, &named("b", "s2", Desired::Drain));
+        assert_eq!(
+            drained,
+            "backend b\r\n  server s1 a:1\r\n  #autoheal drain was: server s2 a:2\r\n  server s2 a:2 weight 0"
+        );
+        assert_eq!(
+            apply(&drained, &named("b", "s2", Desired::Enabled)).output,
+            config
+        );
+        let drained = apply_twice(config, &named("b", "s1", Desired::Drain));
+        assert!(drained
+            .contains("  #autoheal drain was: server s1 a:1\r\n  server s1 a:1 weight 0\r\n"));
+        let absent = apply_twice(config, &named("b", "s2", Desired::Absent));
+        assert!(absent.ends_with("\r\n  #autoheal absent was: server s2 a:2"));
+        assert_eq!(
+            apply(&absent, &named("b", "s2", Desired::Enabled)).output,
+            config
+        );
+        // A single line without any newline at all gets `\n` for its marker.
+        let lone = "backend b\n  server s a:1";
+        let lone_bare = &lone[10..];
+        assert!(apply(lone, &named("b", "s", Desired::Drain))
+            .output
+            .ends_with(&format!(
+                "#autoheal drain was: {}\n  server s a:1 weight 0",
+                lone_bare.trim()
+            )));
+    }
+
+    #[test]
+    fn trailing_carriage_return_at_end_of_file_survives_a_marker() {
+        let config = "backend b\n server s a:1\r";
+        let drained = apply_twice(config, &named("b", "s", Desired::Drain));
+        assert_eq!(
+            apply(&drained, &named("b", "s", Desired::Enabled)).output,
+            config
+        );
+    }
+
+    #[test]
+    fn several_matches_need_all_matches() {
+        let wanted = request(None, Target::Name("web1".into()), Desired::Drain);
+        let error = plan(CONFIG, &wanted).expect_err("web1 is in two backends");
+        assert_eq!(
+            error,
+            Error::Ambiguous {
+                wanted: "server 'web1'".into(),
+                candidates: vec!["app/web1".into(), "api/web1".into()]
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "server 'web1' matches 2 servers: app/web1, api/web1; name the backend, or set all_matches to act on all of them"
+        );
+        let all = Request {
+            all_matches: true,
+            ..wanted
+        };
+        let planned = apply(CONFIG, &all);
+        assert_eq!(planned.changes.len(), 2);
+        assert_eq!(
+            planned
+                .output
+                .matches("#autoheal drain was: server web1")
+                .count(),
+            2
+        );
+        let enable = Request {
+            desired: Desired::Enabled,
+            ..all
+        };
+        assert_eq!(apply(&planned.output, &enable).output, CONFIG);
+    }
+
+    #[test]
+    fn duplicate_names_in_one_backend_are_ambiguous_with_line_numbers() {
+        let config = "backend b\n  server s a:1\n  server s a:2\n";
+        let error = plan(config, &named("b", "s", Desired::Drain)).expect_err("duplicate");
+        assert_eq!(
+            error,
+            Error::Ambiguous {
+                wanted: "server 's' in backend 'b'".into(),
+                candidates: vec!["b/s (line 2)".into(), "b/s (line 3)".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn by_address_across_backends() {
+        let by_address =
+            |address: &str| request(None, Target::Address(address.into()), Desired::Drain);
+        let planned = apply(CONFIG, &by_address("10.0.0.2"));
+        assert_eq!(
+            (
+                planned.changes[0].before.backend.as_str(),
+                planned.changes[0].before.name.as_str()
+            ),
+            ("app", "web2")
+        );
+        let planned = apply(CONFIG, &by_address("10.0.0.1:8080"));
+        assert_eq!(planned.changes[0].before.backend, "api");
+        assert!(matches!(
+            plan(CONFIG, &by_address("10.0.0.1")),
+            Err(Error::Ambiguous { .. })
+        ));
+        let scoped = request(
+            Some("app"),
+            Target::Address("10.0.0.1".into()),
+            Desired::Drain,
+        );
+        assert_eq!(apply(CONFIG, &scoped).changes[0].before.name, "web1");
+        assert_eq!(
+            plan(CONFIG, &by_address("10.9.9.9"))
+                .expect_err("nothing there")
+                .to_string(),
+            "no server matches address '10.9.9.9'"
+        );
+    }
+
+    #[test]
+    fn names_with_colons_and_names_that_look_like_addresses() {
+        let config = "backend be_http:ns:route\n  server pod:ns:name:192.168.1.123:8082 192.168.1.123:8080 weight 256\n\
+                      listen stats\n  server 127.0.0.001 127.0.0.1:8080\n";
+        let by_name = named(
+            "be_http:ns:route",
+            "pod:ns:name:192.168.1.123:8082",
+            Desired::Drain,
+        );
+        assert!(apply(config, &by_name)
+            .output
+            .contains("  server pod:ns:name:192.168.1.123:8082 192.168.1.123:8080 weight 0\n"));
+        let planned = apply(
+            config,
+            &request(None, Target::Name("127.0.0.001".into()), Desired::Drain),
+        );
+        assert_eq!(planned.changes[0].before.address, "127.0.0.1:8080");
+        // The address `127.0.0.001` is not on any server line: names are not addresses.
+        assert!(matches!(
+            plan(
+                config,
+                &request(None, Target::Address("127.0.0.001".into()), Desired::Drain)
+            ),
+            Err(Error::NotFound { .. })
+        ));
+        let planned = apply(
+            config,
+            &request(
+                None,
+                Target::Address("192.168.1.123".into()),
+                Desired::Drain,
+            ),
+        );
+        assert_eq!(planned.changes[0].before.backend, "be_http:ns:route");
+    }
+
+    #[test]
+    fn quoted_names_and_addresses_are_matched_unquoted() {
+        let config = "backend 'b'\n  server \"s 1\" unix@\"/tmp/http.socket\" send-proxy\n";
+        let planned = apply(config, &named("b", "s 1", Desired::Drain));
+        assert_eq!(planned.changes[0].before.address, "unix@/tmp/http.socket");
+        assert!(planned
+            .output
+            .contains("  server \"s 1\" unix@\"/tmp/http.socket\" send-proxy weight 0\n"));
+        let by_socket = request(
+            None,
+            Target::Address("/tmp/http.socket".into()),
+            Desired::Disabled,
+        );
+        assert_eq!(apply(config, &by_socket).changes.len(), 1);
+    }
+
+    #[test]
+    fn templates_and_default_server_are_not_servers() {
+        let config = "backend b\n  default-server check\n  server-template web 3 app.local:80\n  server real a:1\n";
+        for (target, keyword) in [
+            (Target::Name("web".into()), "server-template"),
+            (Target::Name("web2".into()), "server-template"),
+            (Target::Address("app.local".into()), "server-template"),
+            (Target::Name("default-server".into()), "default-server"),
+        ] {
+            let error = plan(config, &request(None, target.clone(), Desired::Drain))
+                .expect_err("not a server");
+            assert!(
+                matches!(&error, Error::NotAServer { keyword: k, .. } if k == keyword),
+                "{target:?}: {error}"
+            );
+        }
+        assert_eq!(
+            plan(config, &named("b", "web1", Desired::Drain)).expect_err("template").to_string(),
+            "server 'web1' in backend 'b' designates a 'server-template' line, not a server; autoheal only edits 'server' lines"
+        );
+        assert!(matches!(
+            plan(config, &named("b", "webx", Desired::Drain)),
+            Err(Error::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_backend_and_invalid_weights() {
+        assert_eq!(
+            plan(CONFIG, &named("nope", "web1", Desired::Drain)),
+            Err(Error::NoSuchBackend("nope".into()))
+        );
+        assert_eq!(
+            Error::NoSuchBackend("nope".into()).to_string(),
+            "no backend or listen section is named 'nope'"
+        );
+        let error = plan(
+            CONFIG,
+            &named("app", "web1", Desired::Weight(WeightSpec::Absolute(257))),
+        )
+        .expect_err("range");
+        assert_eq!(
+            error.to_string(),
+            "invalid request: weight 257 is out of range: HAProxy accepts 0 to 256"
+        );
+        let error = plan(
+            CONFIG,
+            &named("app", "web1", Desired::Weight(WeightSpec::Percent(101))),
+        )
+        .expect_err("range");
+        assert!(matches!(error, Error::Invalid(_)));
+        // A frontend is not a backend.
+        let config = "frontend f\n  bind :80\nbackend b\n  server s a:1\n";
+        assert_eq!(
+            plan(config, &named("f", "s", Desired::Drain)),
+            Err(Error::NoSuchBackend("f".into()))
+        );
+        assert_eq!(
+            plan(config, &named("b", "t", Desired::Drain))
+                .expect_err("no t")
+                .to_string(),
+            "no server matches server 't' in backend 'b'"
+        );
+    }
+
+    #[test]
+    fn weights_that_cannot_be_read() {
+        let config = "backend b\n  server s a:1 weight ${W}\n  server t a:2 weight\n";
+        let drained = apply_twice(config, &named("b", "s", Desired::Drain));
+        assert!(drained.contains("  server s a:1 weight 0\n"));
+        assert_eq!(
+            apply(&drained, &named("b", "s", Desired::Enabled)).output,
+            config
+        );
+        assert!(matches!(
+            plan(
+                config,
+                &named("b", "s", Desired::Weight(WeightSpec::Percent(50)))
+            ),
+            Err(Error::Invalid(_))
+        ));
+        assert!(matches!(
+            plan(config, &named("b", "t", Desired::Drain)),
+            Err(Error::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn servers_in_peers_ring_and_frontends_are_not_targets() {
+        let config = "peers p\n  server s 127.0.0.1:1000\nring r\n  server s 127.0.0.1:514\nfrontend f\n  server s a:1\n";
+        assert!(inventory(config).is_empty());
+        assert!(matches!(
+            plan(
+                config,
+                &request(None, Target::Name("s".into()), Desired::Drain)
+            ),
+            Err(Error::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn opaque_lines_are_never_touched() {
+        let config = "backend b\n  server bad \"a:1\n  server s a:1 \\\n#autoheal drain was: nonsense\n  server ok a:2\n";
+        let servers = inventory(config);
+        assert_eq!(servers.len(), 1, "{servers:?}");
+        assert_eq!(servers[0].state.managed, None);
+        let drained = apply(config, &named("b", "ok", Desired::Drain)).output;
+        assert!(drained.starts_with(
+            "backend b\n  server bad \"a:1\n  server s a:1 \\\n#autoheal drain was: nonsense\n"
+        ));
+        assert_eq!(
+            apply(&drained, &named("b", "ok", Desired::Enabled)).output,
+            config
+        );
+    }
+
+    #[test]
+    fn conditional_servers_are_servers_with_a_note() {
+        let config = "backend b\n.if defined(X)\n  server s a:1\n.endif\n";
+        let planned = apply(config, &named("b", "s", Desired::Drain));
+        assert!(planned.output.contains(".if defined(X)\n  #autoheal drain was: server s a:1\n  server s a:1 weight 0\n.endif\n"));
+        assert!(planned.changes[0].notes[0].contains(".if block"));
+    }
+
+    #[test]
+    fn a_marker_for_another_name_is_not_ours() {
+        let config =
+            "backend b\n  #autoheal drain was: server other a:1\n  server s a:1 weight 0\n";
+        let servers = inventory(config);
+        assert_eq!(servers[0].state.managed, None);
+        assert_eq!(
+            apply(config, &named("b", "s", Desired::Enabled)).output,
+            config
+        );
+    }
+
+    #[test]
+    fn inventory_reports_marked_state() {
+        let drained = apply(CONFIG, &named("app", "web1", Desired::Drain)).output;
+        let absent = apply(&drained, &named("api", "web1", Desired::Absent)).output;
+        let servers = inventory(&absent);
+        assert_eq!(servers.len(), 4);
+        let web1 = &servers[0];
+        assert_eq!(
+            (web1.line, web1.state.weight, web1.state.original_weight),
+            (10, 0, 10)
+        );
+        assert_eq!(web1.state.managed, Some(Desired::Drain));
+        let api = &servers[3];
+        assert_eq!(
+            (api.backend.as_str(), api.line, api.state.absent),
+            ("api", 15, true)
+        );
+        assert_eq!(api.address, "10.0.0.1:8080");
+        // Absent servers can still be found by address.
+        let back = apply(
+            &absent,
+            &request(
+                None,
+                Target::Address("10.0.0.1:8080".into()),
+                Desired::Enabled,
+            ),
+        );
+        assert_eq!(back.changes[0].before.name, "web1");
+        assert!(back.changes[0].reload_required);
+    }
+}

@@ -354,14 +354,11 @@ pub fn find(document: &Document) -> Servers {
                 _ => {}
             }
         }
-        match section.kind {
-            SectionKind::Defaults => {
-                last_defaults = inherited;
-                if let Some(name) = &section.name {
-                    named_defaults.insert(name.clone(), inherited);
-                }
+        if section.kind == SectionKind::Defaults {
+            last_defaults = inherited;
+            if let Some(name) = &section.name {
+                named_defaults.insert(name.clone(), inherited);
             }
-            _ => {}
         }
     }
     servers
