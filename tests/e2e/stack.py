@@ -454,6 +454,10 @@ class Ports:
     def eda_frontend(self) -> int:
         return self.base + 7
 
+    def alertmanager_n(self, index: int) -> int:
+        """Alertmanager number ``index`` (0 is the main one)."""
+        return self.alertmanager if index == 0 else self.base + 7 + index
+
     def web(self, index: int) -> int:
         return self.base + 10 + index
 
@@ -461,7 +465,7 @@ class Ports:
         return self.base + 20 + index
 
     def all(self) -> list[int]:
-        return [self.base + offset for offset in (*range(0, 8), 10, 11, 12, 20, 21, 22)]
+        return [self.base + offset for offset in (*range(0, 10), 10, 11, 12, 20, 21, 22)]
 
 
 def find_port_base(start: int = 20000, stop: int = 60000, step: int = 50) -> int:
@@ -480,6 +484,15 @@ class StackOptions:
     load_threads: int = 4
     load_rps_per_thread: float = 50.0
     relay_extra: dict = field(default_factory=dict)
+    # More Alertmanagers, not clustered, each notified by Prometheus: the relay then receives every
+    # notification once per Alertmanager, as behind an HA pair that lost its gossip.
+    extra_alertmanagers: int = 0
+    # Labels the relay's rule matches (the benchmark narrows it to leave other servers to its peer).
+    relay_rule_match: dict = field(default_factory=lambda: {"autoheal": "true"})
+    # More webhook receivers for the same alerts: (name, url).
+    extra_webhooks: list = field(default_factory=list)
+    # Environment added to every Ansible run (the benchmark's timing callback).
+    ansible_extra_env: dict = field(default_factory=dict)
 
 
 class Stack:
@@ -558,6 +571,8 @@ defaults
     timeout server 30s
     timeout http-keep-alive 30s
     load-server-state-from-file global
+    # A file the config depends on: removing it makes `haproxy -c` fail (the validation fault test).
+    errorfile 503 {base}/errors/503.http
 
 frontend fe_app
     bind 127.0.0.1:{frontend}
@@ -574,6 +589,9 @@ backend {HAPROXY_BACKEND}
         base = self.dir / name
         base.mkdir(exist_ok=True)
         cfg = base / "haproxy.cfg"
+        (base / "errors").mkdir(exist_ok=True)
+        (base / "errors" / "503.http").write_text(
+            "HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n\r\nno server available\n")
         if name == "haproxy":
             frontend, stats = self.ports.frontend, self.ports.stats
         cfg.write_text(self.render_haproxy_cfg(base, frontend, stats))
@@ -651,6 +669,7 @@ backend {HAPROXY_BACKEND}
             "ANSIBLE_PYTHON_INTERPRETER": str(VENV_BIN / "python"),
             "ANSIBLE_RETRY_FILES_ENABLED": "0",
             "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            **self.options.ansible_extra_env,
         }
 
     def run_playbook(self, playbook: Path, extra_vars: dict, inventory: str = "localhost,",
@@ -672,6 +691,7 @@ backend {HAPROXY_BACKEND}
         """The collection's alerting role, tuned for a loopback demo: 1 s scrapes, no `for:` on CPU,
         Alertmanager flushing at once, and a second receiver (the tap) that timestamps arrivals."""
         group_by = ["alertname", "backend", "server"]
+        webhooks = [("tap", f"http://127.0.0.1:{self.ports.tap}/tap"), *self.options.extra_webhooks]
         return {
             "autoheal_alerting_rules_path": str(self.dir / "prometheus" / "rules" / "autoheal.rules.yml"),
             "autoheal_alerting_node_targets_path": str(self.dir / "prometheus" / "file_sd" / "autoheal_nodes.yml"),
@@ -693,12 +713,13 @@ backend {HAPROXY_BACKEND}
             "autoheal_alerting_group_wait": "0s",
             "autoheal_alerting_group_interval": "1s",
             "autoheal_alerting_extra_receivers": [
-                {"name": "tap", "webhook_configs": [
-                    {"url": f"http://127.0.0.1:{self.ports.tap}/tap", "send_resolved": True}]},
+                {"name": name, "webhook_configs": [{"url": url, "send_resolved": True}]}
+                for name, url in webhooks
             ],
             "autoheal_alerting_extra_routes": [
-                {"receiver": "tap", "matchers": ['autoheal="true"'], "group_by": group_by,
-                 "group_wait": "0s", "group_interval": "1s", "continue": True},
+                {"receiver": name, "matchers": ['autoheal="true"'], "group_by": group_by,
+                 "group_wait": "0s", "group_interval": "1s", "continue": True}
+                for name, _ in webhooks
             ],
         }
 
@@ -732,7 +753,8 @@ backend {HAPROXY_BACKEND}
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
             "rule_files": [str(base / "rules" / "*.yml")],
-            "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{self.ports.alertmanager}"]}]}]},
+            "alerting": {"alertmanagers": [{"static_configs": [{"targets": [
+                f"127.0.0.1:{self.ports.alertmanager_n(i)}" for i in range(1 + self.options.extra_alertmanagers)]}]}]},
             "scrape_configs": [
                 {"job_name": "node", "file_sd_configs": [{"files": [str(base / "file_sd" / "*.yml")], "refresh_interval": "5s"}]},
                 {"job_name": "haproxy", "static_configs": [{"targets": [f"127.0.0.1:{self.ports.stats}"]}]},
@@ -761,13 +783,16 @@ backend {HAPROXY_BACKEND}
         check = subprocess.run(["amtool", "check-config", base / "alertmanager.yml"], capture_output=True, text=True)
         if check.returncode != 0:
             raise RuntimeError(f"amtool rejects the rendered config: {check.stdout}{check.stderr}")
-        url = f"http://127.0.0.1:{self.ports.alertmanager}"
-        self.sup.start("alertmanager", [
-            "prometheus-alertmanager", f"--config.file={base / 'alertmanager.yml'}", f"--storage.path={base / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.ports.alertmanager}", "--cluster.listen-address=",
-            f"--web.external-url={url}", "--log.level=warn",
-        ])
-        wait_until(lambda: http_get(f"{url}/-/ready")[0] == 200, 30, "Alertmanager ready")
+        for index in range(1 + self.options.extra_alertmanagers):
+            port = self.ports.alertmanager_n(index)
+            url = f"http://127.0.0.1:{port}"
+            name = "alertmanager" if index == 0 else f"alertmanager-{index}"
+            self.sup.start(name, [
+                "prometheus-alertmanager", f"--config.file={base / 'alertmanager.yml'}",
+                f"--storage.path={base / f'data-{index}'}", f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=", f"--web.external-url={url}", "--log.level=warn",
+            ])
+            wait_until(lambda url=url: http_get(f"{url}/-/ready")[0] == 200, 30, f"{name} ready")
 
     def prometheus_alerts(self) -> list[dict]:
         _, body = http_get(f"http://127.0.0.1:{self.ports.prometheus}/api/v1/alerts")
@@ -832,7 +857,7 @@ path = {q(str(self.relay_dir / "journal.db"))}
 
 [[rules]]
 name = "sick-node-drain"
-match = {{ autoheal = "true" }}
+match = {{ {", ".join(f"{k} = {q(v)}" for k, v in self.options.relay_rule_match.items())} }}
 action = "drain"
 restore = true
 fleet = "e2e"
@@ -893,14 +918,55 @@ level = "info"
                     continue
         return series
 
-    def relay_history(self, limit: int = 1000) -> object:
+    def relay_history(self, limit: int = 1000) -> list[dict]:
+        """``autoheal-relay history --json``: the audit rows, oldest first."""
         result = subprocess.run(
             [relay_binary(), "history", "--config", self.relay_config, "--json", "--limit", str(limit)],
             capture_output=True, text=True, timeout=30,
         )
         if result.returncode != 0:
             raise RuntimeError(f"autoheal-relay history failed: {result.stderr}")
-        return json.loads(result.stdout)
+        rows = json.loads(result.stdout)
+        if isinstance(rows, dict):
+            rows = next(value for value in rows.values() if isinstance(value, list))
+        return sorted(rows, key=lambda row: row.get("id", 0))
+
+    def relay_actions(self, since: float = 0.0) -> list["Action"]:
+        return [action for action in map(Action.from_row, self.relay_history()) if action.time >= since - 0.5]
+
+    def relay_decision(self, server: str, state: str, since: float) -> str | None:
+        """A short description of the relay's first decision to put ``server`` in ``state`` after ``since``."""
+        for action in self.relay_actions(since):
+            if action.server == server and action.state == state:
+                return f"rule {action.rule}, decision #{action.id}, {action.outcome}"
+        return None
+
+    def relay_saw_all(self, since: float) -> bool:
+        decided = {a.server for a in self.relay_actions(since) if a.state != "enabled" and a.outcome != "pending"}
+        return decided >= set(SERVERS)
+
+    def relay_refusals(self, since: float) -> list["Action"]:
+        return [a for a in self.relay_actions(since) if a.outcome == "refused"]
+
+    def history_lines(self, limit: int = 40) -> list[str]:
+        lines = []
+        for row in self.relay_history(limit):
+            a = Action.from_row(row)
+            run = f"run {row.get('run_id')} {row.get('run_status')} rc={row.get('run_rc')} " \
+                  f"{row.get('run_duration_ms')} ms" if row.get("run_id") else "no run"
+            when = time.strftime("%H:%M:%S", time.localtime(a.time)) + f".{int(a.time * 1000) % 1000:03d}"
+            detail = f" ({a.detail})" if a.detail else ""
+            lines.append(f"{when}  #{a.id:<3} {row.get('alert', '')} {row.get('alert_status', '')}: "
+                         f"{a.state or '-'} {row.get('target') or '-'} -> {a.outcome}{detail}; {run}")
+        return lines
+
+    def relay_children(self) -> list[int]:
+        """PIDs of the relay's child processes (ansible-runner while a run is in progress)."""
+        if not self.sup.running("relay"):
+            return []
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.sup.pid("relay"))],
+                             capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
 
     def start_all(self) -> None:
         """Everything, in dependency order: backends before HAProxy (else its first checks fail),
@@ -914,6 +980,33 @@ level = "info"
         self.start_relay()
         self.start_alertmanager()
         self.start_prometheus()
+
+
+@dataclass
+class Action:
+    """One row of the relay's audit history, reduced to what the tests and the demo look at."""
+
+    id: int
+    time: float
+    server: str | None
+    backend: str | None
+    state: str | None
+    outcome: str
+    rule: str | None
+    detail: str | None
+
+    @classmethod
+    def from_row(cls, row: dict) -> "Action":
+        backend, _, server = (row.get("target") or "").partition("/")
+        outcome = {"done": "applied"}.get(row.get("outcome", ""), row.get("outcome", ""))
+        return cls(id=row.get("id", 0), time=row.get("decided_ms", 0) / 1000.0, server=server or None,
+                   backend=backend or None, state=row.get("state"), outcome=outcome, rule=row.get("rule"),
+                   detail=row.get("detail"))
+
+
+def metric_sum(series: dict[str, float], *parts: str) -> float:
+    """Sum of every series whose name and labels contain all ``parts`` (case-insensitive)."""
+    return sum(value for name, value in series.items() if all(p.lower() in name.lower() for p in parts))
 
 
 def relay_binary() -> Path:
@@ -958,6 +1051,13 @@ class Tap:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         atexit.register(self.server.shutdown)
         return self
+
+    def all(self, server: str, status: str, after: float = 0.0) -> list[tuple[float, dict]]:
+        """Every notification about ``server`` with ``status`` received after ``after``, with its body."""
+        with self._lock:
+            return [(arrived, payload) for arrived, payload in self.received if arrived >= after and any(
+                alert.get("labels", {}).get("server") == server and alert.get("status") == status
+                for alert in payload.get("alerts", []))]
 
     def first(self, server: str, status: str, after: float = 0.0) -> float | None:
         """When the first notification about ``server`` with ``status`` arrived after ``after``."""

@@ -1,0 +1,97 @@
+"""Faults around the loop: duplicate notifications, the relay killed mid-run, HAProxy reloaded mid-run,
+and a change that validation rejects."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import unittest
+
+import stack
+from base import DRAINED, StackTestCase, no_failures_message, pause
+
+
+class FaultsTest(StackTestCase):
+    # Two Alertmanagers that do not gossip: every notification reaches the relay twice.
+    extra_alertmanagers = 1
+
+    def drained_both(self, server: str) -> bool:
+        return self.stack.live()[server] in DRAINED and self.stack.in_file()[server] == "weight0"
+
+    def test_duplicate_notifications_make_one_action(self) -> None:
+        s = self.stack
+        self.addCleanup(self.settle)
+        start = stack.now()
+        s.set_cpu("s1", 1.0)
+        self.wait(lambda: self.drained_both("s1"), 60, "s1 drained")
+        self.wait(lambda: len(s.tap.all("s1", "firing", after=start)) >= 2, 10,
+                  "both Alertmanagers notifying (the duplicate)")
+        pause(1)
+        drains = [a for a in s.relay_actions(since=start) if a.server == "s1" and a.state == "drain"]
+        self.assertEqual(len(drains), 1, drains)
+
+        # And once more, the very body Alertmanager sent, after the action ran.
+        _, body = s.tap.all("s1", "firing", after=start)[0]
+        status, answer = s.post_alerts(body)
+        self.assertLess(status, 300, answer)
+        pause(2)
+        drains = [a for a in s.relay_actions(since=start) if a.server == "s1" and a.state == "drain"]
+        self.assertEqual(len(drains), 1, drains)
+        self.assertGreaterEqual(stack.metric_sum(s.relay_metrics(), "dedup"), 1)
+
+    def test_relay_killed_mid_run_resumes_after_restart(self) -> None:
+        s = self.stack
+        self.addCleanup(self.settle)
+        self.addCleanup(lambda: s.sup.running("relay") or s.start_relay())
+        start = stack.now()
+        s.set_cpu("s2", 1.0)
+        self.wait(lambda: s.relay_children(), 60, "the relay starting ansible-runner")
+        s.sup.stop("relay", sig=signal.SIGKILL)  # the relay and its runner, as a crashed unit
+        self.assertFalse(self.drained_both("s2"), "the run finished before the kill: the test proves nothing")
+        s.start_relay()
+        self.wait(lambda: self.drained_both("s2"), 60, "s2 drained after the relay restarted")
+        drains = [a for a in s.relay_actions(since=start) if a.server == "s2" and a.state == "drain"
+                  and a.outcome == "applied"]
+        self.assertTrue(drains, s.relay_actions(since=start))
+
+    def test_haproxy_reload_mid_run_keeps_the_change_and_the_traffic(self) -> None:
+        s = self.stack
+        self.addCleanup(self.settle)
+        load = s.load(max_seconds=120)
+        self.addCleanup(load.stop)
+        self.wait(lambda: load.snapshot().total > 50, 15, "traffic through HAProxy")
+        s.set_cpu("s3", 1.0)
+        self.wait(lambda: s.relay_children(), 60, "the relay starting ansible-runner")
+        s.reload_haproxy()
+        self.wait(lambda: self.drained_both("s3"), 60, "s3 drained across the reload")
+        pause(1)
+        self.assertIn(s.live()["s3"], DRAINED, "the drain did not survive the reload")
+        s.set_cpu("s3", 0.1)
+        self.wait(lambda: s.live()["s3"] == "ready" and s.in_file()["s3"] == "ready", 60, "s3 restored")
+        total = load.stop()
+        self.assertEqual(total.failed, 0, no_failures_message(total, load))
+
+    def test_invalid_change_is_rejected_by_validation_and_the_file_untouched(self) -> None:
+        s = self.stack
+        errorfile = s.haproxy_cfg.parent / "errors" / "503.http"
+        saved = errorfile.read_bytes()
+        self.addCleanup(self.settle)
+        self.addCleanup(errorfile.write_bytes, saved)
+        # haproxy.cfg names this file: without it, `haproxy -c` fails on any new version of the config.
+        errorfile.unlink()
+        before = s.haproxy_cfg.read_bytes()
+        listing = sorted(p.name for p in s.haproxy_cfg.parent.iterdir())
+        start = stack.now()
+        s.set_cpu("s1", 1.0)
+        failed = self.wait(lambda: [a for a in s.relay_actions(since=start)
+                                    if a.server == "s1" and a.outcome == "failed"], 60, "the run failing")
+        self.assertEqual(hashlib.sha256(s.haproxy_cfg.read_bytes()).hexdigest(), hashlib.sha256(before).hexdigest())
+        self.assertEqual(sorted(p.name for p in s.haproxy_cfg.parent.iterdir()), listing,
+                         "files left behind next to haproxy.cfg")
+        self.assertEqual(s.live()["s1"], "ready", "the live state changed although the file was refused")
+        self.assertIn("valid", json.dumps([a.detail for a in failed]).lower(), failed)
+
+
+if __name__ == "__main__":
+    unittest.main()
