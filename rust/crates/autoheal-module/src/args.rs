@@ -323,7 +323,8 @@ pub fn split_validate(command: &str) -> Result<Vec<String>, ArgsError> {
     Ok(argv)
 }
 
-/// `haproxy -c -q -f %s` when an haproxy executable is on `search_path` or at /usr/sbin/haproxy.
+/// `haproxy -c -f %s` when an haproxy executable is on `search_path` or at /usr/sbin/haproxy.
+/// Not `-q`: quiet mode also hides the alerts that say why a file is rejected.
 pub fn default_validate(search_path: Option<&std::ffi::OsStr>) -> Option<Vec<String>> {
     let mut dirs: Vec<PathBuf> = search_path
         .map(|p| std::env::split_paths(p).collect())
@@ -336,7 +337,6 @@ pub fn default_validate(search_path: Option<&std::ffi::OsStr>) -> Option<Vec<Str
     Some(vec![
         haproxy.to_string_lossy().into_owned(),
         "-c".into(),
-        "-q".into(),
         "-f".into(),
         "%s".into(),
     ])
@@ -658,7 +658,7 @@ mod tests {
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
         let argv = default_validate(Some(dir.path().as_os_str())).unwrap();
         assert_eq!(argv[0], fake.to_string_lossy());
-        assert_eq!(&argv[1..], ["-c", "-q", "-f", "%s"]);
+        assert_eq!(&argv[1..], ["-c", "-f", "%s"]);
         // Not executable: skipped, so the result falls back to /usr/sbin (or nothing).
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o644)).unwrap();
         let fallback = default_validate(Some(dir.path().as_os_str()));

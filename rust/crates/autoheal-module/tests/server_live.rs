@@ -1,0 +1,272 @@
+//! `autoheal-server` against a real HAProxy 2.6 on loopback: file and live state agree.
+
+mod common;
+
+use common::{config_weight, haproxy_accepts, server_line, server_words, Lab, Live};
+use serde_json::{json, Value};
+
+const WEB: [(&str, &str); 3] = [("web1", "weight 10"), ("web2", ""), ("web3", "weight 20")];
+
+/// Check mode, real run, check mode, real run: changed, changed, not changed, not changed.
+/// Check mode must touch neither the file nor the live state.
+fn converge(lab: &Lab, args: Value) -> Value {
+    let file_before = lab.config();
+    let live_before = lab.admin_view();
+    let mut check_args = args.clone();
+    check_args["_ansible_check_mode"] = json!(true);
+
+    let (predicted, code) = lab.server(check_args.clone());
+    assert_eq!(code, 0, "{predicted}");
+    assert_eq!(
+        predicted["changed"], true,
+        "check mode predicts a change: {predicted}"
+    );
+    assert_eq!(lab.config(), file_before, "check mode wrote the file");
+    assert_eq!(
+        lab.admin_view(),
+        live_before,
+        "check mode changed the live state"
+    );
+
+    let (done, code) = lab.server(args.clone());
+    assert_eq!(code, 0, "{done}");
+    assert_eq!(done["changed"], true, "{done}");
+    assert_eq!(done["live_in_sync"], true, "{done}");
+    assert_eq!(done["guard"], "passed");
+    assert_eq!(
+        predicted["checksum_after"], done["checksum_after"],
+        "check mode predicted another file"
+    );
+    assert_eq!(
+        predicted["servers"][0]["live_commands"], done["servers"][0]["live_commands"],
+        "check mode predicted other live commands"
+    );
+    assert!(haproxy_accepts(&lab.cfg), "{}", lab.config_text());
+
+    let (again, code) = lab.server(check_args);
+    assert_eq!((code, &again["changed"]), (0, &json!(false)), "{again}");
+    let (again, code) = lab.server(args);
+    assert_eq!((code, &again["changed"]), (0, &json!(false)), "{again}");
+    assert_eq!(again["live_in_sync"], true, "{again}");
+    done
+}
+
+fn live(lab: &Lab, name: &str) -> Live {
+    lab.servers()[name]
+}
+
+#[test]
+fn every_state_agrees_in_file_and_live_and_is_idempotent() {
+    let mut lab = Lab::new(&WEB, "");
+    lab.start();
+    let original = lab.config();
+
+    let drained = converge(&lab, json!({"server": "web1", "state": "drain"}));
+    assert_eq!(config_weight(&lab.config_text(), "web1"), 0);
+    assert!(live(&lab, "web1").drained(), "{:?}", live(&lab, "web1"));
+    assert_eq!(
+        drained["servers"][0]["live_commands"],
+        json!(["set server app/web1 state drain"])
+    );
+    assert_eq!(drained["servers"][0]["after"]["config"]["managed"], "drain");
+    assert_eq!(drained["servers"][0]["after"]["live"]["admin"], "drain");
+    assert_eq!(drained["reload_required"], false);
+
+    converge(&lab, json!({"server": "web1", "state": "enabled"}));
+    assert_eq!(lab.config(), original, "enabled restores the exact bytes");
+    assert!(
+        live(&lab, "web1").ready_with(10),
+        "{:?}",
+        live(&lab, "web1")
+    );
+
+    converge(&lab, json!({"server": "web1", "state": "disabled"}));
+    assert!(server_words(&lab.config_text(), "web1").contains(&"disabled".to_owned()));
+    assert!(live(&lab, "web1").maint());
+
+    converge(&lab, json!({"server": "web1", "state": "enabled"}));
+    assert_eq!(lab.config(), original);
+    assert!(live(&lab, "web1").ready_with(10));
+
+    converge(&lab, json!({"server": "web1", "weight": 5}));
+    assert_eq!(config_weight(&lab.config_text(), "web1"), 5);
+    assert!(live(&lab, "web1").ready_with(5));
+
+    converge(&lab, json!({"server": "web1", "weight": "30%"}));
+    assert_eq!(
+        config_weight(&lab.config_text(), "web1"),
+        3,
+        "30% of the original 10"
+    );
+    assert!(live(&lab, "web1").ready_with(3));
+
+    converge(&lab, json!({"server": "web1", "state": "enabled"}));
+    assert_eq!(lab.config(), original);
+    assert!(live(&lab, "web1").ready_with(10));
+
+    let absent = converge(&lab, json!({"server": "web1", "state": "absent"}));
+    let text = lab.config_text();
+    assert!(server_line(&text, "web1").is_none(), "{text}");
+    assert!(
+        text.contains("server web1 127.0.0.1"),
+        "kept as a comment: {text}"
+    );
+    assert_eq!(absent["reload_required"], true);
+    assert!(
+        live(&lab, "web1").maint(),
+        "absent is maint until the reload"
+    );
+
+    let back = converge(&lab, json!({"server": "web1", "state": "enabled"}));
+    assert_eq!(lab.config(), original);
+    assert!(live(&lab, "web1").ready_with(10));
+    assert_eq!(back["reload_required"], true, "{back}");
+
+    // The other servers were never touched.
+    let view = lab.servers();
+    assert!(
+        view["web2"].ready_with(1) && view["web3"].ready_with(20),
+        "{view:?}"
+    );
+}
+
+#[test]
+fn the_state_survives_a_reload() {
+    let mut lab = Lab::new(&WEB, "");
+    lab.start();
+    let original = lab.config();
+    converge(&lab, json!({"server": "web1", "state": "drain"}));
+    converge(&lab, json!({"server": "web2", "state": "disabled"}));
+    converge(&lab, json!({"server": "web3", "weight": 7}));
+
+    lab.reload();
+    let view = lab.servers();
+    assert!(view["web1"].drained(), "{view:?}");
+    assert!(view["web2"].maint(), "{view:?}");
+    assert!(view["web3"].ready_with(7), "{view:?}");
+    // After the reload the live state comes from the file: nothing left to do.
+    for args in [
+        json!({"server": "web1", "state": "drain"}),
+        json!({"server": "web2", "state": "disabled"}),
+        json!({"server": "web3", "weight": 7}),
+    ] {
+        let (again, code) = lab.server(args);
+        assert_eq!((code, &again["changed"]), (0, &json!(false)), "{again}");
+        assert_eq!(again["live_in_sync"], true, "{again}");
+    }
+
+    for name in ["web1", "web2", "web3"] {
+        converge(&lab, json!({"server": name, "state": "enabled"}));
+    }
+    assert_eq!(lab.config(), original);
+    lab.reload();
+    let view = lab.servers();
+    assert!(
+        view["web1"].ready_with(10) && view["web2"].ready_with(1) && view["web3"].ready_with(20),
+        "{view:?}"
+    );
+}
+
+#[test]
+fn absent_takes_the_server_out_at_reload_and_enabled_brings_it_back() {
+    let mut lab = Lab::new(&WEB, "");
+    lab.start();
+    let original = lab.config();
+    converge(&lab, json!({"server": "web2", "state": "absent"}));
+    lab.reload();
+    assert!(!lab.servers().contains_key("web2"), "{:?}", lab.servers());
+
+    // Absent in the file and in the running HAProxy: in line, nothing to do.
+    let (again, code) = lab.server(json!({"server": "web2", "state": "absent"}));
+    assert_eq!((code, &again["changed"]), (0, &json!(false)), "{again}");
+    assert_eq!(again["live_in_sync"], true, "{again}");
+    assert_eq!(again["reload_required"], false, "{again}");
+    assert_eq!(
+        again["servers"][0]["after"]["live"],
+        json!({"present": false})
+    );
+
+    // Back in the file; HAProxy learns of it at the next reload.
+    let (back, code) = lab.server(json!({"server": "web2", "state": "enabled"}));
+    assert_eq!((code, &back["changed"]), (0, &json!(true)), "{back}");
+    assert_eq!(back["reload_required"], true, "{back}");
+    assert_eq!(lab.config(), original);
+    lab.reload();
+    assert!(lab.servers()["web2"].ready_with(1));
+    let (again, code) = lab.server(json!({"server": "web2", "state": "enabled"}));
+    assert_eq!((code, &again["changed"]), (0, &json!(false)), "{again}");
+    assert_eq!(again["reload_required"], false, "{again}");
+}
+
+#[test]
+fn min_active_refuses_and_changes_nothing() {
+    let mut lab = Lab::new(&[("web1", ""), ("web2", "")], "");
+    lab.start();
+    let file = lab.config();
+    let live = lab.admin_view();
+
+    let (refused, code) = lab.server(json!({"server": "web1", "state": "drain", "min_active": 2}));
+    assert_eq!(code, 1, "{refused}");
+    assert_eq!(refused["failed"], true);
+    assert_eq!(refused["guard"], "blocked");
+    assert_eq!(refused["changed"], false);
+    assert!(
+        refused["msg"].as_str().unwrap().contains("min_active=2"),
+        "{refused}"
+    );
+    assert_eq!(lab.config(), file);
+    assert_eq!(lab.admin_view(), live);
+
+    // web2 drained live only (say by hand): web1 is the last active server.
+    assert_eq!(lab.command("set server app/web2 state drain").trim(), "");
+    let live = lab.admin_view();
+    for state in ["drain", "disabled", "absent"] {
+        let (refused, code) = lab.server(json!({"server": "web1", "state": state}));
+        assert_eq!(
+            (code, &refused["guard"]),
+            (1, &json!("blocked")),
+            "{refused}"
+        );
+        assert_eq!(lab.config(), file);
+        assert_eq!(lab.admin_view(), live);
+    }
+    // Putting servers back is never blocked, nor is a lower non-zero weight.
+    let (lower, code) = lab.server(json!({"server": "web1", "weight": 1}));
+    assert_eq!((code, &lower["guard"]), (0, &json!("passed")), "{lower}");
+    let (ok, code) = lab.server(json!({"server": "web1", "state": "drain", "min_active": 0}));
+    assert_eq!((code, &ok["changed"]), (0, &json!(true)), "{ok}");
+}
+
+#[test]
+fn a_failed_live_apply_keeps_the_file_and_fails_the_task() {
+    // With a static algorithm HAProxy refuses `set weight` other than 0% and 100%.
+    let mut lab = Lab::new(
+        &[("web1", "weight 10"), ("web2", "")],
+        "    balance static-rr\n",
+    );
+    lab.start();
+    let (result, code) = lab.server(json!({"server": "web1", "weight": 5}));
+    assert_eq!(code, 1, "{result}");
+    assert_eq!(result["failed"], true);
+    assert_eq!(result["changed"], true, "the file did change: {result}");
+    assert_eq!(result["live_in_sync"], false);
+    let msg = result["msg"].as_str().unwrap();
+    assert!(msg.contains("static LB algorithm"), "{msg}");
+    assert_eq!(
+        config_weight(&lab.config_text(), "web1"),
+        5,
+        "the file stays the truth"
+    );
+    assert!(lab.servers()["web1"].ready_with(10));
+}
+
+#[test]
+fn servers_can_be_chosen_by_address() {
+    let mut lab = Lab::new(&WEB, "");
+    lab.start();
+    let address = format!("127.0.0.1:{}", lab.ports["web3"]);
+    let done = converge(&lab, json!({"address": address, "state": "drain"}));
+    assert_eq!(done["servers"][0]["server"], "web3");
+    assert!(live(&lab, "web3").drained());
+    assert_eq!(config_weight(&lab.config_text(), "web3"), 0);
+}
