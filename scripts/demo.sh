@@ -9,12 +9,8 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== building the module and the relay (release, static)"
 scripts/build.sh
-relay=rust/target/x86_64-unknown-linux-gnu/release/autoheal-relay
-if [[ ! -x "$relay" ]] || [[ -n "$(find rust/crates -newer "$relay" -name '*.rs' -print -quit)" ]]; then
-  RUSTFLAGS='-C target-feature=+crt-static' cargo build --quiet --release --locked \
-    --manifest-path rust/Cargo.toml --target x86_64-unknown-linux-gnu -p autoheal-relay
-fi
-export AUTOHEAL_RELAY_BIN="$PWD/$relay"
+AUTOHEAL_RELAY_BIN="$(tests/e2e/ensure-relay.sh)"
+export AUTOHEAL_RELAY_BIN
 
 echo "== the demo"
 exec .venv/bin/python tests/e2e/demo.py "$@"
