@@ -1,0 +1,308 @@
+# Copyright: autoheal.haproxy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Documentation only: the module is a static binary (plugins/modules/server_<system>_<arch>, built from
+# rust/crates/autoheal-module) that the action plugin of the same name runs on the target.
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: server
+short_description: Put an HAProxy server in or out of rotation, in haproxy.cfg and live
+version_added: 0.1.0
+description:
+  - Edits one or more C(server) lines of an HAProxy configuration file without touching any other byte, and,
+    when O(socket) is given, applies the same change to the running HAProxy through its admin socket and reads
+    it back.
+  - V(drain) writes C(weight 0) (no new traffic; existing sessions finish) and sets the live admin state to
+    drain. V(disabled) adds the C(disabled) keyword (maintenance) and sets the live state to maint. O(weight)
+    lowers the weight in the file and live. V(absent) turns the line into a comment and puts the server into
+    maintenance until HAProxy reloads. V(enabled) undoes exactly what this module changed and leaves alone
+    what was written by hand.
+  - "What the module changes is recorded in a comment right above the server line
+    (C(#autoheal <state> was: <original line>)), without timestamps, so that V(enabled) restores the original
+    line and a second run changes nothing."
+  - The file is the source of truth. It is replaced atomically (temp file in the same directory, validated,
+    synced, renamed over the original, owner and mode kept) under an exclusive lock on its directory, so
+    concurrent runs on one file are serialised and none is lost. Any failure leaves the original file
+    byte-identical.
+  - Runs as a static binary on the target; no Python is needed there.
+author:
+  - autoheal.haproxy contributors (!UNKNOWN)
+options:
+  path:
+    description:
+      - The HAProxy configuration file. Symlinks are resolved and the file they point to is edited.
+    type: str
+    default: /etc/haproxy/haproxy.cfg
+  backend:
+    description:
+      - Only look for the server in this C(backend) or C(listen) section.
+      - Needed when the same server name or address appears in several sections, unless O(all_matches=true).
+    type: str
+  server:
+    description:
+      - The server's name, as on its C(server) line.
+      - Exactly one of O(server) and O(address) is required.
+    type: str
+  address:
+    description:
+      - The server's address as written on its C(server) line, with or without the port (C(10.0.0.5),
+        C(10.0.0.5:8080), an IPv6 address as HAProxy writes it, C(unix@/run/app.sock), a host name).
+      - Exactly one of O(server) and O(address) is required.
+    type: str
+  all_matches:
+    description:
+      - Act on every server that matches. Without it, several matches are an error that lists them.
+    type: bool
+    default: false
+  state:
+    description:
+      - V(enabled) puts the server back as it was before this module changed it.
+      - V(drain) stops new traffic (C(weight 0) in the file, C(state drain) live).
+      - V(disabled) puts the server in maintenance (C(disabled) in the file, C(state maint) live).
+      - V(absent) comments the line out; it takes full effect at the next reload (RV(reload_required)),
+        and the server is in maintenance live until then.
+    type: str
+    choices: [enabled, drain, disabled, absent]
+    default: enabled
+  weight:
+    description:
+      - A lower weight for a server that stays in service, absolute (V(0) to V(256)) or relative to the
+        weight the server had before this module changed it (V(50%)).
+      - Only with O(state=enabled). O(state=enabled) without O(weight) restores the original weight.
+    type: raw
+  socket:
+    description:
+      - Path of the HAProxy admin socket (C(stats socket ... level admin)) of the HAProxy that runs O(path).
+      - When given, the change is also applied live with C(set server) and C(set weight), only where the live
+        state differs, and the live state is read back with C(show servers state). The guard O(min_active)
+        then also counts live health and state.
+      - If the live apply or read-back fails, the file keeps its change, the task fails and
+        RV(live_in_sync) is V(false).
+    type: str
+  socket_timeout:
+    description:
+      - Seconds to wait for each exchange on O(socket).
+    type: float
+    default: 5
+  min_active:
+    description:
+      - The fewest active servers a backend may be left with. Active means not a backup, not absent, not
+        disabled, weight above 0 and, with O(socket), up, ready and weighted in the running HAProxy.
+      - A request that would take an active server out and leave fewer fails with RV(guard=blocked) and
+        changes nothing, in the file or live. Putting servers back is never blocked.
+    type: int
+    default: 1
+  backup:
+    description:
+      - Keep a copy of the file, named C(<path>.<pid>.<YYYY-MM-DD@HH:MM:SS>~) (UTC), when the module
+        changes it.
+    type: bool
+    default: true
+  validate:
+    description:
+      - Command that checks the candidate file before it replaces the original; V(%s) stands for the
+        candidate's path and is required. It is split like a shell would split it but runs without a shell.
+      - When not set, C(haproxy -c -f %s) is used if an C(haproxy) executable is on E(PATH) or at
+        C(/usr/sbin/haproxy), and nothing otherwise. An empty string switches validation off.
+      - If the command fails, the module fails with its output and the file is not changed.
+    type: str
+  checksum:
+    description:
+      - The sha256 (hex) the file must have for the module to write it, as returned by
+        M(autoheal.haproxy.server_info) or an earlier run. A mismatch fails and writes nothing.
+      - Only checked when the file would change.
+    type: str
+  lock_timeout:
+    description:
+      - Seconds to wait for another run on the same directory to release the lock.
+    type: float
+    default: 30
+attributes:
+  check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - Predicts the file checksum, the diff, the live commands and the live state after them, and runs the
+        O(min_active) guard, without writing the file or sending any C(set) command.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
+    support: full
+  idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    support: full
+  action_group:
+    description: Use C(group/autoheal.haproxy.haproxy) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - autoheal.haproxy.haproxy
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
+notes:
+  - The target needs the binary built for its system and architecture; the action plugin says which one is
+    missing.
+  - Runtime API changes alone are lost at reload; this module writes the file first so that the state survives
+    reloads and restarts.
+seealso:
+  - module: autoheal.haproxy.server_info
+  - module: community.general.haproxy
+    description: Changes the live state only, through the admin socket.
+  - name: HAProxy runtime API
+    description: The commands used live (C(set server), C(set weight), C(show servers state)).
+    link: https://docs.haproxy.org/2.6/management.html#9.3
+"""
+
+EXAMPLES = r"""
+- name: Drain web2 in the app backend, in the file and live
+  autoheal.haproxy.server:
+    backend: app
+    server: web2
+    state: drain
+    socket: /run/haproxy/admin.sock
+
+- name: Put it back exactly as it was
+  autoheal.haproxy.server:
+    backend: app
+    server: web2
+    state: enabled
+    socket: /run/haproxy/admin.sock
+
+- name: Halve the weight of the server at 10.0.0.5:8080, wherever it is
+  autoheal.haproxy.server:
+    address: 10.0.0.5:8080
+    weight: 50%
+    all_matches: true
+    socket: /run/haproxy/admin.sock
+
+- name: Take a server out of the file and reload HAProxy when needed
+  autoheal.haproxy.server:
+    path: /etc/haproxy/haproxy.cfg
+    backend: app
+    server: web3
+    state: absent
+    min_active: 2
+  register: web3_gone
+  notify: Reload haproxy
+
+- name: Only write if nobody changed the file since server_info read it
+  autoheal.haproxy.server:
+    server: web1
+    state: disabled
+    checksum: "{{ haproxy_info.checksum }}"
+    validate: /usr/sbin/haproxy -c -f %s
+"""
+
+RETURN = r"""
+path:
+  description: The file edited, symlinks resolved.
+  returned: success
+  type: str
+  sample: /etc/haproxy/haproxy.cfg
+checksum_before:
+  description: The sha256 of the file before the run.
+  returned: success
+  type: str
+  sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+checksum_after:
+  description: The sha256 of the file after the run (predicted in check mode).
+  returned: success
+  type: str
+  sample: 60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752
+backup_file:
+  description: The backup made of the file; V(null) when the file did not change or O(backup=false).
+  returned: success
+  type: str
+  sample: /etc/haproxy/haproxy.cfg.4242.2026-11-25@14:30:05~
+diff:
+  description: The file before and after, for C(--diff).
+  returned: in diff mode
+  type: dict
+  contains:
+    before:
+      description: The file's contents before.
+      type: str
+    after:
+      description: The file's contents after.
+      type: str
+    before_header:
+      description: Label of RV(diff.before).
+      type: str
+    after_header:
+      description: Label of RV(diff.after).
+      type: str
+servers:
+  description: One entry per matched server, in file order.
+  returned: success or when the guard blocked the request
+  type: list
+  elements: dict
+  contains:
+    backend:
+      description: The server's C(backend) or C(listen) section.
+      type: str
+      sample: app
+    server:
+      description: The server's name.
+      type: str
+      sample: web2
+    address:
+      description: The server's address as written.
+      type: str
+      sample: 10.0.0.5:8080
+    changed:
+      description: The file or the live state of this server changed.
+      type: bool
+    notes:
+      description: Things the operator should know (for example a line edited by hand since the module changed it).
+      type: list
+      elements: str
+    live_commands:
+      description: The runtime API commands sent (in check mode, those that would be sent).
+      type: list
+      elements: str
+      sample: [set server app/web2 state drain]
+    before:
+      description: The server before the run.
+      type: dict
+      contains:
+        config:
+          description:
+            - The state the file gives the server.
+            - C(weight), C(disabled), C(backup), C(absent); C(managed) is what the module's marker records
+              (V(drain), V(disabled), V(absent), V(weight 5), V(weight 50%)) or V(null); C(original_weight)
+              is the weight before the module changed it.
+          type: dict
+        live:
+          description:
+            - The server in the running HAProxy; V(null) without O(socket).
+            - C(present) is V(false) when the running HAProxy does not know the server. Otherwise C(admin)
+              (V(ready), V(drain) or V(maint)), C(active), C(op_state), C(admin_state), C(weight) and
+              C(initial_weight) as C(show servers state) reports them.
+          type: dict
+    after:
+      description: The server after the run (predicted in check mode), same keys as RV(servers[].before).
+      type: dict
+reload_required:
+  description: HAProxy must reload before its running state can match the file (after V(absent), after bringing
+    an absent server back, or for a server the running HAProxy does not know).
+  returned: success
+  type: bool
+live_in_sync:
+  description: The running HAProxy agrees with the file for every matched server; V(null) without O(socket).
+  returned: success
+  type: bool
+guard:
+  description: The O(min_active) guard's decision, V(passed) or V(blocked).
+  returned: success or when the guard blocked the request
+  type: str
+  sample: passed
+msg:
+  description: What happened, one part per server.
+  returned: always
+  type: str
+  sample: "app/web2 drain: file was updated; live: set server app/web2 state drain"
+"""
