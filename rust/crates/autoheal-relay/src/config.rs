@@ -1,0 +1,779 @@
+//! The relay's configuration file (TOML), its defaults and its semantic checks.
+//!
+//! Syntax errors come from the `toml` crate and carry line and column; semantic errors name the
+//! offending key (`rules[2].match_re.severity`) so that `check-config` can point at it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::model::DesiredState;
+use crate::target::{is_valid_weight, validate_name};
+
+/// Why a configuration file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema (message carries line and column).
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line, column and a caret under the offending text.
+        message: String,
+    },
+    /// A value is well-formed but unusable.
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Dotted path of the offending key.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HTTP listener, limits and TLS.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Who may post webhooks and use the admin endpoints.
+    pub auth: AuthConfig,
+    /// The SQLite journal and audit log.
+    #[serde(default)]
+    pub journal: JournalConfig,
+    /// How targets are read from alert labels.
+    #[serde(default)]
+    pub targets: TargetsConfig,
+    /// Rules, first match wins.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// Coalescing window.
+    #[serde(default)]
+    pub coalesce: CoalesceConfig,
+    /// Budget, breaker, pause, dry-run.
+    #[serde(default)]
+    pub guard: GuardConfig,
+    /// What runs the playbook.
+    pub executor: ExecutorConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// HTTP listener settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest accepted request body; bigger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Whole-request timeout (reading the body and journaling), in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Time allowed to send the request headers, in milliseconds.
+    pub header_read_timeout_ms: u64,
+    /// Seconds to wait for in-flight requests on shutdown.
+    pub shutdown_grace_secs: u64,
+    /// PEM certificate chain; with `tls_key`, enables HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9095)),
+            max_body_bytes: 1024 * 1024,
+            request_timeout_ms: 5_000,
+            header_read_timeout_ms: 5_000,
+            shutdown_grace_secs: 10,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// Authentication. At least one method, or an explicit `allow_unauthenticated = true`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Run with no authentication at all (must be spelled out).
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+    /// File holding the bearer token (surrounding whitespace ignored).
+    pub bearer_token_file: Option<PathBuf>,
+    /// File of `user:password` lines for HTTP basic auth.
+    pub basic_auth_file: Option<PathBuf>,
+    /// Grafana's HMAC-SHA256 signature, checked on `/hooks/grafana`.
+    pub grafana_hmac: Option<HmacConfig>,
+}
+
+/// Grafana webhook HMAC settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmacConfig {
+    /// File holding the shared secret.
+    pub secret_file: PathBuf,
+    /// Header carrying the hex signature.
+    #[serde(default = "default_hmac_header")]
+    pub header: String,
+    /// Header carrying a Unix timestamp; when set, the signed text is `timestamp:body`.
+    pub timestamp_header: Option<String>,
+    /// Largest accepted clock difference for the timestamp, in seconds.
+    #[serde(default = "default_max_skew")]
+    pub max_skew_secs: u64,
+}
+
+fn default_hmac_header() -> String {
+    "X-Grafana-Alerting-Signature".to_owned()
+}
+
+fn default_max_skew() -> u64 {
+    300
+}
+
+/// Journal settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// SQLite database file (created if missing).
+    pub path: PathBuf,
+    /// Same (fingerprint, status, startsAt) within this many seconds is one event.
+    pub dedup_ttl_secs: u64,
+    /// Most requests folded into one commit.
+    pub max_batch: usize,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("autoheal-relay.db"),
+            dedup_ttl_secs: 3600,
+            max_batch: 512,
+        }
+    }
+}
+
+/// How alert labels name the server to act on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TargetsConfig {
+    /// Label holding the HAProxy server name.
+    pub server_label: String,
+    /// Label holding the HAProxy backend name (optional on alerts).
+    pub backend_label: String,
+    /// Label holding `host:port`, used when there is no server label.
+    pub instance_label: String,
+    /// `instance` value (with or without port) to HAProxy server name.
+    pub instance_map: BTreeMap<String, String>,
+}
+
+impl Default for TargetsConfig {
+    fn default() -> Self {
+        Self {
+            server_label: "server".to_owned(),
+            backend_label: "backend".to_owned(),
+            instance_label: "instance".to_owned(),
+            instance_map: BTreeMap::new(),
+        }
+    }
+}
+
+/// The action a rule takes when its alert fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    /// Stop new traffic, let existing sessions finish.
+    Drain,
+    /// Put the server in maintenance.
+    Disabled,
+    /// Comment the server out.
+    Absent,
+    /// Lower its weight (with `weight`).
+    Weight,
+}
+
+impl RuleAction {
+    /// The server state the playbook is asked for.
+    pub fn state(self) -> DesiredState {
+        match self {
+            Self::Drain => DesiredState::Drain,
+            Self::Disabled => DesiredState::Disabled,
+            Self::Absent => DesiredState::Absent,
+            Self::Weight => DesiredState::Enabled,
+        }
+    }
+}
+
+/// One rule as written in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Name shown in the audit log.
+    pub name: String,
+    /// Labels that must equal these values.
+    #[serde(default, rename = "match")]
+    pub match_eq: BTreeMap<String, String>,
+    /// Labels that must fully match these regexes.
+    #[serde(default)]
+    pub match_re: BTreeMap<String, String>,
+    /// What to do while the alert fires.
+    pub action: RuleAction,
+    /// Weight for `action = "weight"`, e.g. `"50%"` or `"10"`.
+    pub weight: Option<String>,
+    /// Restore (`enabled`) when the alert resolves.
+    #[serde(default = "default_true")]
+    pub restore: bool,
+    /// Wait this long after the resolve before restoring; a new firing cancels the restore.
+    #[serde(default)]
+    pub restore_delay_secs: u64,
+    /// Fleet key: runs for one fleet never overlap.
+    #[serde(default = "default_fleet")]
+    pub fleet: String,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_fleet() -> String {
+    "default".to_owned()
+}
+
+/// Coalescing settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoalesceConfig {
+    /// Intents arriving within this window share one run.
+    pub window_ms: u64,
+}
+
+impl Default for CoalesceConfig {
+    fn default() -> Self {
+        Self { window_ms: 200 }
+    }
+}
+
+/// Safety settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    /// Never more than this many servers of one backend out at once.
+    pub max_out_per_backend: usize,
+    /// Never more than this percentage of a backend out (needs `backend_sizes`).
+    pub max_out_percent: Option<u8>,
+    /// Number of servers per backend, for the percentage budget.
+    pub backend_sizes: BTreeMap<String, usize>,
+    /// Breaker: at most this many out-of-service actions per window...
+    pub breaker_max_actions: usize,
+    /// ...of this many seconds...
+    pub breaker_window_secs: u64,
+    /// ...else stop taking servers out for this many seconds.
+    pub breaker_cooldown_secs: u64,
+    /// Start paused (hold every action until resumed).
+    pub paused: bool,
+    /// While this file exists, the relay is paused.
+    pub pause_file: Option<PathBuf>,
+    /// Log decisions, run nothing.
+    pub dry_run: bool,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            max_out_per_backend: 1,
+            max_out_percent: None,
+            backend_sizes: BTreeMap::new(),
+            breaker_max_actions: 20,
+            breaker_window_secs: 60,
+            breaker_cooldown_secs: 300,
+            paused: false,
+            pause_file: None,
+            dry_run: false,
+        }
+    }
+}
+
+/// Which executor runs the remediation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "kebab-case")]
+pub enum ExecutorConfig {
+    /// `ansible-runner run DIR -p PLAYBOOK` per run.
+    AnsibleRunner(AnsibleRunnerConfig),
+    /// An AWX/AAP job template.
+    Awx(AwxConfig),
+    /// Record what would run, run nothing.
+    DryRun,
+}
+
+/// ansible-runner executor settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnsibleRunnerConfig {
+    /// The ansible-runner program.
+    #[serde(default = "default_runner_binary")]
+    pub binary: PathBuf,
+    /// Playbook: a collection FQCN or a path.
+    #[serde(default = "default_playbook")]
+    pub playbook: String,
+    /// Inventory file or directory.
+    pub inventory: PathBuf,
+    /// Host pattern passed as `--limit`.
+    pub limit: Option<String>,
+    /// Per-fleet `--limit` overrides.
+    #[serde(default)]
+    pub fleet_limits: BTreeMap<String, String>,
+    /// Where private data directories are created, one per run.
+    pub work_dir: PathBuf,
+    /// Kill a run after this many seconds.
+    #[serde(default = "default_run_timeout")]
+    pub timeout_secs: u64,
+    /// Environment set for ansible-runner (e.g. PATH, ANSIBLE_COLLECTIONS_PATH).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+fn default_runner_binary() -> PathBuf {
+    PathBuf::from("ansible-runner")
+}
+
+fn default_playbook() -> String {
+    "autoheal.haproxy.remediate".to_owned()
+}
+
+fn default_run_timeout() -> u64 {
+    600
+}
+
+/// AWX executor settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwxConfig {
+    /// Base URL, e.g. `https://awx.example.com`.
+    pub url: String,
+    /// Job template id.
+    pub job_template_id: u64,
+    /// File holding the OAuth2/personal access token.
+    pub token_file: PathBuf,
+    /// Optional `limit` sent with the launch (the template must prompt for it).
+    pub limit: Option<String>,
+    /// Poll interval, in milliseconds.
+    #[serde(default = "default_poll_ms")]
+    pub poll_interval_ms: u64,
+    /// Give up waiting for the job after this many seconds.
+    #[serde(default = "default_run_timeout")]
+    pub timeout_secs: u64,
+    /// Launch attempts when the connection is refused before the request is sent.
+    #[serde(default = "default_launch_attempts")]
+    pub launch_attempts: u32,
+    /// Timeout of each HTTP request, in milliseconds.
+    #[serde(default = "default_http_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+fn default_http_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_poll_ms() -> u64 {
+    2_000
+}
+
+fn default_launch_attempts() -> u32 {
+    3
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// `tracing` filter, e.g. `info` or `autoheal_relay=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// A rule ready to match: regexes compiled and anchored.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Name shown in the audit log.
+    pub name: String,
+    /// Equality matchers.
+    pub match_eq: BTreeMap<String, String>,
+    /// Regex matchers, anchored at both ends.
+    pub match_re: Vec<(String, Regex)>,
+    /// Action while firing.
+    pub action: RuleAction,
+    /// Weight for weight actions.
+    pub weight: Option<String>,
+    /// Restore on resolve.
+    pub restore: bool,
+    /// Delay before the restore.
+    pub restore_delay: Duration,
+    /// Fleet key.
+    pub fleet: String,
+}
+
+impl Config {
+    /// Reads, parses and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks configuration text; `path` is only used in messages and to resolve
+    /// relative paths against the file's directory.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate(path)?;
+        if let Some(dir) = path.parent() {
+            config.resolve_paths(dir);
+        }
+        Ok(config)
+    }
+
+    /// Compiles the rules (the regexes were already checked by `validate`).
+    pub fn compiled_rules(&self) -> Vec<Rule> {
+        self.rules
+            .iter()
+            .map(|r| Rule {
+                name: r.name.clone(),
+                match_eq: r.match_eq.clone(),
+                match_re: r
+                    .match_re
+                    .iter()
+                    .map(|(k, v)| (k.clone(), anchored(v).expect("validated regex")))
+                    .collect(),
+                action: r.action,
+                weight: r.weight.clone(),
+                restore: r.restore,
+                restore_delay: Duration::from_secs(r.restore_delay_secs),
+                fleet: r.fleet.clone(),
+            })
+            .collect()
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        let auth = &self.auth;
+        let any_auth = auth.bearer_token_file.is_some()
+            || auth.basic_auth_file.is_some()
+            || auth.grafana_hmac.is_some();
+        if !any_auth && !auth.allow_unauthenticated {
+            return Err(invalid(
+                "auth".into(),
+                "no authentication configured; set bearer_token_file, basic_auth_file or grafana_hmac, \
+                 or allow_unauthenticated = true to run without it"
+                    .into(),
+            ));
+        }
+        if any_auth && auth.allow_unauthenticated {
+            return Err(invalid(
+                "auth.allow_unauthenticated".into(),
+                "contradicts the configured authentication methods".into(),
+            ));
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err(invalid(
+                "server.tls_cert".into(),
+                "tls_cert and tls_key go together".into(),
+            ));
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err(invalid(
+                "server.max_body_bytes".into(),
+                "must be positive".into(),
+            ));
+        }
+        if self.journal.max_batch == 0 {
+            return Err(invalid(
+                "journal.max_batch".into(),
+                "must be positive".into(),
+            ));
+        }
+        if self.coalesce.window_ms == 0 || self.coalesce.window_ms > 60_000 {
+            return Err(invalid(
+                "coalesce.window_ms".into(),
+                "must be between 1 and 60000".into(),
+            ));
+        }
+        if let Some(p) = self.guard.max_out_percent {
+            if p > 100 {
+                return Err(invalid(
+                    "guard.max_out_percent".into(),
+                    "must be at most 100".into(),
+                ));
+            }
+        }
+        if self.guard.breaker_max_actions == 0 || self.guard.breaker_window_secs == 0 {
+            return Err(invalid(
+                "guard.breaker_max_actions".into(),
+                "breaker_max_actions and breaker_window_secs must be positive".into(),
+            ));
+        }
+        for backend in self.guard.backend_sizes.keys() {
+            validate_name(backend)
+                .map_err(|e| invalid(format!("guard.backend_sizes.{backend}"), e.to_string()))?;
+        }
+        for (instance, server) in &self.targets.instance_map {
+            validate_name(server).map_err(|e| {
+                invalid(
+                    format!("targets.instance_map.\"{instance}\""),
+                    e.to_string(),
+                )
+            })?;
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            let key = |field: &str| format!("rules[{i}].{field}");
+            if rule.name.trim().is_empty() {
+                return Err(invalid(key("name"), "must not be empty".into()));
+            }
+            if !names.insert(rule.name.as_str()) {
+                return Err(invalid(
+                    key("name"),
+                    format!("duplicate rule name {:?}", rule.name),
+                ));
+            }
+            if rule.match_eq.is_empty() && rule.match_re.is_empty() {
+                return Err(invalid(
+                    key("match"),
+                    "a rule needs at least one matcher (match or match_re)".into(),
+                ));
+            }
+            for (label, re) in &rule.match_re {
+                anchored(re)
+                    .map_err(|e| invalid(key(&format!("match_re.{label}")), e.to_string()))?;
+            }
+            match (rule.action, &rule.weight) {
+                (RuleAction::Weight, None) => {
+                    return Err(invalid(
+                        key("weight"),
+                        "action \"weight\" needs a weight".into(),
+                    ))
+                }
+                (RuleAction::Weight, Some(w)) if !is_valid_weight(w) => {
+                    return Err(invalid(
+                        key("weight"),
+                        format!("{w:?} is not a weight (0-256, or 0%-100%)"),
+                    ))
+                }
+                (RuleAction::Weight, Some(_)) => {}
+                (_, Some(_)) => {
+                    return Err(invalid(
+                        key("weight"),
+                        "only action \"weight\" takes a weight".into(),
+                    ))
+                }
+                (_, None) => {}
+            }
+            validate_name(&rule.fleet).map_err(|e| invalid(key("fleet"), e.to_string()))?;
+        }
+        match &self.executor {
+            ExecutorConfig::AnsibleRunner(r) => {
+                if r.playbook.trim().is_empty() {
+                    return Err(invalid(
+                        "executor.playbook".into(),
+                        "must not be empty".into(),
+                    ));
+                }
+                if r.timeout_secs == 0 {
+                    return Err(invalid(
+                        "executor.timeout_secs".into(),
+                        "must be positive".into(),
+                    ));
+                }
+            }
+            ExecutorConfig::Awx(a) => {
+                if !(a.url.starts_with("http://") || a.url.starts_with("https://")) {
+                    return Err(invalid(
+                        "executor.url".into(),
+                        "must start with http:// or https://".into(),
+                    ));
+                }
+                if a.launch_attempts == 0 || a.poll_interval_ms == 0 {
+                    return Err(invalid(
+                        "executor.launch_attempts".into(),
+                        "launch_attempts and poll_interval_ms must be positive".into(),
+                    ));
+                }
+            }
+            ExecutorConfig::DryRun => {}
+        }
+        Ok(())
+    }
+
+    /// Relative paths in the file are relative to the file, not to the working directory.
+    fn resolve_paths(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        let fix_opt = |p: &mut Option<PathBuf>| {
+            if let Some(p) = p {
+                if p.is_relative() {
+                    *p = dir.join(&*p);
+                }
+            }
+        };
+        fix(&mut self.journal.path);
+        fix_opt(&mut self.server.tls_cert);
+        fix_opt(&mut self.server.tls_key);
+        fix_opt(&mut self.auth.bearer_token_file);
+        fix_opt(&mut self.auth.basic_auth_file);
+        if let Some(h) = &mut self.auth.grafana_hmac {
+            fix(&mut h.secret_file);
+        }
+        fix_opt(&mut self.guard.pause_file);
+        match &mut self.executor {
+            ExecutorConfig::AnsibleRunner(r) => {
+                fix(&mut r.inventory);
+                fix(&mut r.work_dir);
+                // A playbook path (not a collection FQCN) is relative to the file too.
+                if r.playbook.contains('/') && !r.playbook.starts_with('/') {
+                    r.playbook = dir.join(&r.playbook).to_string_lossy().into_owned();
+                }
+            }
+            ExecutorConfig::Awx(a) => fix(&mut a.token_file),
+            ExecutorConfig::DryRun => {}
+        }
+    }
+}
+
+fn anchored(re: &str) -> Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(&format!("^(?:{re})$"))
+        .size_limit(1 << 20)
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[auth]
+allow_unauthenticated = true
+
+[executor]
+kind = "dry-run"
+
+[[rules]]
+name = "drain-on-cpu"
+match = { alertname = "BackendCpuHigh" }
+action = "drain"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/relay/relay.toml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.server.max_body_bytes, 1024 * 1024);
+        assert_eq!(
+            c.journal.path,
+            PathBuf::from("/etc/relay/autoheal-relay.db")
+        );
+        assert_eq!(c.rules[0].fleet, "default");
+        assert!(c.rules[0].restore);
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let err = parse("[auth]\nallow_unauthenticated = tru\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let text = MINIMAL.replace("action = \"drain\"", "action = \"drain\"\nrestor = false");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("line 12") && err.contains("restor"), "{err}");
+    }
+
+    #[test]
+    fn missing_auth_is_refused() {
+        let err = parse(&MINIMAL.replace("allow_unauthenticated = true", "")).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::Invalid { ref key, .. } if key == "auth"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn weight_action_needs_a_valid_weight() {
+        let text = MINIMAL.replace(
+            "action = \"drain\"",
+            "action = \"weight\"\nweight = \"150%\"",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("rules[0].weight"), "{err}");
+    }
+
+    #[test]
+    fn bad_regex_is_refused() {
+        let text = MINIMAL.replace("action =", "match_re = { severity = \"(crit\" }\naction =");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("rules[0].match_re.severity"), "{err}");
+    }
+
+    #[test]
+    fn regexes_are_anchored() {
+        let text = MINIMAL.replace("action =", "match_re = { severity = \"crit\" }\naction =");
+        let rules = parse(&text).unwrap().compiled_rules();
+        let re = &rules[0].match_re[0].1;
+        assert!(re.is_match("crit"));
+        assert!(!re.is_match("critical"));
+    }
+}

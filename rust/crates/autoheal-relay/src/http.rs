@@ -1,0 +1,245 @@
+//! The HTTP surface: `app(state) -> Router`. Handlers are thin: authenticate, check the content
+//! type, read the body within its limit, parse, decide, journal, answer.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::auth::AuthError;
+use crate::decide::{decide, Decision};
+use crate::journal::AcceptReport;
+use crate::metrics::{ReasonLabel, SourceLabel};
+use crate::model::{now_ms, Source};
+use crate::payload::{self, ParseError};
+use crate::relay::AppState;
+
+/// Why a request was refused; each maps to one status and a JSON body `{"error": "..."}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// 415.
+    #[error("content type must be application/json")]
+    ContentType,
+    /// 413 or 400 from reading the body.
+    #[error("{message}")]
+    Body {
+        /// Status chosen by axum (413 over the limit, 400 otherwise).
+        status: StatusCode,
+        /// Message.
+        message: String,
+    },
+    /// 400.
+    #[error("invalid webhook payload: {0}")]
+    Payload(#[from] ParseError),
+    /// 503: the journal cannot take the alerts; the sender should retry.
+    #[error("cannot journal the alerts, retry later: {0}")]
+    Journal(#[from] crate::journal::JournalError),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Auth(_) => StatusCode::UNAUTHORIZED,
+            Self::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Body { status, .. } => *status,
+            Self::Payload(_) => StatusCode::BAD_REQUEST,
+            Self::Journal(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Auth(_) => "unauthorized",
+            Self::ContentType => "content_type",
+            Self::Body { status, .. } if *status == StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            Self::Body { .. } => "body",
+            Self::Payload(_) => "payload",
+            Self::Journal(_) => "journal",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer, Basic"),
+            );
+        }
+        response
+    }
+}
+
+/// The relay's router.
+pub fn app(state: AppState) -> Router {
+    let limit = state.inner.max_body_bytes;
+    let timeout = state.inner.request_timeout;
+    Router::new()
+        .route("/hooks/alertmanager", post(alertmanager))
+        .route("/hooks/grafana", post(grafana))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/admin/pause", post(pause))
+        .route("/admin/resume", post(resume))
+        .route("/admin/status", get(status))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .with_state(state)
+}
+
+async fn alertmanager(State(s): State<AppState>, headers: HeaderMap, req: Request) -> Response {
+    respond(&s, intake(&s, Source::Alertmanager, &headers, req).await)
+}
+
+async fn grafana(State(s): State<AppState>, headers: HeaderMap, req: Request) -> Response {
+    respond(&s, intake(&s, Source::Grafana, &headers, req).await)
+}
+
+fn respond(s: &AppState, result: Result<AcceptReport, ApiError>) -> Response {
+    match result {
+        Ok(report) => (StatusCode::OK, Json(report)).into_response(),
+        Err(e) => {
+            s.metrics().refuse_request(e.reason());
+            if e.status().is_server_error() {
+                tracing::error!(error = %e, "webhook not accepted");
+            } else {
+                tracing::info!(error = %e, status = %e.status(), "webhook refused");
+            }
+            e.into_response()
+        }
+    }
+}
+
+async fn intake(
+    s: &AppState,
+    source: Source,
+    headers: &HeaderMap,
+    req: Request,
+) -> Result<AcceptReport, ApiError> {
+    let inner = &s.inner;
+    // Grafana with a configured HMAC proves itself with the signature (checked once the body
+    // is read); everything else needs the Authorization header before the body is read.
+    let signed = source == Source::Grafana && inner.auth.has_hmac();
+    if !signed {
+        inner.auth.check_headers(headers)?;
+    }
+    if !is_json(headers) {
+        return Err(ApiError::ContentType);
+    }
+    let body = Bytes::from_request(req, s)
+        .await
+        .map_err(|r| ApiError::Body {
+            status: r.status(),
+            message: r.body_text(),
+        })?;
+    if signed {
+        let now = u64::try_from(now_ms() / 1000).unwrap_or(0);
+        inner.auth.check_hmac(headers, &body, now)?;
+    }
+    let alerts = payload::parse(source, &body)?;
+    inner
+        .metrics
+        .alerts_received
+        .get_or_create(&SourceLabel {
+            source: source.as_str().to_owned(),
+        })
+        .inc_by(u64::try_from(alerts.len()).unwrap_or(u64::MAX));
+    let decisions = decide(&alerts, &inner.rules, &inner.targets, now_ms());
+    for d in &decisions {
+        if let Decision::Rejected { rule, field, error } = d {
+            tracing::warn!(rule, label = %field, error = %error, "alert rejected: unsafe label value");
+            inner
+                .metrics
+                .alerts_rejected
+                .get_or_create(&ReasonLabel {
+                    reason: error.kind().to_owned(),
+                })
+                .inc();
+        }
+    }
+    let report = inner
+        .journal
+        .accept(source, alerts.into_iter().zip(decisions).collect())
+        .await?;
+    inner
+        .metrics
+        .alerts_deduplicated
+        .inc_by(u64::try_from(report.duplicates).unwrap_or(u64::MAX));
+    Ok(report)
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    if s.inner.journal.is_running() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "journal not running\n").into_response()
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics().render(),
+    )
+        .into_response()
+}
+
+async fn pause(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    set_paused(&s, &headers, true)
+}
+
+async fn resume(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    set_paused(&s, &headers, false)
+}
+
+fn set_paused(s: &AppState, headers: &HeaderMap, paused: bool) -> Response {
+    if let Err(e) = s.inner.auth.check_headers(headers) {
+        s.metrics().refuse_request("unauthorized");
+        return ApiError::from(e).into_response();
+    }
+    s.pause().set(paused);
+    tracing::warn!(paused, "pause switch changed through the admin endpoint");
+    status_body(s)
+}
+
+async fn status(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = s.inner.auth.check_headers(&headers) {
+        return ApiError::from(e).into_response();
+    }
+    status_body(&s)
+}
+
+fn status_body(s: &AppState) -> Response {
+    Json(json!({
+        "paused": s.pause().is_paused(),
+        "queue_depth": s.metrics().queue_depth.get(),
+        "breaker_open": s.metrics().breaker_open.get() == 1,
+        "journal_backlog": s.inner.journal.backlog(),
+    }))
+    .into_response()
+}

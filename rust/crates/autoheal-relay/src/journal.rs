@@ -1,0 +1,785 @@
+//! The journal: one thread owns the SQLite database (WAL, `synchronous=FULL`).
+//!
+//! Requests hand their alerts and decisions over a bounded channel and wait for the commit that
+//! contains them; the thread folds every command waiting in the channel into one transaction
+//! (group commit), so a burst of requests shares a few fsyncs and none is answered before its
+//! data is on disk. The same database is the audit log: events, decisions (including refusals
+//! and rejections), runs and their results.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::coalesce::Pending;
+use crate::decide::Decision;
+use crate::guard::TargetState;
+use crate::model::{now_ms, Alert, AlertStatus, DesiredState, Intent, Source};
+
+/// Why the journal failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// SQLite said no (disk full, permissions, corruption...).
+    #[error("journal database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The journal thread is gone (shutting down, or it crashed).
+    #[error("journal is not running")]
+    Closed,
+    /// The group commit this command was part of failed; nothing of it was stored.
+    #[error("journal commit failed: {0}")]
+    Commit(String),
+    /// A stored intent could not be decoded.
+    #[error("journal holds an unreadable intent (decision {id}): {source}")]
+    Corrupt {
+        /// Decision id.
+        id: i64,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+    /// The database directory could not be created.
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// What became of one webhook's alerts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AcceptReport {
+    /// Alerts in the body.
+    pub alerts: usize,
+    /// Already seen within the dedup TTL.
+    pub duplicates: usize,
+    /// Intents queued.
+    pub actions: usize,
+    /// Refused because of an unsafe label value.
+    pub rejected: usize,
+    /// Matched no rule.
+    pub ignored: usize,
+}
+
+/// A run to record, with the decisions it carries out.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// Executor name.
+    pub executor: &'static str,
+    /// The decisions.
+    pub items: Vec<Pending>,
+}
+
+/// A run's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunResult {
+    /// `successful`, `failed`, `timeout`, `error`, `canceled`.
+    pub status: String,
+    /// Exit code, when there was a process.
+    pub rc: Option<i32>,
+    /// Wall time.
+    pub duration_ms: i64,
+    /// Short human detail (job id, error message, stderr tail).
+    pub detail: String,
+}
+
+impl RunResult {
+    /// Whether the run did what it was asked.
+    pub fn succeeded(&self) -> bool {
+        self.status == "successful"
+    }
+}
+
+/// The fate of a batch the pipeline took from the coalescer.
+#[derive(Debug, Default)]
+pub struct Settlement {
+    /// Fleet.
+    pub fleet: String,
+    /// Replaced by a later intent for the same target.
+    pub superseded: Vec<i64>,
+    /// Nothing to do.
+    pub noop: Vec<i64>,
+    /// Refused by the guard, with the reason.
+    pub refused: Vec<(i64, String)>,
+    /// The run, if anything was admitted.
+    pub run: Option<NewRun>,
+}
+
+enum Command {
+    Accept {
+        source: Source,
+        items: Vec<(Alert, Decision)>,
+        reply: oneshot::Sender<Result<AcceptReport, JournalError>>,
+    },
+    Settle {
+        settlement: Settlement,
+        reply: oneshot::Sender<Result<Option<i64>, JournalError>>,
+    },
+    Finish {
+        run_id: i64,
+        result: RunResult,
+        reply: oneshot::Sender<Result<(), JournalError>>,
+    },
+}
+
+/// State found in the database at startup.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Decisions not yet carried out, oldest first; `replay` is set on those whose run was
+    /// interrupted (they were admitted once and are re-run as they are).
+    pub pending: Vec<Recovery>,
+    /// The state last asked for, per target key.
+    pub targets: HashMap<String, TargetState>,
+}
+
+/// One unfinished decision.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    /// The decision.
+    pub pending: Pending,
+    /// Its run was interrupted.
+    pub replay: bool,
+}
+
+/// Handle to the journal thread. Cloning is cheap; the thread stops when every handle is dropped.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    tx: mpsc::Sender<Command>,
+}
+
+/// Settings for the journal thread.
+#[derive(Debug, Clone)]
+pub struct JournalOptions {
+    /// Database file.
+    pub path: PathBuf,
+    /// Dedup window.
+    pub dedup_ttl: Duration,
+    /// Most commands per transaction (also the channel capacity).
+    pub max_batch: usize,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Accept { .. } => "Accept",
+            Self::Settle { .. } => "Settle",
+            Self::Finish { .. } => "Finish",
+        })
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    id          INTEGER PRIMARY KEY,
+    received_ms INTEGER NOT NULL,
+    source      TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    starts_at   TEXT NOT NULL,
+    alertname   TEXT NOT NULL,
+    labels      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_received ON events(received_ms);
+CREATE TABLE IF NOT EXISTS decisions (
+    id          INTEGER PRIMARY KEY,
+    event_id    INTEGER NOT NULL REFERENCES events(id),
+    decided_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    outcome     TEXT NOT NULL,
+    rule        TEXT,
+    target      TEXT,
+    fleet       TEXT,
+    state       TEXT,
+    intent      TEXT,
+    detail      TEXT,
+    run_id      INTEGER REFERENCES runs(id)
+);
+CREATE INDEX IF NOT EXISTS decisions_open ON decisions(outcome) WHERE outcome IN ('pending', 'running');
+CREATE TABLE IF NOT EXISTS runs (
+    id          INTEGER PRIMARY KEY,
+    fleet       TEXT NOT NULL,
+    executor    TEXT NOT NULL,
+    started_ms  INTEGER NOT NULL,
+    finished_ms INTEGER,
+    status      TEXT NOT NULL,
+    rc          INTEGER,
+    duration_ms INTEGER,
+    actions     TEXT NOT NULL,
+    detail      TEXT
+);
+CREATE TABLE IF NOT EXISTS targets (
+    key         TEXT PRIMARY KEY,
+    backend     TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    weight      TEXT,
+    updated_ms  INTEGER NOT NULL
+);
+";
+
+/// Opens (or creates) the database with the relay's pragmas and schema.
+pub fn open_db(path: &Path) -> Result<Connection, JournalError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| JournalError::Dir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk before the request that waited for it is answered.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+impl Journal {
+    /// Opens the database, recovers unfinished work and starts the writer thread. Intents
+    /// accepted from now on are sent to `pipeline` after their commit.
+    pub fn start(
+        opts: &JournalOptions,
+        pipeline: mpsc::UnboundedSender<Pending>,
+    ) -> Result<(Self, Recovered), JournalError> {
+        let mut conn = open_db(&opts.path)?;
+        let recovered = recover(&mut conn)?;
+        let dedup = seed_dedup(&conn, opts.dedup_ttl)?;
+        let (tx, rx) = mpsc::channel(opts.max_batch);
+        let mut writer = Writer {
+            conn,
+            rx,
+            pipeline,
+            dedup,
+            dedup_ttl_ms: i64::try_from(opts.dedup_ttl.as_millis()).unwrap_or(i64::MAX),
+            max_batch: opts.max_batch,
+        };
+        std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || writer.run())
+            .map_err(|source| JournalError::Dir {
+                path: opts.path.clone(),
+                source,
+            })?;
+        Ok((Self { tx }, recovered))
+    }
+
+    /// Journals a webhook's alerts and decisions; returns after the commit.
+    pub async fn accept(
+        &self,
+        source: Source,
+        items: Vec<(Alert, Decision)>,
+    ) -> Result<AcceptReport, JournalError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Accept {
+            source,
+            items,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// Records what became of a batch; returns the new run's id, if it has one.
+    pub async fn settle(&self, settlement: Settlement) -> Result<Option<i64>, JournalError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Settle { settlement, reply }).await?;
+        rx.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// Records a run's result.
+    pub async fn finish(&self, run_id: i64, result: RunResult) -> Result<(), JournalError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Finish {
+            run_id,
+            result,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// Whether the writer thread is alive.
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// Commands waiting for the writer.
+    pub fn backlog(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    async fn send(&self, cmd: Command) -> Result<(), JournalError> {
+        self.tx.send(cmd).await.map_err(|_| JournalError::Closed)
+    }
+}
+
+type DedupKey = (String, AlertStatus, String);
+
+struct Writer {
+    conn: Connection,
+    rx: mpsc::Receiver<Command>,
+    pipeline: mpsc::UnboundedSender<Pending>,
+    dedup: HashMap<DedupKey, i64>,
+    dedup_ttl_ms: i64,
+    max_batch: usize,
+}
+
+/// Side effects held back until the transaction commits.
+#[derive(Default)]
+struct Staged {
+    dedup: Vec<(DedupKey, i64)>,
+    forward: Vec<Pending>,
+}
+
+enum Reply {
+    Accept(
+        oneshot::Sender<Result<AcceptReport, JournalError>>,
+        AcceptReport,
+    ),
+    Settle(
+        oneshot::Sender<Result<Option<i64>, JournalError>>,
+        Option<i64>,
+    ),
+    Finish(oneshot::Sender<Result<(), JournalError>>),
+}
+
+impl Writer {
+    fn run(&mut self) {
+        while let Some(first) = self.rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < self.max_batch {
+                match self.rx.try_recv() {
+                    Ok(cmd) => batch.push(cmd),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(batch);
+        }
+        tracing::debug!("journal writer stopped");
+    }
+
+    fn commit_batch(&mut self, batch: Vec<Command>) {
+        let now = now_ms();
+        let mut staged = Staged::default();
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut failed: Option<JournalError> = None;
+        let mut unprocessed = Vec::new();
+        match self.conn.transaction() {
+            Err(e) => {
+                failed = Some(e.into());
+                unprocessed = batch;
+            }
+            Ok(tx) => {
+                let mut batch_keys = HashSet::new();
+                for cmd in batch {
+                    if failed.is_some() {
+                        unprocessed.push(cmd);
+                        continue;
+                    }
+                    let result = match cmd {
+                        Command::Accept {
+                            source,
+                            items,
+                            reply,
+                        } => accept(
+                            &tx,
+                            now,
+                            source,
+                            items,
+                            &self.dedup,
+                            self.dedup_ttl_ms,
+                            &mut batch_keys,
+                            &mut staged,
+                        )
+                        .map(|r| Reply::Accept(reply, r)),
+                        Command::Settle { settlement, reply } => {
+                            settle(&tx, now, settlement).map(|r| Reply::Settle(reply, r))
+                        }
+                        Command::Finish {
+                            run_id,
+                            result,
+                            reply,
+                        } => finish(&tx, now, run_id, &result).map(|()| Reply::Finish(reply)),
+                    };
+                    match result {
+                        Ok(r) => replies.push(r),
+                        Err(e) => failed = Some(e),
+                    }
+                }
+                if failed.is_none() {
+                    if let Err(e) = tx.commit() {
+                        failed = Some(e.into());
+                    }
+                }
+            }
+        }
+        if let Some(err) = failed {
+            tracing::error!(error = %err, "journal commit failed; the batch is refused");
+            let err = || JournalError::Commit(err.to_string());
+            for r in replies {
+                match r {
+                    Reply::Accept(s, _) => drop(s.send(Err(err()))),
+                    Reply::Settle(s, _) => drop(s.send(Err(err()))),
+                    Reply::Finish(s) => drop(s.send(Err(err()))),
+                }
+            }
+            for cmd in unprocessed {
+                match cmd {
+                    Command::Accept { reply, .. } => drop(reply.send(Err(err()))),
+                    Command::Settle { reply, .. } => drop(reply.send(Err(err()))),
+                    Command::Finish { reply, .. } => drop(reply.send(Err(err()))),
+                }
+            }
+            return;
+        }
+        self.dedup.extend(staged.dedup);
+        self.prune_dedup(now);
+        for p in staged.forward {
+            // The pipeline is gone only at shutdown; the decision stays pending in the journal.
+            let _ = self.pipeline.send(p);
+        }
+        for r in replies {
+            match r {
+                Reply::Accept(s, rep) => drop(s.send(Ok(rep))),
+                Reply::Settle(s, id) => drop(s.send(Ok(id))),
+                Reply::Finish(s) => drop(s.send(Ok(()))),
+            }
+        }
+    }
+
+    fn prune_dedup(&mut self, now: i64) {
+        // Amortised: prune only once the map has grown, so the common path stays O(1).
+        if self.dedup.len() > 4096 && self.dedup.len().is_power_of_two() {
+            let horizon = now.saturating_sub(self.dedup_ttl_ms);
+            self.dedup.retain(|_, seen| *seen > horizon);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn accept(
+    tx: &Transaction<'_>,
+    now: i64,
+    source: Source,
+    items: Vec<(Alert, Decision)>,
+    dedup: &HashMap<DedupKey, i64>,
+    ttl_ms: i64,
+    batch_keys: &mut HashSet<DedupKey>,
+    staged: &mut Staged,
+) -> Result<AcceptReport, JournalError> {
+    let mut report = AcceptReport {
+        alerts: items.len(),
+        ..AcceptReport::default()
+    };
+    let mut ins_event = tx.prepare_cached(
+        "INSERT INTO events (received_ms, source, status, fingerprint, starts_at, alertname, labels)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let mut ins_decision = tx.prepare_cached(
+        "INSERT INTO decisions (event_id, decided_ms, updated_ms, outcome, rule, target, fleet, state, intent, detail)
+         VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for (alert, decision) in items {
+        let key = (
+            alert.fingerprint.clone(),
+            alert.status,
+            alert.starts_at.clone(),
+        );
+        let seen_recently = dedup.get(&key).is_some_and(|t| now - *t < ttl_ms);
+        if seen_recently || !batch_keys.insert(key.clone()) {
+            report.duplicates += 1;
+            continue;
+        }
+        let labels = serde_json::to_string(&alert.labels).unwrap_or_default();
+        ins_event.execute(params![
+            now,
+            source.as_str(),
+            alert.status.as_str(),
+            alert.fingerprint,
+            alert.starts_at,
+            alert.name(),
+            labels
+        ])?;
+        let event_id = tx.last_insert_rowid();
+        staged.dedup.push((key, now));
+        match decision {
+            Decision::Act(intent) => {
+                let json = serde_json::to_string(&intent).unwrap_or_default();
+                ins_decision.execute(params![
+                    event_id,
+                    now,
+                    "pending",
+                    intent.rule,
+                    intent.target.key(),
+                    intent.fleet,
+                    intent.state.as_str(),
+                    json,
+                    intent.weight.as_ref().map(|w| format!("weight {w}")),
+                ])?;
+                staged.forward.push(Pending {
+                    id: tx.last_insert_rowid(),
+                    intent,
+                });
+                report.actions += 1;
+            }
+            Decision::Rejected { rule, field, error } => {
+                ins_decision.execute(params![
+                    event_id,
+                    now,
+                    "rejected",
+                    rule,
+                    Option::<String>::None,
+                    Option::<String>::None,
+                    Option::<String>::None,
+                    Option::<String>::None,
+                    format!("label {field}: {error}"),
+                ])?;
+                report.rejected += 1;
+            }
+            Decision::Ignored { why } => {
+                ins_decision.execute(params![
+                    event_id,
+                    now,
+                    "ignored",
+                    Option::<String>::None,
+                    Option::<String>::None,
+                    Option::<String>::None,
+                    Option::<String>::None,
+                    Option::<String>::None,
+                    why,
+                ])?;
+                report.ignored += 1;
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn settle(tx: &Transaction<'_>, now: i64, s: Settlement) -> Result<Option<i64>, JournalError> {
+    let mut set_outcome =
+        tx.prepare_cached("UPDATE decisions SET outcome = ?2, detail = COALESCE(?3, detail), updated_ms = ?4 WHERE id = ?1")?;
+    for id in &s.superseded {
+        set_outcome.execute(params![
+            id,
+            "superseded",
+            "a later alert for the same target won",
+            now
+        ])?;
+    }
+    for id in &s.noop {
+        set_outcome.execute(params![id, "noop", "target already in this state", now])?;
+    }
+    for (id, why) in &s.refused {
+        set_outcome.execute(params![id, "refused", why, now])?;
+    }
+    let Some(run) = s.run else { return Ok(None) };
+    let actions: Vec<crate::model::Action> = run.items.iter().map(|p| (&p.intent).into()).collect();
+    tx.execute(
+        "INSERT INTO runs (fleet, executor, started_ms, status, actions) VALUES (?1, ?2, ?3, 'running', ?4)",
+        params![s.fleet, run.executor, now, serde_json::to_string(&actions).unwrap_or_default()],
+    )?;
+    let run_id = tx.last_insert_rowid();
+    let mut mark = tx.prepare_cached(
+        "UPDATE decisions SET outcome = 'running', run_id = ?2, updated_ms = ?3 WHERE id = ?1",
+    )?;
+    let mut target = tx.prepare_cached(
+        "INSERT INTO targets (key, backend, state, weight, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(key) DO UPDATE SET backend = ?2, state = ?3, weight = ?4, updated_ms = ?5",
+    )?;
+    for p in &run.items {
+        mark.execute(params![p.id, run_id, now])?;
+        let i = &p.intent;
+        target.execute(params![
+            i.target.key(),
+            i.target.backend.as_deref().unwrap_or("*"),
+            i.state.as_str(),
+            i.weight,
+            now
+        ])?;
+    }
+    Ok(Some(run_id))
+}
+
+fn finish(tx: &Transaction<'_>, now: i64, run_id: i64, r: &RunResult) -> Result<(), JournalError> {
+    tx.execute(
+        "UPDATE runs SET finished_ms = ?2, status = ?3, rc = ?4, duration_ms = ?5, detail = ?6 WHERE id = ?1",
+        params![run_id, now, r.status, r.rc, r.duration_ms, r.detail],
+    )?;
+    let outcome = if r.succeeded() { "done" } else { "failed" };
+    tx.execute(
+        "UPDATE decisions SET outcome = ?2, updated_ms = ?3 WHERE run_id = ?1 AND outcome = 'running'",
+        params![run_id, outcome, now],
+    )?;
+    Ok(())
+}
+
+fn recover(conn: &mut Connection) -> Result<Recovered, JournalError> {
+    let tx = conn.transaction()?;
+    let now = now_ms();
+    let interrupted = tx.execute(
+        "UPDATE runs SET status = 'interrupted', finished_ms = ?1, detail = 'relay stopped before the run finished; its actions are re-run'
+         WHERE status = 'running'",
+        params![now],
+    )?;
+    if interrupted > 0 {
+        tracing::warn!(runs = interrupted, "resuming runs interrupted by a stop");
+    }
+    let mut pending = Vec::new();
+    {
+        let mut stmt =
+            tx.prepare("SELECT id, intent, outcome FROM decisions WHERE outcome IN ('pending', 'running') ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, json, outcome) = row?;
+            let intent: Intent = serde_json::from_str(&json)
+                .map_err(|source| JournalError::Corrupt { id, source })?;
+            pending.push(Recovery {
+                pending: Pending { id, intent },
+                replay: outcome == "running",
+            });
+        }
+    }
+    let mut targets = HashMap::new();
+    {
+        let mut stmt = tx.prepare("SELECT key, backend, state, weight FROM targets")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (key, backend, state, weight) = row?;
+            if let Some(state) = DesiredState::parse(&state) {
+                targets.insert(
+                    key,
+                    TargetState {
+                        backend,
+                        state,
+                        weight,
+                    },
+                );
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(Recovered { pending, targets })
+}
+
+fn seed_dedup(conn: &Connection, ttl: Duration) -> Result<HashMap<DedupKey, i64>, JournalError> {
+    let horizon = now_ms().saturating_sub(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+    let mut stmt = conn.prepare(
+        "SELECT fingerprint, status, starts_at, received_ms FROM events WHERE received_ms > ?1",
+    )?;
+    let rows = stmt.query_map(params![horizon], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    let mut map = HashMap::new();
+    for row in rows {
+        let (fp, status, starts_at, at) = row?;
+        let status = if status == "firing" {
+            AlertStatus::Firing
+        } else {
+            AlertStatus::Resolved
+        };
+        map.insert((fp, status, starts_at), at);
+    }
+    Ok(map)
+}
+
+/// One line of `autoheal-relay history`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryRow {
+    /// Decision id.
+    pub id: i64,
+    /// When it was decided (ms since the epoch).
+    pub decided_ms: i64,
+    /// Alert name.
+    pub alert: String,
+    /// Alert status.
+    pub alert_status: String,
+    /// pending, running, done, failed, refused, superseded, noop, rejected, ignored.
+    pub outcome: String,
+    /// Rule.
+    pub rule: Option<String>,
+    /// Target key.
+    pub target: Option<String>,
+    /// Desired state.
+    pub state: Option<String>,
+    /// Why (refusal reason, rejection reason...).
+    pub detail: Option<String>,
+    /// Run id.
+    pub run_id: Option<i64>,
+    /// Run status.
+    pub run_status: Option<String>,
+    /// Run exit code.
+    pub run_rc: Option<i32>,
+    /// Run duration.
+    pub run_duration_ms: Option<i64>,
+}
+
+/// The most recent decisions with their runs, newest first.
+pub fn history(path: &Path, limit: usize) -> Result<Vec<HistoryRow>, JournalError> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let mut stmt = conn.prepare(
+        "SELECT d.id, d.decided_ms, e.alertname, e.status, d.outcome, d.rule, d.target, d.state, d.detail,
+                d.run_id, r.status, r.rc, r.duration_ms
+         FROM decisions d JOIN events e ON e.id = d.event_id LEFT JOIN runs r ON r.id = d.run_id
+         ORDER BY d.id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+        Ok(HistoryRow {
+            id: r.get(0)?,
+            decided_ms: r.get(1)?,
+            alert: r.get(2)?,
+            alert_status: r.get(3)?,
+            outcome: r.get(4)?,
+            rule: r.get(5)?,
+            target: r.get(6)?,
+            state: r.get(7)?,
+            detail: r.get(8)?,
+            run_id: r.get(9)?,
+            run_status: r.get(10)?,
+            run_rc: r.get(11)?,
+            run_duration_ms: r.get(12)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Runs recorded in the database, newest first: (id, fleet, status, actions JSON).
+pub fn runs(path: &Path) -> Result<Vec<(i64, String, String, String)>, JournalError> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut stmt = conn.prepare("SELECT id, fleet, status, actions FROM runs ORDER BY id DESC")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The outcome of one decision (for tests and tools).
+pub fn decision_outcome(path: &Path, id: i64) -> Result<Option<String>, JournalError> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    Ok(conn
+        .query_row(
+            "SELECT outcome FROM decisions WHERE id = ?1",
+            params![id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}

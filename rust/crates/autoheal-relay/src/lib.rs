@@ -1,0 +1,22 @@
+//! autoheal-relay: turns Alertmanager and Grafana alerts into HAProxy remediation runs.
+//!
+//! intake ([`http`], [`auth`], [`payload`]) -> journal ([`journal`]) -> decide ([`decide`])
+//! -> coalesce ([`coalesce`]) -> guard ([`guard`]) -> execute ([`executor`]) -> audit (the
+//! journal again). [`relay`] wires the stages; [`http::app`] is the router.
+
+pub mod auth;
+pub mod coalesce;
+pub mod config;
+pub mod decide;
+pub mod executor;
+pub mod guard;
+pub mod http;
+pub mod journal;
+pub mod metrics;
+pub mod model;
+pub mod payload;
+pub mod relay;
+pub mod target;
+
+pub use http::app;
+pub use relay::{AppState, Relay};

@@ -1,0 +1,169 @@
+//! The relay's Prometheus metrics, owned by the app state and rendered at `/metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Label: webhook source.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    /// `alertmanager` or `grafana`.
+    pub source: String,
+}
+
+/// Label: a reason.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Short machine-readable reason.
+    pub reason: String,
+}
+
+/// Label: an action kind.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// Desired state.
+    pub state: String,
+}
+
+/// Label: a run result.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// Run status.
+    pub result: String,
+}
+
+/// Every metric the relay exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Alerts received, per source.
+    pub alerts_received: Family<SourceLabel, Counter>,
+    /// Alerts dropped as duplicates.
+    pub alerts_deduplicated: Counter,
+    /// Alerts rejected (unsafe label values), per reason.
+    pub alerts_rejected: Family<ReasonLabel, Counter>,
+    /// Requests refused before parsing (auth, size, content type, JSON), per reason.
+    pub requests_refused: Family<ReasonLabel, Counter>,
+    /// Actions decided, per desired state.
+    pub actions_decided: Family<StateLabel, Counter>,
+    /// Actions refused by the guard, per reason.
+    pub actions_refused: Family<ReasonLabel, Counter>,
+    /// Runs started.
+    pub runs_started: Counter,
+    /// Runs finished, per result.
+    pub runs_finished: Family<ResultLabel, Counter>,
+    /// Run wall time.
+    pub run_duration: Histogram,
+    /// Intents waiting in the coalescer.
+    pub queue_depth: Gauge,
+    /// 1 while the circuit breaker is open.
+    pub breaker_open: Gauge,
+    /// 1 while paused.
+    pub paused: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `autoheal_relay` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("autoheal_relay");
+        let m = Self {
+            alerts_received: Family::default(),
+            alerts_deduplicated: Counter::default(),
+            alerts_rejected: Family::default(),
+            requests_refused: Family::default(),
+            actions_decided: Family::default(),
+            actions_refused: Family::default(),
+            runs_started: Counter::default(),
+            runs_finished: Family::default(),
+            run_duration: Histogram::new(exponential_buckets(0.25, 2.0, 12)),
+            queue_depth: Gauge::default(),
+            breaker_open: Gauge::default(),
+            paused: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "alerts_received",
+            "Alerts received",
+            m.alerts_received.clone(),
+        );
+        registry.register(
+            "alerts_deduplicated",
+            "Alerts dropped as duplicates",
+            m.alerts_deduplicated.clone(),
+        );
+        registry.register(
+            "alerts_rejected",
+            "Alerts refused for unsafe label values",
+            m.alerts_rejected.clone(),
+        );
+        registry.register(
+            "requests_refused",
+            "Webhook requests refused before parsing",
+            m.requests_refused.clone(),
+        );
+        registry.register(
+            "actions_decided",
+            "Actions decided, by desired state",
+            m.actions_decided.clone(),
+        );
+        registry.register(
+            "actions_refused",
+            "Actions refused by the guard",
+            m.actions_refused.clone(),
+        );
+        registry.register(
+            "runs_started",
+            "Remediation runs started",
+            m.runs_started.clone(),
+        );
+        registry.register(
+            "runs_finished",
+            "Remediation runs finished, by result",
+            m.runs_finished.clone(),
+        );
+        registry.register(
+            "run_duration_seconds",
+            "Remediation run wall time",
+            m.run_duration.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Intents waiting to run",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "breaker_open",
+            "1 while the circuit breaker is open",
+            m.breaker_open.clone(),
+        );
+        registry.register("paused", "1 while remediation is paused", m.paused.clone());
+        Self { registry, ..m }
+    }
+
+    /// Counts a refused request.
+    pub fn refuse_request(&self, reason: &str) {
+        self.requests_refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

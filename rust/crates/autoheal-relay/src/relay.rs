@@ -1,0 +1,403 @@
+//! Wiring: starts the journal, the pipeline (coalesce -> guard -> execute) and builds the state
+//! the HTTP handlers share.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::auth::Authenticator;
+use crate::coalesce::{Coalescer, Pending};
+use crate::config::{Config, Rule, TargetsConfig};
+use crate::executor::{Executor, RunRequest};
+use crate::guard::Guard;
+use crate::journal::{Journal, JournalError, JournalOptions, NewRun, Settlement};
+use crate::metrics::{Metrics, ReasonLabel, ResultLabel, StateLabel};
+use crate::model::now_ms;
+
+/// The pause switch: a flag (config or admin endpoint) or the presence of a file.
+#[derive(Debug, Clone)]
+pub struct PauseSwitch {
+    flag: Arc<AtomicBool>,
+    file: Option<PathBuf>,
+}
+
+impl PauseSwitch {
+    /// A switch starting in `paused`, also paused while `file` exists.
+    pub fn new(paused: bool, file: Option<PathBuf>) -> Self {
+        Self {
+            flag: Arc::new(AtomicBool::new(paused)),
+            file,
+        }
+    }
+
+    /// Sets the flag (the file, if any, still pauses while it exists).
+    pub fn set(&self, paused: bool) {
+        self.flag.store(paused, Ordering::SeqCst);
+    }
+
+    /// Whether actions are held.
+    pub fn is_paused(&self) -> bool {
+        self.flag.load(Ordering::SeqCst) || self.file.as_ref().is_some_and(|f| f.exists())
+    }
+}
+
+/// What the HTTP handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) auth: Authenticator,
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) targets: TargetsConfig,
+    pub(crate) journal: Journal,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) pause: PauseSwitch,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) request_timeout: Duration,
+}
+
+impl AppState {
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The pause switch.
+    pub fn pause(&self) -> &PauseSwitch {
+        &self.inner.pause
+    }
+}
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Journal could not be opened or recovered.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// A secret file is unusable.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    /// The executor could not be set up.
+    #[error("executor: {0}")]
+    Executor(String),
+}
+
+/// A running relay (journal + pipeline); serve [`Relay::state`] with [`crate::http::app`].
+#[derive(Debug)]
+pub struct Relay {
+    state: AppState,
+    shutdown: watch::Sender<bool>,
+    pipeline: JoinHandle<()>,
+}
+
+/// Builds the executor the configuration asks for (dry-run when `guard.dry_run` is set).
+pub fn executor_from_config(cfg: &Config) -> Result<Arc<dyn Executor>, StartError> {
+    use crate::config::ExecutorConfig;
+    if cfg.guard.dry_run {
+        return Ok(Arc::new(crate::executor::DryRun));
+    }
+    Ok(match &cfg.executor {
+        ExecutorConfig::AnsibleRunner(r) => Arc::new(
+            crate::executor::ansible_runner::AnsibleRunner::new(r.clone()),
+        ),
+        ExecutorConfig::Awx(a) => {
+            Arc::new(crate::executor::awx::Awx::new(a.clone()).map_err(StartError::Executor)?)
+        }
+        ExecutorConfig::DryRun => Arc::new(crate::executor::DryRun),
+    })
+}
+
+impl Relay {
+    /// Opens the journal, recovers unfinished work and starts the pipeline.
+    pub fn start(cfg: &Config, executor: Arc<dyn Executor>) -> Result<Self, StartError> {
+        let auth = Authenticator::load(&cfg.auth)?;
+        let metrics = Arc::new(Metrics::new());
+        let (pipe_tx, pipe_rx) = mpsc::unbounded_channel();
+        let (journal, recovered) = Journal::start(
+            &JournalOptions {
+                path: cfg.journal.path.clone(),
+                dedup_ttl: Duration::from_secs(cfg.journal.dedup_ttl_secs),
+                max_batch: cfg.journal.max_batch,
+            },
+            pipe_tx,
+        )?;
+        let pause = PauseSwitch::new(cfg.guard.paused, cfg.guard.pause_file.clone());
+        let mut coalescer = Coalescer::new();
+        let mut replays = HashSet::new();
+        let mut superseded = Vec::new();
+        if !recovered.pending.is_empty() {
+            tracing::info!(
+                decisions = recovered.pending.len(),
+                "resuming unfinished decisions from the journal"
+            );
+        }
+        for r in recovered.pending {
+            if r.replay {
+                replays.insert(r.pending.id);
+            }
+            superseded.extend(coalescer.add(r.pending));
+        }
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let pipeline = Pipeline {
+            rx: pipe_rx,
+            coalescer,
+            guard: Guard::new(cfg.guard.clone(), recovered.targets),
+            replays,
+            superseded,
+            journal: journal.clone(),
+            executor,
+            metrics: metrics.clone(),
+            pause: pause.clone(),
+            window: Duration::from_millis(cfg.coalesce.window_ms),
+            shutdown: shutdown_rx,
+            grace: Duration::from_secs(cfg.server.shutdown_grace_secs),
+        };
+        let pipeline = tokio::spawn(pipeline.run());
+        let state = AppState {
+            inner: Arc::new(Inner {
+                auth,
+                rules: cfg.compiled_rules(),
+                targets: cfg.targets.clone(),
+                journal,
+                metrics,
+                pause,
+                max_body_bytes: cfg.server.max_body_bytes,
+                request_timeout: Duration::from_millis(cfg.server.request_timeout_ms),
+            }),
+        };
+        Ok(Self {
+            state,
+            shutdown,
+            pipeline,
+        })
+    }
+
+    /// State for [`crate::http::app`].
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Stops the pipeline (waiting up to the grace period for a run in progress; whatever is
+    /// not finished stays in the journal and resumes on the next start).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        if let Err(e) = self.pipeline.await {
+            tracing::error!(error = %e, "pipeline task failed");
+        }
+    }
+}
+
+struct RunJob {
+    request: RunRequest,
+}
+
+struct Pipeline {
+    rx: mpsc::UnboundedReceiver<Pending>,
+    coalescer: Coalescer,
+    guard: Guard,
+    /// Decisions whose run was interrupted by a stop: re-run without a second guard check.
+    replays: HashSet<i64>,
+    /// Ids replaced in the coalescer, to record at the next settlement.
+    superseded: Vec<i64>,
+    journal: Journal,
+    executor: Arc<dyn Executor>,
+    metrics: Arc<Metrics>,
+    pause: PauseSwitch,
+    window: Duration,
+    shutdown: watch::Receiver<bool>,
+    grace: Duration,
+}
+
+impl Pipeline {
+    async fn run(mut self) {
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+        let mut workers: HashMap<String, mpsc::Sender<RunJob>> = HashMap::new();
+        let mut busy: HashSet<String> = HashSet::new();
+        let mut tick = tokio::time::interval(self.window);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                item = self.rx.recv() => match item {
+                    Some(p) => self.superseded.extend(self.coalescer.add(p)),
+                    None => break,
+                },
+                Some(fleet) = done_rx.recv() => { busy.remove(&fleet); }
+                _ = tick.tick() => self.flush(&mut workers, &mut busy, &done_tx).await,
+                _ = self.shutdown.changed() => break,
+            }
+            self.metrics
+                .queue_depth
+                .set(i64::try_from(self.coalescer.len()).unwrap_or(i64::MAX));
+        }
+        // Let a run in progress finish (its result is journaled); anything else is already
+        // journaled as pending and resumes on the next start.
+        let deadline = tokio::time::Instant::now() + self.grace;
+        while !busy.is_empty() {
+            match tokio::time::timeout_at(deadline, done_rx.recv()).await {
+                Ok(Some(fleet)) => {
+                    busy.remove(&fleet);
+                }
+                _ => {
+                    tracing::warn!(fleets = ?busy, "stopping with runs in progress; they resume on the next start");
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn flush(
+        &mut self,
+        workers: &mut HashMap<String, mpsc::Sender<RunJob>>,
+        busy: &mut HashSet<String>,
+        done_tx: &mpsc::UnboundedSender<String>,
+    ) {
+        let now = now_ms();
+        let paused = self.pause.is_paused();
+        self.metrics.paused.set(i64::from(paused));
+        self.metrics
+            .breaker_open
+            .set(i64::from(self.guard.breaker_open(now)));
+        if paused {
+            return;
+        }
+        for fleet in self.coalescer.due_fleets(now) {
+            if busy.contains(&fleet) {
+                continue;
+            }
+            let due = self.coalescer.take_due(&fleet, now);
+            let (replays, fresh): (Vec<_>, Vec<_>) =
+                due.into_iter().partition(|p| self.replays.contains(&p.id));
+            let mut admission = self.guard.admit(fresh, now);
+            for r in replays {
+                self.replays.remove(&r.id);
+                self.guard.record_replay(&r.intent);
+                admission.admitted.push(r);
+            }
+            for (p, refusal) in &admission.refused {
+                tracing::warn!(target = %p.intent.target, state = p.intent.state.as_str(), reason = %refusal, "action refused");
+                self.metrics
+                    .actions_refused
+                    .get_or_create(&ReasonLabel {
+                        reason: refusal.kind().to_owned(),
+                    })
+                    .inc();
+            }
+            for p in &admission.admitted {
+                self.metrics
+                    .actions_decided
+                    .get_or_create(&StateLabel {
+                        state: p.intent.state.as_str().to_owned(),
+                    })
+                    .inc();
+            }
+            let admitted = admission.admitted.clone();
+            let settlement = Settlement {
+                fleet: fleet.clone(),
+                superseded: std::mem::take(&mut self.superseded),
+                noop: admission.noop.iter().map(|p| p.id).collect(),
+                refused: admission
+                    .refused
+                    .iter()
+                    .map(|(p, r)| (p.id, r.to_string()))
+                    .collect(),
+                run: (!admitted.is_empty()).then(|| NewRun {
+                    executor: self.executor.name(),
+                    items: admitted.clone(),
+                }),
+            };
+            match self.journal.settle(settlement).await {
+                Ok(Some(run_id)) => {
+                    busy.insert(fleet.clone());
+                    let worker = workers.entry(fleet.clone()).or_insert_with(|| {
+                        spawn_worker(
+                            fleet.clone(),
+                            self.executor.clone(),
+                            self.journal.clone(),
+                            self.metrics.clone(),
+                            done_tx.clone(),
+                        )
+                    });
+                    let request = RunRequest {
+                        run_id,
+                        fleet: fleet.clone(),
+                        actions: admitted.iter().map(|p| (&p.intent).into()).collect(),
+                    };
+                    tracing::info!(run = run_id, fleet = %fleet, actions = request.actions.len(), "run queued");
+                    if worker.send(RunJob { request }).await.is_err() {
+                        tracing::error!(fleet = %fleet, "fleet worker is gone");
+                        busy.remove(&fleet);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // Nothing of this batch was recorded: keep it for the next tick. The guard
+                    // already counted the admitted ones, so they come back as replays.
+                    tracing::error!(error = %e, "cannot record a batch; retrying on the next tick");
+                    for p in admitted {
+                        self.replays.insert(p.id);
+                        self.coalescer.add(p);
+                    }
+                }
+            }
+        }
+        if !self.superseded.is_empty() {
+            let superseded = std::mem::take(&mut self.superseded);
+            if let Err(e) = self
+                .journal
+                .settle(Settlement {
+                    superseded: superseded.clone(),
+                    ..Settlement::default()
+                })
+                .await
+            {
+                tracing::error!(error = %e, "cannot record superseded decisions");
+                self.superseded = superseded;
+            }
+        }
+    }
+}
+
+fn spawn_worker(
+    fleet: String,
+    executor: Arc<dyn Executor>,
+    journal: Journal,
+    metrics: Arc<Metrics>,
+    done: mpsc::UnboundedSender<String>,
+) -> mpsc::Sender<RunJob> {
+    // Capacity 1: the pipeline only sends when the fleet is idle.
+    let (tx, mut rx) = mpsc::channel::<RunJob>(1);
+    tokio::spawn(async move {
+        while let Some(job) = rx.recv().await {
+            metrics.runs_started.inc();
+            let result = executor.run(&job.request).await;
+            metrics
+                .runs_finished
+                .get_or_create(&ResultLabel {
+                    result: result.status.clone(),
+                })
+                .inc();
+            #[allow(clippy::cast_precision_loss)]
+            metrics
+                .run_duration
+                .observe(result.duration_ms as f64 / 1000.0);
+            if result.succeeded() {
+                tracing::info!(run = job.request.run_id, fleet = %fleet, ms = result.duration_ms, "run succeeded");
+            } else {
+                tracing::error!(run = job.request.run_id, fleet = %fleet, status = %result.status, rc = ?result.rc, detail = %result.detail, "run failed");
+            }
+            if let Err(e) = journal.finish(job.request.run_id, result).await {
+                tracing::error!(run = job.request.run_id, error = %e, "cannot record the run result");
+            }
+            let _ = done.send(fleet.clone());
+        }
+    });
+    tx
+}
