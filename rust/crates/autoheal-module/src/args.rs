@@ -34,6 +34,13 @@ pub enum ArgsError {
     },
     /// Options that contradict each other, or a required one missing.
     Conflict(String),
+    /// One of Ansible's own `_ansible_*` keys has a value of the wrong type.
+    Internal {
+        /// The key.
+        key: String,
+        /// Its value.
+        value: String,
+    },
 }
 
 impl fmt::Display for ArgsError {
@@ -48,6 +55,12 @@ impl fmt::Display for ArgsError {
             ),
             Self::Invalid { option, reason } => write!(f, "option `{option}`: {reason}"),
             Self::Conflict(why) => f.write_str(why),
+            Self::Internal { key, value } => {
+                write!(
+                    f,
+                    "Ansible's internal key {key} should be a boolean, found {value}"
+                )
+            }
         }
     }
 }
@@ -165,9 +178,11 @@ impl Options {
             let value = map.remove(&key).unwrap_or(Value::Null);
             match key.as_str() {
                 "_ansible_check_mode" => {
-                    ansible.check_mode = flag(&value).ok_or_else(|| invalid_flag(&key))?
+                    ansible.check_mode = flag(&value).ok_or_else(|| bad_internal(&key, &value))?
                 }
-                "_ansible_diff" => ansible.diff = flag(&value).ok_or_else(|| invalid_flag(&key))?,
+                "_ansible_diff" => {
+                    ansible.diff = flag(&value).ok_or_else(|| bad_internal(&key, &value))?
+                }
                 _ => {}
             }
         }
@@ -254,8 +269,11 @@ fn invalid(option: &'static str, reason: impl Into<String>) -> ArgsError {
     }
 }
 
-fn invalid_flag(key: &str) -> ArgsError {
-    ArgsError::NotAnObject(format!("internal key {key} is not a boolean"))
+fn bad_internal(key: &str, value: &Value) -> ArgsError {
+    ArgsError::Internal {
+        key: key.to_owned(),
+        value: value.to_string(),
+    }
 }
 
 /// Ansible's boolean spellings: playbooks may pass quoted or templated values.
@@ -546,6 +564,8 @@ mod tests {
         .unwrap();
         assert!(args.ansible.check_mode);
         assert!(args.ansible.diff);
+        let bad = server(r#"{"server": "a", "_ansible_check_mode": "perhaps"}"#).unwrap_err();
+        assert!(matches!(bad, ArgsError::Internal { .. }), "{bad}");
     }
 
     #[test]

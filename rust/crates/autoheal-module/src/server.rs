@@ -364,3 +364,99 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     }
     Ok(result)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use haproxy_cfg::{ConfigState, ServerInfo, WeightSpec};
+
+    fn change(after: ConfigState) -> ServerChange {
+        let info = |state| ServerInfo {
+            backend: "app".into(),
+            name: "web1".into(),
+            address: "127.0.0.1:80".into(),
+            line: 3,
+            state,
+        };
+        let before = ConfigState {
+            weight: 10,
+            disabled: false,
+            backup: false,
+            absent: false,
+            managed: None,
+            original_weight: 10,
+        };
+        ServerChange {
+            before: info(before),
+            after: info(after),
+            changed: true,
+            reload_required: false,
+            notes: Vec::new(),
+        }
+    }
+
+    fn after(weight: u32, disabled: bool, absent: bool) -> ConfigState {
+        ConfigState {
+            weight,
+            disabled,
+            backup: false,
+            absent,
+            managed: None,
+            original_weight: 10,
+        }
+    }
+
+    #[test]
+    fn the_live_goal_follows_the_file_after_the_change() {
+        let drain = Desired::Drain;
+        assert_eq!(
+            goal_for(&change(after(0, false, true)), &Desired::Absent),
+            LiveGoal::Maint
+        );
+        assert_eq!(
+            goal_for(&change(after(10, true, false)), &Desired::Disabled),
+            LiveGoal::Maint
+        );
+        assert_eq!(
+            goal_for(&change(after(0, false, false)), &drain),
+            LiveGoal::Drained {
+                use_drain_state: true
+            }
+        );
+        // A requested weight of 0 sets the weight rather than the drain state.
+        let zero = Desired::Weight(WeightSpec::Absolute(0));
+        assert_eq!(
+            goal_for(&change(after(0, false, false)), &zero),
+            LiveGoal::Drained {
+                use_drain_state: false
+            }
+        );
+        // `enabled` keeps what the user wrote: a hand-written `disabled` stays maintenance.
+        assert_eq!(
+            goal_for(&change(after(10, true, false)), &Desired::Enabled),
+            LiveGoal::Maint
+        );
+        assert_eq!(
+            goal_for(&change(after(7, false, false)), &Desired::Enabled),
+            LiveGoal::Ready { weight: 7 }
+        );
+    }
+
+    #[test]
+    fn servers_unknown_to_haproxy_wait_for_a_reload_unless_absent() {
+        let live = BTreeMap::from([("app".to_owned(), BackendState::new())]);
+        let enabled = change(after(10, false, false));
+        let step = plan_step(&enabled, &Desired::Enabled, Some(&live));
+        assert!(step.commands.is_empty() && step.reload_pending());
+        assert!(step.notes.iter().any(|n| n.contains("next reload")));
+        let absent = ServerChange {
+            changed: false,
+            ..change(after(10, false, true))
+        };
+        let step = plan_step(&absent, &Desired::Absent, Some(&live));
+        assert!(step.commands.is_empty() && !step.reload_pending() && step.notes.is_empty());
+        // Without a socket only the engine's own flag counts.
+        let step = plan_step(&enabled, &Desired::Enabled, None);
+        assert!(!step.reload_pending());
+    }
+}
