@@ -199,6 +199,12 @@ struct RunJob {
     request: RunRequest,
 }
 
+/// One fleet's worker: runs its jobs one after the other.
+struct Worker {
+    jobs: mpsc::Sender<RunJob>,
+    task: JoinHandle<()>,
+}
+
 struct Pipeline {
     rx: mpsc::UnboundedReceiver<Pending>,
     coalescer: Coalescer,
@@ -219,7 +225,7 @@ struct Pipeline {
 impl Pipeline {
     async fn run(mut self) {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
-        let mut workers: HashMap<String, mpsc::Sender<RunJob>> = HashMap::new();
+        let mut workers: HashMap<String, Worker> = HashMap::new();
         let mut busy: HashSet<String> = HashSet::new();
         let mut tick = tokio::time::interval(self.window);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -251,11 +257,16 @@ impl Pipeline {
                 }
             }
         }
+        // Dropping a run in progress kills its process (kill_on_drop); it stays `running` in
+        // the journal and is re-run on the next start.
+        for worker in workers.values() {
+            worker.task.abort();
+        }
     }
 
     async fn flush(
         &mut self,
-        workers: &mut HashMap<String, mpsc::Sender<RunJob>>,
+        workers: &mut HashMap<String, Worker>,
         busy: &mut HashSet<String>,
         done_tx: &mpsc::UnboundedSender<String>,
     ) {
@@ -331,7 +342,7 @@ impl Pipeline {
                         actions: admitted.iter().map(|p| (&p.intent).into()).collect(),
                     };
                     tracing::info!(run = run_id, fleet = %fleet, actions = request.actions.len(), "run queued");
-                    if worker.send(RunJob { request }).await.is_err() {
+                    if worker.jobs.send(RunJob { request }).await.is_err() {
                         tracing::error!(fleet = %fleet, "fleet worker is gone");
                         busy.remove(&fleet);
                     }
@@ -371,10 +382,10 @@ fn spawn_worker(
     journal: Journal,
     metrics: Arc<Metrics>,
     done: mpsc::UnboundedSender<String>,
-) -> mpsc::Sender<RunJob> {
+) -> Worker {
     // Capacity 1: the pipeline only sends when the fleet is idle.
-    let (tx, mut rx) = mpsc::channel::<RunJob>(1);
-    tokio::spawn(async move {
+    let (jobs, mut rx) = mpsc::channel::<RunJob>(1);
+    let task = tokio::spawn(async move {
         while let Some(job) = rx.recv().await {
             metrics.runs_started.inc();
             let result = executor.run(&job.request).await;
@@ -399,5 +410,5 @@ fn spawn_worker(
             let _ = done.send(fleet.clone());
         }
     });
-    tx
+    Worker { jobs, task }
 }

@@ -1,0 +1,783 @@
+//! The relay driven through `app()` without a socket (tower `oneshot`), with the real journal
+//! and pipeline and an executor that records the runs it is given.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use autoheal_relay::config::Config;
+use autoheal_relay::executor::{Executor, RunFuture, RunRequest};
+use autoheal_relay::journal::{self, RunResult};
+use autoheal_relay::model::DesiredState;
+use autoheal_relay::{app, Relay};
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use base64::Engine;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const TOKEN: &str = "test-token-1234";
+
+fn corpus(rel: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../../shared/corpus/payloads")
+        .join(rel);
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("shared corpus payload {} is missing: {e}", path.display()))
+}
+
+/// Records every run; while `hold` is set, a run never finishes (a stuck playbook).
+#[derive(Debug, Default)]
+struct Recorder {
+    runs: Mutex<Vec<RunRequest>>,
+    hold: std::sync::atomic::AtomicBool,
+}
+
+impl Recorder {
+    fn runs(&self) -> Vec<RunRequest> {
+        self.runs.lock().unwrap().clone()
+    }
+}
+
+impl Executor for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+
+    fn run<'a>(&'a self, request: &'a RunRequest) -> RunFuture<'a> {
+        Box::pin(async move {
+            self.runs.lock().unwrap().push(request.clone());
+            while self.hold.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            RunResult {
+                status: "successful".into(),
+                rc: Some(0),
+                duration_ms: 1,
+                detail: String::new(),
+            }
+        })
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    config: Config,
+}
+
+impl Harness {
+    fn new(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        std::fs::write(path.join("token"), format!("{TOKEN}\n")).unwrap();
+        std::fs::write(path.join("users"), "alertmanager:pw-1\n").unwrap();
+        std::fs::write(path.join("hmac"), "grafana-secret").unwrap();
+        let text = format!(
+            r#"
+[server]
+max_body_bytes = 65536
+
+[auth]
+bearer_token_file = "token"
+basic_auth_file = "users"
+grafana_hmac = {{ secret_file = "hmac", timestamp_header = "X-Grafana-Alerting-Signature-Timestamp" }}
+
+[journal]
+path = "journal.db"
+
+[[rules]]
+name = "drain-on-cpu"
+match = {{ alertname = "BackendCpuHigh" }}
+action = "drain"
+
+[[rules]]
+name = "grafana-mem"
+match_re = {{ alertname = "High .*" }}
+action = "disabled"
+
+[coalesce]
+window_ms = 50
+
+[guard]
+max_out_per_backend = 1000
+breaker_max_actions = 100000
+
+[executor]
+kind = "dry-run"
+{extra}
+"#
+        );
+        let file = path.join("relay.toml");
+        std::fs::write(&file, &text).unwrap();
+        let config = Config::load(&file).unwrap();
+        Self {
+            _dir: dir,
+            dir: path,
+            config,
+        }
+    }
+
+    fn start(&self, recorder: &Arc<Recorder>) -> Relay {
+        Relay::start(&self.config, recorder.clone()).unwrap()
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.join("journal.db")
+    }
+}
+
+fn post(path: &str) -> axum::http::request::Builder {
+    Request::post(path)
+}
+
+fn am_request(body: Vec<u8>) -> Request<Body> {
+    post("/hooks/alertmanager")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::from(body))
+        .unwrap()
+}
+
+async fn send(relay: &Relay, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let response = app(relay.state()).oneshot(req).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, value)
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn alert_body(status: &str, alerts: &[(&str, &str, &str)]) -> Vec<u8> {
+    // (alertname, server, fingerprint)
+    let alerts: Vec<_> = alerts
+        .iter()
+        .map(|(name, server, fp)| {
+            serde_json::json!({
+                "status": status,
+                "labels": {"alertname": name, "server": server, "backend": "be"},
+                "annotations": {},
+                "startsAt": "2026-11-25T12:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "fingerprint": fp,
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({"version": "4", "status": status, "alerts": alerts}))
+        .unwrap()
+}
+
+fn history(db: &Path) -> Vec<journal::HistoryRow> {
+    journal::history(db, 10_000).unwrap()
+}
+
+#[tokio::test]
+async fn captured_firing_then_resolved_become_drain_then_enabled_runs() {
+    let h = Harness::new("");
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
+    let (status, body) = send(
+        &relay,
+        am_request(corpus(
+            "alertmanager/debian-alertmanager-0.25__captured__firing.json",
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["actions"], 1);
+    wait_for("the drain run", || rec.runs().len() == 1).await;
+    let run = &rec.runs()[0];
+    assert_eq!(run.actions.len(), 1);
+    let a = &run.actions[0];
+    assert_eq!(
+        (a.server.as_deref(), a.backend.as_deref(), a.state),
+        (Some("s1"), Some("be"), DesiredState::Drain)
+    );
+    assert_eq!(a.reason.alert, "BackendCpuHigh");
+    assert_eq!(a.reason.fingerprint, "a15aa1a925eb270b");
+
+    let (status, _) = send(
+        &relay,
+        am_request(corpus(
+            "alertmanager/debian-alertmanager-0.25__captured__resolved.json",
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for("the restore run", || rec.runs().len() == 2).await;
+    assert_eq!(rec.runs()[1].actions[0].state, DesiredState::Enabled);
+    wait_for("both decisions done", || {
+        history(&h.db())
+            .iter()
+            .filter(|r| r.outcome == "done")
+            .count()
+            == 2
+    })
+    .await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_truncated_and_custom_bodies_get_400_with_a_json_error() {
+    let h = Harness::new("");
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
+    let good = corpus("alertmanager/debian-alertmanager-0.25__captured__firing.json");
+    let mut bodies: Vec<Vec<u8>> = vec![
+        b"{".to_vec(),
+        b"not json".to_vec(),
+        b"".to_vec(),
+        b"[]".to_vec(),
+        good[..good.len() / 2].to_vec(),
+        vec![0xff, 0xfe, 0x00],
+        corpus("alertmanager/alertmanager__notify-webhook-test__TestWebhookCustomPayloadList__expected-body.json"),
+        corpus("alertmanager/alertmanager__notify-webhook-test__TestWebhookCustomPayloadMap__expected-body-reconstructed.json"),
+    ];
+    bodies.push(br#"{"alerts":[{"status":"firing","labels":{"alertname":["nested"]}}]}"#.to_vec());
+    for body in bodies {
+        let shown = String::from_utf8_lossy(&body)
+            .chars()
+            .take(40)
+            .collect::<String>();
+        let (status, json) = send(&relay, am_request(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{shown}: {json}");
+        assert!(
+            json["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{shown}: {json}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(rec.runs().is_empty());
+    assert!(
+        history(&h.db()).is_empty(),
+        "nothing of a refused body is journaled"
+    );
+    let metrics = relay.state().metrics().render();
+    assert!(
+        metrics.contains("autoheal_relay_requests_refused_total{reason=\"payload\"} 9"),
+        "{metrics}"
+    );
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_body_is_413() {
+    let h = Harness::new("");
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
+    // Over the configured 64 KiB, both with and without a Content-Length.
+    let mut big = br#"{"alerts":[],"pad":""#.to_vec();
+    big.extend(std::iter::repeat_n(b'x', 70_000));
+    big.extend(br#""}"#);
+    let (status, json) = send(&relay, am_request(big.clone())).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{json}");
+    let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> = big
+        .chunks(8192)
+        .map(|c| Ok(axum::body::Bytes::copy_from_slice(c)))
+        .collect();
+    let req = post("/hooks/alertmanager")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::from_stream(futures_util::stream::iter(chunks)))
+        .unwrap();
+    let (status, _) = send(&relay, req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415() {
+    let h = Harness::new("");
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
+    let body = corpus("alertmanager/debian-alertmanager-0.25__captured__firing.json");
+    for ct in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("application/jsonx"),
+        None,
+    ] {
+        let mut req =
+            post("/hooks/alertmanager").header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+        if let Some(ct) = ct {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        let (status, json) = send(&relay, req.body(Body::from(body.clone())).unwrap()).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}: {json}");
+    }
+    let ok = post("/hooks/alertmanager")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .body(Body::from(body))
+        .unwrap();
+    assert_eq!(send(&relay, ok).await.0, StatusCode::OK);
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn missing_or_wrong_credentials_are_401_and_nothing_is_journaled() {
+    let h = Harness::new("");
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
+    let body = corpus("alertmanager/debian-alertmanager-0.25__captured__firing.json");
+    let basic = |c: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(c)
+        )
+    };
+    for auth in [
+        None,
+        Some("Bearer wrong".to_owned()),
+        Some(format!("Bearer {TOKEN}x")),
+        Some(TOKEN.to_owned()),
+        Some(basic("alertmanager:wrong")),
+        Some(basic("nobody:pw-1")),
+        Some("Basic %%%".to_owned()),
+    ] {
+        let mut req = post("/hooks/alertmanager").header(header::CONTENT_TYPE, "application/json");
+        if let Some(a) = &auth {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        let (status, json) = send(&relay, req.body(Body::from(body.clone())).unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}: {json}");
+        assert!(json["error"].is_string());
+    }
+    assert!(history(&h.db()).is_empty());
+    let ok = post("/hooks/alertmanager")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, basic("alertmanager:pw-1"))
+        .body(Body::from(body))
+        .unwrap();
+    assert_eq!(send(&relay, ok).await.0, StatusCode::OK);
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn grafana_needs_a_valid_hmac() {
+    let h = Harness::new("");
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
+    let body = corpus("grafana/grafana__docs__webhook-notifier-md__example-payload.json");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let signed = |ts: &str, body: &[u8]| {
+        let mut msg = format!("{ts}:").into_bytes();
+        msg.extend_from_slice(body);
+        autoheal_relay::auth::sign(b"grafana-secret", &msg)
+    };
+    let req = |sig: Option<String>, ts: &str, body: Vec<u8>| {
+        let mut r = post("/hooks/grafana")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("X-Grafana-Alerting-Signature-Timestamp", ts);
+        if let Some(sig) = sig {
+            r = r.header("X-Grafana-Alerting-Signature", sig);
+        }
+        r.body(Body::from(body)).unwrap()
+    };
+    let mut tampered = body.clone();
+    tampered[10] ^= 1;
+    let cases = [
+        (None, now.clone(), body.clone()),
+        (Some("00".repeat(32)), now.clone(), body.clone()),
+        (Some(signed(&now, &body)), now.clone(), tampered),
+        (Some(signed("1000", &body)), "1000".to_owned(), body.clone()),
+        (
+            Some(signed(&now, &body).replace('a', "b")),
+            now.clone(),
+            body.clone(),
+        ),
+    ];
+    for (sig, ts, b) in cases {
+        let (status, json) = send(&relay, req(sig.clone(), &ts, b)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{sig:?} {ts}: {json}");
+    }
+    assert!(history(&h.db()).is_empty());
+    let (status, json) = send(&relay, req(Some(signed(&now, &body)), &now, body.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["alerts"], 2);
+    // The docs example has no server label: both alerts match the rule and are rejected as
+    // naming no target, which the audit log records.
+    assert_eq!(json["rejected"], 2);
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn hostile_label_values_are_rejected_audited_and_never_run() {
+    let h = Harness::new("");
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
+    let long = "a".repeat(4000);
+    let hostile = [
+        "s1; rm -rf /",
+        "$(reboot)",
+        "`id`",
+        "s1 && curl evil",
+        "s1|nc",
+        "{{ lookup('pipe', 'id') }}",
+        "{% for x in range(10) %}",
+        "s1\nnewline",
+        "s1\r\nx",
+        "../../etc/passwd",
+        "..",
+        long.as_str(),
+        "s1\u{0}",
+        "ſ1",
+    ];
+    for (i, value) in hostile.iter().enumerate() {
+        let fp = format!("{i:016x}");
+        let (status, json) = send(
+            &relay,
+            am_request(alert_body("firing", &[("BackendCpuHigh", value, &fp)])),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{value:?}: {json}");
+        assert_eq!(json["rejected"], 1, "{value:?}: {json}");
+        assert_eq!(json["actions"], 0, "{value:?}");
+    }
+    // A hostile backend next to a good server name is refused too.
+    let body = serde_json::json!({"version": "4", "status": "firing", "alerts": [{
+        "status": "firing", "labels": {"alertname": "BackendCpuHigh", "server": "s1", "backend": "be {{x}}"},
+        "startsAt": "2026-01-01T00:00:00Z", "fingerprint": "ffff"}]});
+    let (_, json) = send(&relay, am_request(serde_json::to_vec(&body).unwrap())).await;
+    assert_eq!(json["rejected"], 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        rec.runs().is_empty(),
+        "no hostile value may reach an executor"
+    );
+    let rows = history(&h.db());
+    assert_eq!(rows.len(), hostile.len() + 1);
+    assert!(
+        rows.iter()
+            .all(|r| r.outcome == "rejected" && r.target.is_none()),
+        "{rows:?}"
+    );
+    assert!(rows.iter().any(|r| r
+        .detail
+        .as_deref()
+        .is_some_and(|d| d.contains("label backend"))));
+    let metrics = relay.state().metrics().render();
+    assert!(
+        metrics.contains("autoheal_relay_alerts_rejected_total{reason=\"bad_char\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("autoheal_relay_alerts_rejected_total{reason=\"too_long\"} 1"),
+        "{metrics}"
+    );
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn duplicate_deliveries_are_one_event() {
+    let h = Harness::new("");
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
+    let body = corpus("alertmanager/debian-alertmanager-0.25__captured__firing.json");
+    let (_, first) = send(&relay, am_request(body.clone())).await;
+    let (_, second) = send(&relay, am_request(body.clone())).await;
+    assert_eq!(
+        (first["actions"].as_u64(), first["duplicates"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(
+        (second["actions"].as_u64(), second["duplicates"].as_u64()),
+        (Some(0), Some(1))
+    );
+    // The same alert, resolved, is a new event.
+    let (_, resolved) = send(
+        &relay,
+        am_request(corpus(
+            "alertmanager/debian-alertmanager-0.25__captured__resolved.json",
+        )),
+    )
+    .await;
+    assert_eq!(resolved["duplicates"], 0);
+    relay.shutdown().await;
+    // Dedup survives a restart (seeded from the journal).
+    let relay = h.start(&rec);
+    let (_, again) = send(&relay, am_request(body)).await;
+    assert_eq!(again["duplicates"], 1, "{again}");
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_storm_of_1000_alerts_over_100_servers_becomes_a_handful_of_runs() {
+    let h = Harness::new("");
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
+    // 100 requests of 10 alerts: every server fires, then a third of them resolve again.
+    for req in 0..100_u32 {
+        let alerts: Vec<(String, String)> = (0..10)
+            .map(|k| {
+                let n = req * 10 + k;
+                (format!("s{}", n % 100), format!("{n:016x}"))
+            })
+            .collect();
+        let status = if req >= 70 && req.is_multiple_of(3) {
+            "resolved"
+        } else {
+            "firing"
+        };
+        let refs: Vec<(&str, &str, &str)> = alerts
+            .iter()
+            .map(|(s, f)| ("BackendCpuHigh", s.as_str(), f.as_str()))
+            .collect();
+        let (code, json) = send(&relay, am_request(alert_body(status, &refs))).await;
+        assert_eq!(code, StatusCode::OK, "{json}");
+    }
+    wait_for("the pipeline to drain", || {
+        let rows = history(&h.db());
+        rows.len() == 1000
+            && rows
+                .iter()
+                .all(|r| r.outcome != "pending" && r.outcome != "running")
+    })
+    .await;
+    let runs = rec.runs();
+    assert!(runs.len() <= 10, "{} runs for 1000 alerts", runs.len());
+    // Each server changes at most three times (drain, restore, drain again), whatever the batching.
+    let actions: usize = runs.iter().map(|r| r.actions.len()).sum();
+    assert!(actions <= 300, "{actions} actions");
+    // Request r alerts servers 10 * (r % 10) .. 10 * (r % 10) + 9, so server s was last alerted
+    // by request 90 + s / 10, which was a
+    // resolve when (90 + g) % 3 == 0. The last action for each server must match that.
+    let mut last = std::collections::HashMap::new();
+    for a in runs.iter().flat_map(|r| r.actions.iter()) {
+        last.insert(a.server.clone().unwrap(), a.state);
+    }
+    assert_eq!(last.len(), 100);
+    for (server, state) in &last {
+        let group: usize = server[1..].parse::<usize>().unwrap() / 10;
+        let expected = if (90 + group).is_multiple_of(3) {
+            DesiredState::Enabled
+        } else {
+            DesiredState::Drain
+        };
+        assert_eq!(*state, expected, "{server}");
+    }
+    for r in &runs {
+        let mut names: Vec<_> = r.actions.iter().map(|a| a.server.clone()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), r.actions.len());
+    }
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn budget_refusals_are_audited() {
+    let h = Harness::new("");
+    let mut cfg = h.config.clone();
+    cfg.guard.max_out_per_backend = 1;
+    let rec = Arc::new(Recorder::default());
+    let relay = Relay::start(&cfg, rec.clone()).unwrap();
+    let body = alert_body(
+        "firing",
+        &[
+            ("BackendCpuHigh", "s1", "01"),
+            ("BackendCpuHigh", "s2", "02"),
+            ("BackendCpuHigh", "s3", "03"),
+        ],
+    );
+    assert_eq!(send(&relay, am_request(body)).await.0, StatusCode::OK);
+    wait_for("settled", || {
+        history(&h.db())
+            .iter()
+            .all(|r| r.outcome != "pending" && r.outcome != "running")
+    })
+    .await;
+    assert_eq!(rec.runs().len(), 1);
+    assert_eq!(rec.runs()[0].actions.len(), 1);
+    let refused: Vec<_> = history(&h.db())
+        .into_iter()
+        .filter(|r| r.outcome == "refused")
+        .collect();
+    assert_eq!(refused.len(), 2);
+    assert!(
+        refused[0].detail.as_deref().unwrap().contains("budget"),
+        "{refused:?}"
+    );
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn pause_holds_actions_until_resumed_and_needs_auth() {
+    let h = Harness::new("");
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
+    let unauth = post("/admin/pause").body(Body::empty()).unwrap();
+    assert_eq!(send(&relay, unauth).await.0, StatusCode::UNAUTHORIZED);
+    let pause = post("/admin/pause")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, json) = send(&relay, pause).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["paused"], true);
+    let body = alert_body("firing", &[("BackendCpuHigh", "s1", "01")]);
+    assert_eq!(send(&relay, am_request(body)).await.1["actions"], 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(rec.runs().is_empty(), "paused: nothing runs");
+    assert_eq!(history(&h.db())[0].outcome, "pending");
+    let resume = post("/admin/resume")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&relay, resume).await.1["paused"], false);
+    wait_for("the held run", || rec.runs().len() == 1).await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn pause_file_holds_actions() {
+    let h = Harness::new("");
+    let mut cfg = h.config.clone();
+    let flag = h.dir.join("PAUSE");
+    cfg.guard.pause_file = Some(flag.clone());
+    std::fs::write(&flag, "").unwrap();
+    let rec = Arc::new(Recorder::default());
+    let relay = Relay::start(&cfg, rec.clone()).unwrap();
+    send(
+        &relay,
+        am_request(alert_body("firing", &[("BackendCpuHigh", "s1", "01")])),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rec.runs().is_empty());
+    std::fs::remove_file(&flag).unwrap();
+    wait_for("the held run", || rec.runs().len() == 1).await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn accepted_work_survives_a_stop_before_it_ran() {
+    let h = Harness::new("");
+    let mut cfg = h.config.clone();
+    cfg.guard.paused = true;
+    let rec = Arc::new(Recorder::default());
+    let relay = Relay::start(&cfg, rec.clone()).unwrap();
+    let body = alert_body(
+        "firing",
+        &[
+            ("BackendCpuHigh", "s1", "01"),
+            ("BackendCpuHigh", "s2", "02"),
+        ],
+    );
+    assert_eq!(send(&relay, am_request(body)).await.1["actions"], 2);
+    relay.shutdown().await;
+    assert!(rec.runs().is_empty());
+    // Reopen the same database, unpaused: the pending actions run.
+    let rec2 = Arc::new(Recorder::default());
+    let relay = h.start(&rec2);
+    wait_for("the resumed run", || rec2.runs().len() == 1).await;
+    let servers: Vec<_> = rec2.runs()[0]
+        .actions
+        .iter()
+        .map(|a| a.server.clone().unwrap())
+        .collect();
+    assert_eq!(servers, ["s1", "s2"]);
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_run_interrupted_by_a_stop_is_rerun_on_restart() {
+    let h = Harness::new("");
+    let mut cfg = h.config.clone();
+    cfg.server.shutdown_grace_secs = 0;
+    let stuck = Arc::new(Recorder::default());
+    stuck.hold.store(true, std::sync::atomic::Ordering::SeqCst);
+    let relay = Relay::start(&cfg, stuck.clone()).unwrap();
+    send(
+        &relay,
+        am_request(alert_body("firing", &[("BackendCpuHigh", "s1", "01")])),
+    )
+    .await;
+    wait_for("the run to start", || stuck.runs().len() == 1).await;
+    relay.shutdown().await;
+    assert_eq!(history(&h.db())[0].outcome, "running");
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
+    wait_for("the re-run", || rec.runs().len() == 1).await;
+    assert_eq!(rec.runs()[0].actions[0].state, DesiredState::Drain);
+    wait_for("done", || history(&h.db())[0].outcome == "done").await;
+    let runs = journal::runs(&h.db()).unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[1].2, "interrupted", "{runs:?}");
+    assert_eq!(runs[0].2, "successful");
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_ready_and_metrics() {
+    let h = Harness::new("");
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
+    for path in ["/healthz", "/readyz"] {
+        let (status, _) = send(&relay, Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    send(
+        &relay,
+        am_request(corpus(
+            "alertmanager/debian-alertmanager-0.25__captured__firing.json",
+        )),
+    )
+    .await;
+    wait_for("the run", || rec.runs().len() == 1).await;
+    wait_for("its metrics", || {
+        relay
+            .state()
+            .metrics()
+            .render()
+            .contains("runs_finished_total{result=\"successful\"} 1")
+    })
+    .await;
+    let response = app(relay.state())
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    for series in [
+        "autoheal_relay_alerts_received_total{source=\"alertmanager\"} 1",
+        "autoheal_relay_actions_decided_total{state=\"drain\"} 1",
+        "autoheal_relay_runs_started_total 1",
+        "autoheal_relay_run_duration_seconds_count 1",
+        "autoheal_relay_breaker_open 0",
+        "autoheal_relay_queue_depth 0",
+    ] {
+        assert!(text.contains(series), "missing {series} in\n{text}");
+    }
+    relay.shutdown().await;
+}
+
+#[test]
+fn running_without_auth_must_be_explicit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("relay.toml");
+    std::fs::write(&file, "[auth]\n[executor]\nkind = \"dry-run\"\n").unwrap();
+    let err = Config::load(&file).unwrap_err().to_string();
+    assert!(err.contains("allow_unauthenticated"), "{err}");
+}
