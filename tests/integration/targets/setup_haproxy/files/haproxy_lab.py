@@ -6,6 +6,8 @@
     haproxy_lab.py reload DIR            reload HAProxy (USR2 to the master), wait for the new worker
     haproxy_lab.py stop   DIR            stop every process this lab started (by the pids it recorded)
     haproxy_lab.py config FILE           print the server lines of FILE per backend/listen section as JSON
+    haproxy_lab.py snapshot DIR [FILE..] all at once: the config's sha256, `haproxy -c` verdict, server lines,
+                                         live state, and the sha256 of each FILE (null if missing)
 
 TEMPLATE is an haproxy.cfg with placeholders: @DIR@ (the lab directory), @FRONTEND_PORT@ (the port of the
 `frontend` URL in the facts), @LISTEN_PORT_<name>@ (more free ports) and @PORT_<name>@: each distinct <name>
@@ -13,6 +15,7 @@ gets its own `python3 -m http.server` on 127.0.0.1, started before HAProxy.
 Everything listens on 127.0.0.1 only, on ports the kernel hands out.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -109,8 +112,9 @@ def live_state(lab):
             "address": "%s:%s" % (row["srv_addr"], row["srv_port"]),
             "op_state": int(row["srv_op_state"]),
             "admin_state": admin_state,
-            # SRV_ADMF_*: 0x01 forced maint, 0x02 inherited, 0x04 from config, 0x20 resolution, 0x40 hostname.
-            "maint": bool(admin_state & 0x67),
+            # SRV_ADMF_MAINT (0x63): forced 0x01, inherited 0x02, resolution 0x20, hostname 0x40. The config's
+            # `disabled` (0x04, CMAINT) comes with 0x01 at startup and stays set after `state ready` as a record.
+            "maint": bool(admin_state & 0x63),
             # 0x08 forced drain, 0x10 inherited drain.
             "drain": bool(admin_state & 0x18),
             "weight": int(row["srv_uweight"]),
@@ -124,7 +128,13 @@ def live_state(lab):
         if server is not None:
             server["sessions"] = int(row["stot"] or 0)
             server["status"] = row["status"]
-    return {"worker_pid": worker_pid(lab), "backends": backends}
+    # One word per server for comparing whole states: "maint", "drain" or "ready", then the weight.
+    summary = {
+        "%s/%s" % (backend, name): "%s w%d" % ("maint" if srv["maint"] else "drain" if srv["drain"] else "ready",
+                                              srv["weight"])
+        for backend, servers in backends.items() for name, srv in servers.items()
+    }
+    return {"worker_pid": worker_pid(lab), "backends": backends, "summary": summary}
 
 
 def start(lab, template_path):
@@ -151,6 +161,7 @@ def start(lab, template_path):
 
     wait_until("haproxy to serve with every server up", ready)
     return {
+        "script": os.path.abspath(__file__),
         "dir": lab,
         "config": cfg,
         "admin_socket": os.path.join(lab, "admin.sock"),
@@ -232,6 +243,27 @@ def read_config(path):
     return {"backends": sections}
 
 
+def sha256(path):
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def snapshot(lab, files):
+    config = os.path.join(lab, "haproxy.cfg")
+    check = subprocess.run(["haproxy", "-c", "-q", "-f", config], capture_output=True, text=True, check=False)
+    return {
+        "checksum": sha256(config),
+        "valid": check.returncode == 0,
+        "check_output": check.stdout + check.stderr,
+        "cfg": read_config(config)["backends"],
+        "live": live_state(lab),
+        "files": {path: sha256(path) for path in files},
+    }
+
+
 def main(argv):
     if len(argv) >= 2 and argv[0] == "start" and len(argv) == 3:
         result = start(argv[1], argv[2])
@@ -239,6 +271,8 @@ def main(argv):
         result = live_state(argv[1])
     elif len(argv) == 2 and argv[0] == "reload":
         result = reload(argv[1])
+    elif len(argv) >= 2 and argv[0] == "snapshot":
+        result = snapshot(argv[1], argv[2:])
     elif len(argv) == 2 and argv[0] == "config":
         result = read_config(argv[1])
     elif len(argv) == 2 and argv[0] == "stop":
