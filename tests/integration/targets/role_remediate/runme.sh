@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Role autoheal.haproxy.remediate through the playbooks autoheal.haproxy.remediate and
+# autoheal.haproxy.restore_all, against a real HAProxy 2.6 (master-worker, admin socket) whose servers are
+# python http.servers on 127.0.0.1 (the setup_haproxy lab). The live state is read with the lab's own socket
+# client, the file with its own reader and by bytes; never with the module under test.
+#   drain, enabled: check/real/check/real each (changed, changed, not changed, not changed), live verified,
+#     traffic verified, and after `enabled` the file is byte-identical to the original;
+#   absent then enabled: the reload handler runs (USR2, then master CLI) only on the real runs that need it;
+#   min_active guard: the refused action fails the play loudly, the others are applied;
+#   restore_all: every server autoheal took out comes back, file byte-identical again;
+#   a malformed action: refused before anything changes.
+set -euo pipefail
+cd "$(dirname "$0")"
+: "${ANSIBLE_COLLECTIONS_PATH:?must point at a collections dir holding autoheal.haproxy}"
+lab_py="$PWD/../setup_haproxy/files/haproxy_lab.py"
+work=$(mktemp -d)
+lab="$work/lab"
+trap 'python3 "$lab_py" stop "$lab" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+
+python3 "$lab_py" start "$lab" ../setup_haproxy/files/haproxy.cfg.in >"$work/lab.json"
+cfg="$lab/haproxy.cfg"
+cp "$cfg" "$work/original.cfg"
+frontend=$(jq -r .frontend "$work/lab.json")
+
+cat >"$work/inventory" <<INI
+[haproxy]
+lb1 ansible_connection=local ansible_python_interpreter="{{ ansible_playbook_python }}"
+[haproxy:vars]
+autoheal_remediate_config=$cfg
+autoheal_remediate_socket=$lab/admin.sock
+autoheal_remediate_reload_method=signal
+autoheal_remediate_pidfile=$lab/pids/haproxy.pid
+autoheal_remediate_master_socket=$lab/master.sock
+autoheal_remediate_state_file=$lab/server-state
+INI
+
+fail() { echo "FAIL: $*"; exit 1; }
+live() { python3 "$lab_py" state "$lab" | jq -r --arg k "$1" '.summary[$k] // "missing"'; }
+worker() { python3 "$lab_py" state "$lab" | jq -r .worker_pid; }
+file_line() { python3 "$lab_py" config "$cfg" | jq -r --arg b "$1" --arg s "$2" '.backends[$b].servers[$s].line // "missing"'; }
+same_file() { cmp -s "$cfg" "$1"; }
+
+# run PLAYBOOK EXPECT ACTIONS_JSON [args...]: EXPECT is changed, unchanged or failed; ACTIONS_JSON may be empty.
+run() {
+  local playbook=$1 expect=$2 actions=$3 log rc=0 changed mode=real
+  shift 3
+  [[ " $* " != *" --check "* ]] || mode=check
+  # restore_all computes its own actions: an extra var would override them.
+  [[ -z $actions ]] || set -- -e "{\"autoheal_actions\": $actions}" "$@"
+  log=$(ansible-playbook -i "$work/inventory" "autoheal.haproxy.$playbook" "$@" 2>&1) || rc=$?
+  last_log=$log
+  if [[ $expect == failed ]]; then
+    ((rc != 0)) || { echo "$log"; fail "$playbook $actions: expected a failure"; }
+    echo "ok: $playbook $mode failed as expected"
+    return
+  fi
+  ((rc == 0)) || { echo "$log"; fail "$playbook $actions $mode: exit $rc"; }
+  changed=$(sed -n 's/^lb1 *: .*changed=\([0-9]*\).*/\1/p' <<<"$log")
+  if [[ $expect == changed && $changed -eq 0 || $expect == unchanged && $changed -ne 0 ]]; then
+    echo "$log"; fail "$playbook $actions $mode: expected $expect, got changed=$changed"
+  fi
+  echo "ok: $playbook $mode: changed=$changed"
+}
+
+# four PLAYBOOK ACTIONS: check, real, check, real.
+four() {
+  local before
+  before=$(sha256sum <"$cfg")
+  live_before=$(python3 "$lab_py" state "$lab" | jq -c .summary)
+  run "$1" changed "$2" --check
+  [[ $(sha256sum <"$cfg") == "$before" ]] || fail "check mode changed the file"
+  [[ $(python3 "$lab_py" state "$lab" | jq -c .summary) == "$live_before" ]] || fail "check mode changed the live state"
+  run "$1" changed "$2"
+  run "$1" unchanged "$2" --check
+  run "$1" unchanged "$2"
+}
+
+reason='"reason": {"alert": "AutohealNodeCpuBusy", "fingerprint": "0f3c", "status": "firing"}'
+
+# --- drain web2 -----------------------------------------------------------------------------------
+four remediate "[{\"backend\": \"app\", \"server\": \"web2\", \"state\": \"drain\", $reason}]"
+[[ $(live app/web2) == drain* ]] || fail "web2 is not drained live: $(live app/web2)"
+[[ $(live app/web1) == "ready w10" && $(live app/web3) == "ready w1" ]] || fail "other servers changed"
+[[ $(file_line app web2) == *"weight 0"* ]] || fail "file line of web2 has no weight 0: $(file_line app web2)"
+grep -q "AutohealNodeCpuBusy" <<<"$last_log" || fail "the summary does not name the alert"
+for _ in $(seq 30); do curl -fsS "$frontend"; done >"$work/answers"
+! grep -qx web2 "$work/answers" || fail "a drained server still got new requests"
+grep -qx web1 "$work/answers" || fail "no traffic reached web1"
+
+# --- and back --------------------------------------------------------------------------------------
+four remediate '[{"backend": "app", "server": "web2", "state": "enabled"}]'
+[[ $(live app/web2) == "ready w20" ]] || fail "web2 not back live: $(live app/web2)"
+same_file "$work/original.cfg" || fail "after enabled the file differs from the original"
+
+# --- absent needs a reload: the handler runs on the real run only (USR2 to the master) ---------------
+pid0=$(worker)
+run remediate changed '[{"backend": "app", "server": "web3", "state": "absent"}]' --check
+[[ $(worker) == "$pid0" ]] || fail "check mode reloaded HAProxy"
+run remediate changed '[{"backend": "app", "server": "web3", "state": "absent"}]'
+pid1=$(worker)
+[[ $pid1 != "$pid0" ]] || fail "absent did not reload HAProxy"
+grep -q "Reload HAProxy (USR2 to the master)" <<<"$last_log" || fail "the USR2 handler did not run"
+[[ $(live app/web3) == missing ]] || fail "after the reload web3 is still in the running HAProxy: $(live app/web3)"
+[[ $(file_line app web3) == missing ]] || fail "web3 is still a server line in the file"
+head -1 "$lab/server-state" | grep -qx 1 || fail "the server state was not saved before the reload"
+run remediate unchanged '[{"backend": "app", "server": "web3", "state": "absent"}]' --check
+run remediate unchanged '[{"backend": "app", "server": "web3", "state": "absent"}]'
+[[ $(worker) == "$pid1" ]] || fail "a run that changed nothing reloaded HAProxy"
+
+# --- enabled brings it back, with a reload through the master CLI -----------------------------------
+four remediate '[{"backend": "app", "server": "web3", "state": "enabled"}]' -e autoheal_remediate_reload_method=master_cli
+[[ $(worker) != "$pid1" ]] || fail "enabling an absent server did not reload HAProxy"
+[[ $(live app/web3) == "ready w1" ]] || fail "web3 not back live: $(live app/web3)"
+same_file "$work/original.cfg" || fail "after absent+enabled the file differs from the original"
+
+# --- min_active guard: the third drain in app is refused, loudly; the first two are applied ----------
+run remediate failed '[{"backend": "app", "server": "web1", "state": "drain"},
+                       {"backend": "app", "server": "web2", "state": "drain"},
+                       {"backend": "app", "server": "web3", "state": "drain"}]'
+grep -q "1 of 3 actions failed on lb1" <<<"$last_log" || fail "the failure does not count the refused actions"
+grep -q "guard blocked" <<<"$last_log" || fail "the failure does not say the guard blocked"
+[[ $(live app/web1) == drain* && $(live app/web2) == drain* ]] || fail "the allowed drains were not applied"
+[[ $(live app/web3) == "ready w1" ]] || fail "the refused drain changed web3: $(live app/web3)"
+
+# --- restore_all puts back everything autoheal took out ------------------------------------------------
+run remediate changed '[{"backend": "api", "server": "api2", "state": "disabled"}]'
+four restore_all ''
+for server in app/web1 app/web2 app/web3 api/api2; do
+  [[ $(live "$server") == ready* ]] || fail "restore_all left $server $(live "$server")"
+done
+[[ $(live app/web1) == "ready w10" && $(live api/api2) == "ready w5" ]] || fail "weights not restored"
+same_file "$work/original.cfg" || fail "after restore_all the file differs from the original"
+
+# --- malformed actions: refused before anything changes ---------------------------------------------
+before=$(sha256sum <"$cfg")
+run remediate failed '[{"backend": "app", "server": "web1", "state": "drain"},
+                       {"backend": "app", "server": "web2", "address": "127.0.0.1", "state": "drain"}]'
+grep -q "Refusing to change anything" <<<"$last_log" || fail "no clear refusal for a malformed action"
+grep -q "needs exactly one of server and address" <<<"$last_log" || fail "the refusal does not say what is wrong"
+run remediate failed '[{"backend": "app", "server": "web1", "state": "drain", "weight": 5}]'
+grep -q "weight is only allowed with state enabled" <<<"$last_log" || fail "weight with drain not explained"
+run remediate failed '[{"backend": "app", "server": "web1", "state": "sleep"}]'
+[[ $(sha256sum <"$cfg") == "$before" && $(live app/web1) == "ready w10" ]] || fail "a refused run changed something"
+echo "ok: malformed actions refused, nothing changed"
