@@ -20,7 +20,7 @@ trap 'python3 "$lab_py" stop "$lab" >/dev/null 2>&1 || true; rm -rf "$work"' EXI
 python3 "$lab_py" start "$lab" ../setup_haproxy/files/haproxy.cfg.in >"$work/lab.json"
 cfg="$lab/haproxy.cfg"
 cp "$cfg" "$work/original.cfg"
-frontend=$(jq -r .frontend "$work/lab.json")
+frontend=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["frontend"])' <"$work/lab.json")
 
 cat >"$work/inventory" <<INI
 [haproxy]
@@ -35,9 +35,15 @@ autoheal_remediate_state_file=$lab/server-state
 INI
 
 fail() { echo "FAIL: $*"; exit 1; }
-live() { python3 "$lab_py" state "$lab" | jq -r --arg k "$1" '.summary[$k] // "missing"'; }
-worker() { python3 "$lab_py" state "$lab" | jq -r .worker_pid; }
-file_line() { python3 "$lab_py" config "$cfg" | jq -r --arg b "$1" --arg s "$2" '.backends[$b].servers[$s].line // "missing"'; }
+# Small JSON readers over the lab's output (python3 only: no jq on a fresh machine).
+pyjson() { python3 -c "import json, sys; d = json.load(sys.stdin); a = sys.argv[1:]; $1" "${@:2}"; }
+live() { python3 "$lab_py" state "$lab" | pyjson 'print(d["summary"].get(a[0], "missing"))' "$1"; }
+live_all() { python3 "$lab_py" state "$lab" | pyjson 'print(json.dumps(d["summary"], sort_keys=True))'; }
+worker() { python3 "$lab_py" state "$lab" | pyjson 'print(d["worker_pid"])'; }
+file_line() {
+  python3 "$lab_py" config "$cfg" |
+    pyjson 'print(d["backends"].get(a[0], {}).get("servers", {}).get(a[1], {}).get("line", "missing"))' "$1" "$2"
+}
 same_file() { cmp -s "$cfg" "$1"; }
 
 # run PLAYBOOK EXPECT ACTIONS_JSON [args...]: EXPECT is changed, unchanged or failed; ACTIONS_JSON may be empty.
@@ -66,10 +72,10 @@ run() {
 four() {
   local before
   before=$(sha256sum <"$cfg")
-  live_before=$(python3 "$lab_py" state "$lab" | jq -c .summary)
+  live_before=$(live_all)
   run "$1" changed "$2" --check
   [[ $(sha256sum <"$cfg") == "$before" ]] || fail "check mode changed the file"
-  [[ $(python3 "$lab_py" state "$lab" | jq -c .summary) == "$live_before" ]] || fail "check mode changed the live state"
+  [[ $(live_all) == "$live_before" ]] || fail "check mode changed the live state"
   run "$1" changed "$2"
   run "$1" unchanged "$2" --check
   run "$1" unchanged "$2"
