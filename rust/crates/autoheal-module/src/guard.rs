@@ -1,6 +1,6 @@
 //! The `min_active` guard: a request may not leave a backend with too few active servers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use haproxy_cfg::{ConfigState, ServerChange, ServerInfo};
 
@@ -22,14 +22,15 @@ pub fn config_active(state: &ConfigState) -> bool {
 
 /// Checks every backend the request touches.
 ///
-/// `servers` is the inventory of the file before the change; `live` (when a socket is used)
+/// `servers` gives the inventory of the file before the change; it is only called when the
+/// request takes an active server out, since listing a large file costs more than the edit. `live` (when a socket is used)
 /// holds the running state of the touched backends. A server is active when the file says so
 /// and, with a socket, HAProxy has it up, ready and weighted. A changed server's admin state and
 /// weight will follow the file; its health will not, so it must still be up to count.
 /// The request is blocked only when it takes an active server out and the backend is then left
 /// with fewer than `min_active`.
 pub fn check(
-    servers: &[ServerInfo],
+    servers: impl FnOnce() -> Vec<ServerInfo>,
     changes: &[ServerChange],
     live: Option<&BTreeMap<String, BackendState>>,
     min_active: u32,
@@ -59,16 +60,20 @@ pub fn check(
         .iter()
         .map(|c| ((c.before.backend.as_str(), c.before.name.as_str()), c))
         .collect();
-    let backends: BTreeSet<&str> = changes.iter().map(|c| c.before.backend.as_str()).collect();
-    for backend in backends {
-        let taken_out: Vec<&str> = changes
-            .iter()
-            .filter(|c| c.before.backend == backend && active_now(&c.before) && !active_after(c))
-            .map(|c| c.before.name.as_str())
-            .collect();
-        if taken_out.is_empty() {
-            continue;
+    let mut taken_out: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for change in changes {
+        if active_now(&change.before) && !active_after(change) {
+            taken_out
+                .entry(change.before.backend.as_str())
+                .or_default()
+                .push(change.before.name.as_str());
         }
+    }
+    if taken_out.is_empty() || min_active == 0 {
+        return Verdict::Passed;
+    }
+    let servers = servers();
+    for (backend, taken_out) in taken_out {
         let members = servers.iter().filter(|s| s.backend == backend);
         let mut active_before = Vec::new();
         let mut remaining = 0u32;
@@ -182,10 +187,13 @@ mod tests {
         ];
         let drain_a = [change(&servers, "a", state(0))];
         assert!(matches!(
-            check(&servers, &drain_a, None, 1),
+            check(|| servers.to_vec(), &drain_a, None, 1),
             Verdict::Blocked(_)
         ));
-        assert_eq!(check(&servers, &drain_a, None, 0), Verdict::Passed);
+        assert_eq!(
+            check(|| servers.to_vec(), &drain_a, None, 0),
+            Verdict::Passed
+        );
     }
 
     #[test]
@@ -196,26 +204,35 @@ mod tests {
             server("c", state(0)),
         ];
         let drain_a = [change(&servers, "a", state(0))];
-        assert_eq!(check(&servers, &drain_a, None, 1), Verdict::Passed);
-        let Verdict::Blocked(msg) = check(&servers, &drain_a, None, 2) else {
+        assert_eq!(
+            check(|| servers.to_vec(), &drain_a, None, 1),
+            Verdict::Passed
+        );
+        let Verdict::Blocked(msg) = check(|| servers.to_vec(), &drain_a, None, 2) else {
             panic!("expected a block")
         };
         assert!(msg.contains("a out of backend app"), "{msg}");
         assert!(msg.contains("left with 1"), "{msg}");
         assert!(msg.contains("active now: a, b"), "{msg}");
-        // Draining an already drained server takes nothing out, whatever the count.
+        // Draining an already drained server takes nothing out, whatever the count, and the
+        // inventory (costly on a large file) is not even listed.
         let drain_c = [change(&servers, "c", state(0))];
-        assert_eq!(check(&servers, &drain_c, None, 5), Verdict::Passed);
+        let unused = || -> Vec<ServerInfo> { panic!("inventory listed for nothing") };
+        assert_eq!(check(unused, &drain_c, None, 5), Verdict::Passed);
+        assert_eq!(check(unused, &drain_a, None, 0), Verdict::Passed);
         // A lower, non-zero weight keeps the server active.
         let lower_a = [change(&servers, "a", state(3))];
-        assert_eq!(check(&servers, &lower_a, None, 2), Verdict::Passed);
+        assert_eq!(
+            check(|| servers.to_vec(), &lower_a, None, 2),
+            Verdict::Passed
+        );
         // Disabling both at once (all_matches) counts both.
         let both = [
             change(&servers, "a", disabled()),
             change(&servers, "b", disabled()),
         ];
         assert!(matches!(
-            check(&servers, &both, None, 1),
+            check(|| servers.to_vec(), &both, None, 1),
             Verdict::Blocked(_)
         ));
     }
@@ -227,31 +244,31 @@ mod tests {
         // b is drained live only (admin drain bit): a is the last one taking traffic.
         let b_drained = live(&[("a", 2, 0, 10), ("b", 2, 8, 10)]);
         assert!(matches!(
-            check(&servers, &drain_a, Some(&b_drained), 1),
+            check(|| servers.to_vec(), &drain_a, Some(&b_drained), 1),
             Verdict::Blocked(_)
         ));
         // b fails its health checks.
         let b_down = live(&[("a", 2, 0, 10), ("b", 0, 0, 10)]);
         assert!(matches!(
-            check(&servers, &drain_a, Some(&b_down), 1),
+            check(|| servers.to_vec(), &drain_a, Some(&b_down), 1),
             Verdict::Blocked(_)
         ));
         // b missing from the running HAProxy (not reloaded yet).
         let b_missing = live(&[("a", 2, 0, 10)]);
         assert!(matches!(
-            check(&servers, &drain_a, Some(&b_missing), 1),
+            check(|| servers.to_vec(), &drain_a, Some(&b_missing), 1),
             Verdict::Blocked(_)
         ));
         // Both up and ready.
         let both_up = live(&[("a", 2, 0, 10), ("b", 2, 0, 10)]);
         assert_eq!(
-            check(&servers, &drain_a, Some(&both_up), 1),
+            check(|| servers.to_vec(), &drain_a, Some(&both_up), 1),
             Verdict::Passed
         );
         // a is already out live: draining it in the file takes nothing out.
         let a_maint = live(&[("a", 0, 1, 10), ("b", 0, 0, 10)]);
         assert_eq!(
-            check(&servers, &drain_a, Some(&a_maint), 1),
+            check(|| servers.to_vec(), &drain_a, Some(&a_maint), 1),
             Verdict::Passed
         );
     }

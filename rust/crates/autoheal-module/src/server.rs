@@ -245,9 +245,8 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
         guard: GuardResult::Passed,
     };
 
-    let inventory = haproxy_cfg::inventory(&source);
     if let Verdict::Blocked(msg) = guard::check(
-        &inventory,
+        || haproxy_cfg::inventory(&source),
         &plan.changes,
         live_before.as_ref(),
         args.min_active,
