@@ -9,6 +9,7 @@ echo "== rust: fmt, clippy, tests"
 cargo fmt --manifest-path rust/Cargo.toml --all --check
 cargo clippy --quiet --manifest-path rust/Cargo.toml --workspace --all-targets --locked -- -D warnings
 cargo test --manifest-path rust/Cargo.toml --workspace --locked
+tests/relay/run.sh  # autoheal-relay: real Alertmanager -> relay -> real ansible-runner, crash recovery
 
 echo "== build static binaries"
 scripts/build.sh
