@@ -422,14 +422,16 @@ impl AdminSocket {
         check_name(server)?;
         let text = command.to_string();
         let answer = self.exchange(&text)?;
-        if answer.trim().is_empty() {
-            Ok(())
-        } else {
-            Err(RuntimeError::Rejected {
-                command: text,
-                answer,
-            })
-        }
+        check_set_answer(text, answer)
+    }
+}
+
+/// HAProxy answers a successful `set` command with an empty line, and a failed one with a message.
+fn check_set_answer(command: String, answer: String) -> Result<(), RuntimeError> {
+    if answer.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(RuntimeError::Rejected { command, answer })
     }
 }
 
@@ -601,6 +603,19 @@ mod tests {
                 assert!(goal.commands("be", &name, &live).is_empty());
             }
         }
+    }
+
+    #[test]
+    fn set_answers_with_a_message_are_rejections() {
+        assert!(check_set_answer("set weight be/s1 5".into(), "\n".into()).is_ok());
+        let captured = include_str!("testdata/no_such_server.txt");
+        let err = check_set_answer("set server be/zz state drain".into(), captured.into())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "HAProxy rejected `set server be/zz state drain`: No such server."
+        );
     }
 
     #[test]
