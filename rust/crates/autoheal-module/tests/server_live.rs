@@ -270,3 +270,30 @@ fn servers_can_be_chosen_by_address() {
     assert!(live(&lab, "web3").drained());
     assert_eq!(config_weight(&lab.config_text(), "web3"), 0);
 }
+
+#[test]
+fn live_drift_is_repaired_without_touching_the_file() {
+    let mut lab = Lab::new(&WEB, "");
+    lab.start();
+    converge(&lab, json!({"server": "web1", "state": "drain"}));
+    let file = lab.config();
+    // Someone puts web1 back by hand on the runtime API; the file still says drained.
+    assert_eq!(lab.command("set server app/web1 state ready").trim(), "");
+    assert_eq!(lab.command("set weight app/web1 10").trim(), "");
+    assert!(live(&lab, "web1").ready_with(10));
+
+    let (repaired, code) = lab.server(json!({"server": "web1", "state": "drain"}));
+    assert_eq!(
+        (code, &repaired["changed"]),
+        (0, &json!(true)),
+        "{repaired}"
+    );
+    assert_eq!(repaired["checksum_before"], repaired["checksum_after"]);
+    assert_eq!(repaired["backup_file"], Value::Null);
+    assert_eq!(
+        repaired["servers"][0]["live_commands"],
+        json!(["set server app/web1 state drain"])
+    );
+    assert_eq!(lab.config(), file);
+    assert!(live(&lab, "web1").drained());
+}
