@@ -769,6 +769,17 @@ action = "drain"
     }
 
     #[test]
+    fn documented_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../examples/relay.toml");
+        let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.rules.len(), 2);
+        assert!(
+            matches!(c.executor, ExecutorConfig::AnsibleRunner(ref r) if r.playbook == "autoheal.haproxy.remediate")
+        );
+        assert_eq!(c.compiled_rules()[1].weight.as_deref(), Some("50%"));
+    }
+
+    #[test]
     fn regexes_are_anchored() {
         let text = MINIMAL.replace("action =", "match_re = { severity = \"crit\" }\naction =");
         let rules = parse(&text).unwrap().compiled_rules();

@@ -87,6 +87,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve { config } => serve(&config),
         Command::CheckConfig { file } => {
             let cfg = Config::load(&file)?;
+            autoheal_relay::auth::Authenticator::load(&cfg.auth)?;
+            for warning in environment_warnings(&cfg) {
+                eprintln!("warning: {warning}");
+            }
             println!(
                 "{}: ok ({} rule(s), executor {}, auth {})",
                 file.display(),
@@ -128,6 +132,42 @@ fn run(cli: Cli) -> Result<()> {
             file,
         } => replay(&config, source, &file),
     }
+}
+
+/// Things `serve` would trip over later (a run fails rather than the start), said up front.
+fn environment_warnings(cfg: &Config) -> Vec<String> {
+    use autoheal_relay::config::ExecutorConfig;
+    let mut warnings = Vec::new();
+    match &cfg.executor {
+        ExecutorConfig::AnsibleRunner(r) if !cfg.guard.dry_run => {
+            let on_path = |name: &Path| {
+                std::env::var_os("PATH")
+                    .is_some_and(|p| std::env::split_paths(&p).any(|dir| dir.join(name).is_file()))
+            };
+            if !(r.binary.is_file() || (r.binary.components().count() == 1 && on_path(&r.binary))) {
+                warnings.push(format!("executor.binary {} not found", r.binary.display()));
+            }
+            if !r.inventory.exists() {
+                warnings.push(format!(
+                    "executor.inventory {} does not exist",
+                    r.inventory.display()
+                ));
+            }
+            if !r.env.contains_key("ANSIBLE_COLLECTIONS_PATH")
+                && std::env::var_os("ANSIBLE_COLLECTIONS_PATH").is_none()
+            {
+                warnings.push("ANSIBLE_COLLECTIONS_PATH is set neither in executor.env nor in the environment".into());
+            }
+        }
+        ExecutorConfig::Awx(a) if !a.token_file.is_file() => {
+            warnings.push(format!(
+                "executor.token_file {} not found",
+                a.token_file.display()
+            ));
+        }
+        _ => {}
+    }
+    warnings
 }
 
 fn executor_kind(cfg: &Config) -> &'static str {
