@@ -126,6 +126,7 @@ start_relay() {
 setsid prometheus-alertmanager --config.file="$work/am.yml" --storage.path="$work/am" \
   --web.listen-address="127.0.0.1:$am_port" --cluster.listen-address= >"$work/am.log" 2>&1 &
 pids+=("$!")
+disown "$!"  # killed in cleanup; no job-status noise
 start_relay
 wait_until 30 "alertmanager /-/ready" curl -fs -o /dev/null "http://127.0.0.1:$am_port/-/ready"
 
@@ -209,5 +210,23 @@ for _ in $(seq 50); do kill -0 "$relay_pid" 2>/dev/null || break; sleep 0.2; don
 kill -0 "$relay_pid" 2>/dev/null && fail "the relay did not stop within 10 s of SIGTERM"
 wait "$relay_pid" || fail "the relay exited with status $? on SIGTERM"
 grep -q '"stopped"' "$work/relay.log" || fail "the relay did not log its stop"
+
+echo "== TLS: a dry-run relay on HTTPS with a throwaway certificate"
+tls_port=$(free_port)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
+sed -e "s/^listen = .*/listen = \"127.0.0.1:$tls_port\"\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"/" \
+    -e 's/^path = "journal.db"/path = "journal-tls.db"/' -e 's/^kind = "ansible-runner"/kind = "dry-run"/' \
+    -e '/^\[executor\]/,$d' "$work/relay.toml" > "$work/relay-tls.toml"
+printf '[executor]\nkind = "dry-run"\n' >> "$work/relay-tls.toml"
+setsid "$relay_bin" serve --config "$work/relay-tls.toml" >"$work/relay-tls.log" 2>&1 &
+pids+=("$!")
+disown "$!"
+wait_until 30 "the HTTPS relay" curl -fs -o /dev/null --cacert "$work/tls.crt" "https://127.0.0.1:$tls_port/readyz"
+answer=$(curl -fsS --cacert "$work/tls.crt" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+  --data-binary @"$repo/../shared/corpus/payloads/alertmanager/debian-alertmanager-0.25__captured__firing.json" \
+  "https://127.0.0.1:$tls_port/hooks/alertmanager")
+[[ "$answer" == *'"actions":1'* ]] || fail "HTTPS webhook answer: $answer"
+curl -s -o /dev/null "http://127.0.0.1:$tls_port/healthz" && fail "the TLS listener answered plain HTTP"
 
 echo "PASS: relay real-stack test (Alertmanager 0.25 -> relay -> ansible-runner; drain, enabled, crash recovery)"
