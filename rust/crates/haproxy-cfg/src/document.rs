@@ -1,18 +1,19 @@
 //! The lossless document: the original text, a table of lexed lines and the sections they form.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use crate::lexer::{lex, LexedLine};
 
 /// One line of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
+pub struct Line<'a> {
     /// The whole line in the document, line ending included.
     pub range: Range<usize>,
     /// The line ending in the document: `\n`, `\r\n`, or empty on a last line without one.
     pub ending: Range<usize>,
     /// The content's pieces; their spans are relative to `range.start`.
-    pub lexed: LexedLine,
+    pub lexed: LexedLine<'a>,
     /// The line sits between `.if` and `.endif`, so HAProxy may skip it.
     pub conditional: bool,
 }
@@ -86,14 +87,14 @@ pub struct Section {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document<'a> {
     text: &'a str,
-    lines: Vec<Line>,
+    lines: Vec<Line<'a>>,
     sections: Vec<Section>,
 }
 
 impl<'a> Document<'a> {
     /// Parses any text. Never fails: what is not understood stays opaque.
     pub fn parse(text: &'a str) -> Self {
-        let lines = split_lines(text);
+        let lines: Vec<Line<'a>> = Lines::new(text).collect();
         let sections = find_sections(&lines);
         Self {
             text,
@@ -108,7 +109,7 @@ impl<'a> Document<'a> {
     }
 
     /// Every line, in order.
-    pub fn lines(&self) -> &[Line] {
+    pub fn lines(&self) -> &[Line<'a>] {
         &self.lines
     }
 
@@ -155,11 +156,33 @@ impl<'a> Document<'a> {
     }
 }
 
-fn split_lines(text: &str) -> Vec<Line> {
-    let mut lines = Vec::new();
-    let mut depth = 0usize;
-    let mut start = 0;
-    while start < text.len() {
+/// Walks the lines of a text one at a time, lexing each, without keeping them: the planner uses this
+/// directly so that a large file is never held as a table of tokens.
+#[derive(Debug, Clone)]
+pub(crate) struct Lines<'a> {
+    text: &'a str,
+    start: usize,
+    depth: usize,
+}
+
+impl<'a> Lines<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            start: 0,
+            depth: 0,
+        }
+    }
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = Line<'a>;
+
+    fn next(&mut self) -> Option<Line<'a>> {
+        let (text, start) = (self.text, self.start);
+        if start >= text.len() {
+            return None;
+        }
         let newline = text[start..].find('\n').map(|offset| start + offset);
         let (content_end, end) = match newline {
             Some(nl) if nl > start && text.as_bytes()[nl - 1] == b'\r' => (nl - 1, nl + 1),
@@ -170,49 +193,59 @@ fn split_lines(text: &str) -> Vec<Line> {
         // `.if` nesting: the directive lines themselves stay opaque; only the lines inside are flagged.
         let directive = lexed.keyword().filter(|_| lexed.malformed.is_none());
         if matches!(directive, Some(".endif")) {
-            depth = depth.saturating_sub(1);
+            self.depth = self.depth.saturating_sub(1);
         }
-        let conditional = depth > 0 || matches!(directive, Some(".elif" | ".else"));
+        let conditional = self.depth > 0 || matches!(directive, Some(".elif" | ".else"));
         if matches!(directive, Some(".if")) {
-            depth += 1;
+            self.depth += 1;
         }
-        lines.push(Line {
+        self.start = end;
+        Some(Line {
             range: start..end,
             ending: content_end..end,
             lexed,
             conditional,
-        });
-        start = end;
+        })
     }
-    lines
+}
+
+/// What a section header line says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Header<'a> {
+    pub(crate) kind: SectionKind,
+    pub(crate) name: Option<Cow<'a, str>>,
+    pub(crate) from: Option<Cow<'a, str>>,
+}
+
+impl<'a> Header<'a> {
+    /// Reads a line as a section header, if its first word is a section keyword.
+    pub(crate) fn read(lexed: &LexedLine<'a>) -> Option<Self> {
+        let mut kind = lexed.keyword().and_then(SectionKind::from_keyword)?;
+        if lexed.malformed.is_some() {
+            kind = SectionKind::Malformed;
+        }
+        let word = |index: usize| lexed.tokens.get(index).map(|token| token.value.clone());
+        let from_at = (1..lexed.tokens.len()).find(|&index| lexed.tokens[index].value == "from");
+        // `defaults from A` has no name of its own; `backend be from A` does.
+        let name = word(1).filter(|_| from_at != Some(1));
+        let from = from_at.and_then(|at| word(at + 1));
+        Some(Self { kind, name, from })
+    }
 }
 
 fn find_sections(lines: &[Line]) -> Vec<Section> {
     let mut sections: Vec<Section> = Vec::new();
     for (index, line) in lines.iter().enumerate() {
-        let Some(mut kind) = line.lexed.keyword().and_then(SectionKind::from_keyword) else {
+        let Some(header) = Header::read(&line.lexed) else {
             continue;
         };
-        if line.lexed.malformed.is_some() {
-            kind = SectionKind::Malformed;
-        }
         if let Some(previous) = sections.last_mut() {
             previous.body.end = index;
         }
-        let words: Vec<&str> = line.lexed.tokens.iter().map(|t| t.value.as_str()).collect();
-        let from_at = words.iter().position(|word| *word == "from");
-        // `defaults from A` has no name of its own; `backend be from A` does.
-        let name = words
-            .get(1)
-            .filter(|_| from_at != Some(1))
-            .map(|word| (*word).to_owned());
-        let from = from_at
-            .and_then(|at| words.get(at + 1))
-            .map(|word| (*word).to_owned());
         sections.push(Section {
-            kind,
-            name,
-            from,
+            kind: header.kind,
+            name: header.name.map(Cow::into_owned),
+            from: header.from.map(Cow::into_owned),
             header: index,
             body: index + 1..lines.len(),
         });

@@ -3,7 +3,6 @@
 use std::ops::Range;
 
 use crate::address::AddressQuery;
-use crate::document::Document;
 use crate::lexer::{lex, LexedLine};
 use crate::marker::{state_text, Marker};
 use crate::server::{self, Effective, Entry, Inherited, NotServer, Servers, Settings};
@@ -30,114 +29,97 @@ pub(crate) fn validate(desired: &Desired) -> Result<(), Error> {
 /// Plans `request` against `source`; see [`crate::plan`].
 pub(crate) fn plan(source: &str, request: &Request) -> Result<Plan, Error> {
     validate(&request.desired)?;
-    let document = Document::parse(source);
-    let servers = server::find(&document);
-    let selected = select(&document, &servers, request)?;
-
-    let mut edits = Vec::with_capacity(selected.len());
-    for &index in &selected {
-        edits.push(plan_entry(
-            &document,
-            &servers.entries[index],
-            &request.desired,
-        )?);
-    }
-
-    let mut output = String::with_capacity(source.len() + 256);
-    let mut cursor = 0;
-    for edit in &edits {
-        output.push_str(&source[cursor..edit.range.start]);
-        output.push_str(&edit.replacement);
-        cursor = edit.range.end;
-    }
-    output.push_str(&source[cursor..]);
-
-    let after_document = Document::parse(&output);
-    let after_servers = server::find(&after_document);
-    // Edits rewrite servers in place and absent servers stay listed, so the lists line up one to one.
-    // Checked anyway: a mismatch would mean the edit damaged the file, and nothing must be half-done.
-    if after_servers.entries.len() != servers.entries.len() {
-        return Err(Error::Invalid(format!(
-            "internal error: the edit would turn {} servers into {}; nothing was changed",
-            servers.entries.len(),
-            after_servers.entries.len()
-        )));
-    }
-    let changes = selected
-        .iter()
-        .zip(edits)
-        .map(|(&index, edit)| {
-            let changed = edit.replacement != source[edit.range.clone()];
-            ServerChange {
-                before: servers.entries[index].info(&document),
-                after: after_servers.entries[index].info(&after_document),
-                changed,
-                reload_required: changed && edit.touches_absent,
-                notes: edit.notes,
-            }
-        })
-        .collect();
-    Ok(Plan { output, changes })
-}
-
-/// Indices (into `servers.entries`) of the servers the request designates.
-fn select(document: &Document, servers: &Servers, request: &Request) -> Result<Vec<usize>, Error> {
-    let sections = document.sections();
-    if let Some(backend) = &request.backend {
-        let exists = sections.iter().any(|section| {
-            section.kind.holds_targets() && section.name.as_deref() == Some(backend.as_str())
-        });
-        if !exists {
-            return Err(Error::NoSuchBackend(backend.clone()));
-        }
-    }
-    let in_scope = |section: usize| {
+    let matcher = Matcher::new(&request.target);
+    let in_scope = |backend: &str| {
         request
             .backend
             .as_deref()
-            .is_none_or(|backend| sections[section].name.as_deref() == Some(backend))
+            .is_none_or(|wanted| backend == wanted)
     };
-    let matcher = Matcher::new(&request.target);
-    let matches: Vec<usize> = servers
-        .entries
-        .iter()
-        .enumerate()
-        .filter(|(_, entry)| in_scope(entry.section) && matcher.matches_server(entry))
-        .map(|(index, _)| index)
-        .collect();
+    // Only the servers the request designates are kept: a large file is walked, never stored.
+    let servers = server::find(source, |entry| {
+        in_scope(&entry.backend) && matcher.matches_server(entry)
+    });
+    select(&servers, request, &matcher)?;
+
+    let mut output = String::with_capacity(source.len() + 256);
+    let mut cursor = 0;
+    // Lines added (or removed) above the current server by earlier edits, to number the lines after.
+    let mut line_shift = 0isize;
+    let mut changes = Vec::with_capacity(servers.entries.len());
+    for entry in &servers.entries {
+        let edit = plan_entry(entry, &request.desired)?;
+        output.push_str(&source[cursor..entry.range.start]);
+        output.push_str(&edit.replacement);
+        cursor = entry.range.end;
+        let old_lines = source[entry.range.clone()].split_inclusive('\n').count();
+        let new_lines = edit.replacement.split_inclusive('\n').count();
+        let after = server::reread(&edit.replacement, entry, entry.first_line.saturating_add_signed(line_shift))
+            .ok_or_else(|| {
+                // Unreachable by construction (the replacement is a server line, possibly with its marker);
+                // checked so that a defect can never write a file that lost a server.
+                Error::Invalid(format!(
+                    "internal error: the new text for {}/{} does not read back as a server; nothing was changed",
+                    entry.backend, entry.name
+                ))
+            })?;
+        line_shift += new_lines as isize - old_lines as isize;
+        let changed = edit.replacement != source[entry.range.clone()];
+        changes.push(ServerChange {
+            before: entry.info(),
+            after: after.info(),
+            changed,
+            reload_required: changed && edit.touches_absent,
+            notes: edit.notes,
+        });
+    }
+    output.push_str(&source[cursor..]);
+    Ok(Plan { output, changes })
+}
+
+/// Checks that the request designates the servers found: the backend exists, something matched, and
+/// several matches were asked for.
+fn select(servers: &Servers, request: &Request, matcher: &Matcher) -> Result<(), Error> {
+    if let Some(backend) = &request.backend {
+        if !servers.backends.iter().any(|name| name == backend) {
+            return Err(Error::NoSuchBackend(backend.clone()));
+        }
+    }
     let wanted = || describe(request);
-    if matches.is_empty() {
-        let not_server = servers
-            .not_servers
-            .iter()
-            .find(|line| in_scope(line.section) && matcher.matches_not_server(line));
+    if servers.entries.is_empty() {
+        let not_server = servers.not_servers.iter().find(|line| {
+            request
+                .backend
+                .as_deref()
+                .is_none_or(|backend| line.backend == backend)
+                && matcher.matches_not_server(line)
+        });
         return Err(match not_server {
             Some(line) => Error::NotAServer {
                 wanted: wanted(),
-                keyword: line.keyword.clone(),
+                keyword: line.keyword.to_owned(),
             },
             None => Error::NotFound { wanted: wanted() },
         });
     }
-    if matches.len() > 1 && !request.all_matches {
+    if servers.entries.len() > 1 && !request.all_matches {
         return Err(Error::Ambiguous {
             wanted: wanted(),
-            candidates: candidates(&servers.entries, &matches),
+            candidates: candidates(&servers.entries),
         });
     }
-    Ok(matches)
+    Ok(())
 }
 
 /// `backend/server`, plus the line number when one backend holds the same name twice.
-fn candidates(entries: &[Entry], matches: &[usize]) -> Vec<String> {
+fn candidates(entries: &[Entry]) -> Vec<String> {
     let label = |entry: &Entry| format!("{}/{}", entry.backend, entry.name);
-    matches
+    entries
         .iter()
-        .map(|&index| {
-            let entry = &entries[index];
-            let duplicated = matches
+        .map(|entry| {
+            let duplicated = entries
                 .iter()
-                .filter(|&&other| label(&entries[other]) == label(entry))
+                .filter(|other| label(other) == label(entry))
                 .count()
                 > 1;
             if duplicated {
@@ -187,7 +169,7 @@ impl<'r> Matcher<'r> {
             Self::Name(name) => {
                 *name == line.name
                     || (line.keyword == "server-template"
-                        && name.strip_prefix(line.name.as_str()).is_some_and(|rest| {
+                        && name.strip_prefix(line.name.as_ref()).is_some_and(|rest| {
                             !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit())
                         }))
             }
@@ -201,22 +183,17 @@ impl<'r> Matcher<'r> {
 
 /// The new text for one server's lines.
 struct EntryEdit {
-    /// Bytes of the marker line (if any) and the server line, endings included.
-    range: Range<usize>,
+    /// Replaces the entry's range (marker line if any, and server line, endings included).
     replacement: String,
     notes: Vec<String>,
     /// The server goes into or out of `absent`.
     touches_absent: bool,
 }
 
-fn plan_entry(document: &Document, entry: &Entry, desired: &Desired) -> Result<EntryEdit, Error> {
-    let lines = document.lines();
-    let server_line = &lines[entry.line];
-    let range = lines[entry.first_line()].range.start..server_line.range.end;
-    let content = document.content(entry.line);
-    let indent = &content[server_line.lexed.indent.clone()];
-    let current = &content[indent.len()..];
-    let ending = document.ending(entry.line);
+fn plan_entry(entry: &Entry, desired: &Desired) -> Result<EntryEdit, Error> {
+    let indent = &entry.content[..entry.indent_len];
+    let current = &entry.content[entry.indent_len..];
+    let ending = entry.ending;
     let label = format!("{}/{}", entry.backend, entry.name);
     let mut notes = Vec::new();
     if entry.conditional {
@@ -251,7 +228,7 @@ fn plan_entry(document: &Document, entry: &Entry, desired: &Desired) -> Result<E
         _ => match transform(&base, desired, entry.inherited)? {
             Some(changed_line) => {
                 let marker = Marker::render(desired, &base);
-                let marker_ending = marker_ending(document, entry.line, &marker);
+                let marker_ending = marker_ending(entry, &marker);
                 format!("{indent}{marker}{marker_ending}{indent}{changed_line}{ending}")
             }
             None => {
@@ -264,25 +241,19 @@ fn plan_entry(document: &Document, entry: &Entry, desired: &Desired) -> Result<E
     };
     let touches_absent = entry.absent || *desired == Desired::Absent;
     Ok(EntryEdit {
-        range,
         replacement,
         notes,
         touches_absent,
     })
 }
 
-/// The marker line takes the server line's ending. A last line without one borrows the ending used just
-/// above it, so the marker does not glue onto the server line.
-fn marker_ending(document: &Document, line: usize, marker: &str) -> &'static str {
-    let own = document.ending(line);
-    let borrowed = (0..line)
-        .rev()
-        .map(|index| document.ending(index))
-        .find(|ending| !ending.is_empty());
-    let ending = if own.is_empty() {
-        borrowed.unwrap_or("\n")
+/// The marker line takes the server line's ending. A last line without one borrows the ending of the
+/// line above (only the last line of a file lacks one), so the marker does not glue onto the server line.
+fn marker_ending(entry: &Entry, marker: &str) -> &'static str {
+    let ending = if entry.ending.is_empty() {
+        entry.ending_above
     } else {
-        own
+        entry.ending
     };
     // A marker ending in `\r` followed by `\n` would read back as a `\r\n` line without that `\r`.
     if ending == "\r\n" || marker.ends_with('\r') {
@@ -1171,5 +1142,31 @@ backend c
         );
         assert_eq!(back.changes[0].before.name, "web1");
         assert!(back.changes[0].reload_required);
+    }
+
+    /// Found by the fuzzer: a stale marker for the same server stacked above the real one slid onto the
+    /// server line once the real marker was removed, so a second `enabled` changed the file again.
+    #[test]
+    fn stacked_markers_for_one_server_are_replaced_together() {
+        let config = "backend b\n  #autoheal drain was: server s a:1 weight 5\n  #autoheal drain was: server s a:1\n  server s a:1 weight 0\n";
+        let info = &inventory(config)[0];
+        assert_eq!(
+            (info.line, info.state.managed.clone()),
+            (4, Some(Desired::Drain))
+        );
+        let planned = apply(config, &named("b", "s", Desired::Enabled));
+        assert_eq!(planned.output, "backend b\n  server s a:1\n");
+        assert_eq!(planned.changes[0].after.line, 2);
+        assert_eq!(
+            apply(&planned.output, &named("b", "s", Desired::Enabled)).output,
+            planned.output
+        );
+        // Markers for another server are not part of the group.
+        let other = "backend b\n  #autoheal drain was: server t a:1\n  #autoheal drain was: server s a:1\n  server s a:1 weight 0\n";
+        let restored = apply(other, &named("b", "s", Desired::Enabled)).output;
+        assert_eq!(
+            restored,
+            "backend b\n  #autoheal drain was: server t a:1\n  server s a:1\n"
+        );
     }
 }

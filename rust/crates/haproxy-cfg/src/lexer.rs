@@ -1,15 +1,17 @@
 //! Splits one line of haproxy.cfg into words the way HAProxy does (configuration manual, section 2.2),
 //! while remembering where every byte came from so that the line can be rebuilt exactly.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// One word of a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token {
+pub struct Token<'a> {
     /// The bytes as written (quotes and escapes kept), relative to the start of the line.
     pub span: Range<usize>,
-    /// The word as HAProxy reads it: quotes removed, escapes resolved (environment variables are not expanded).
-    pub value: String,
+    /// The word as HAProxy reads it: quotes removed, escapes resolved (environment variables are not
+    /// expanded). Borrowed from the line when written plainly, which is nearly always.
+    pub value: Cow<'a, str>,
 }
 
 /// Why a line cannot be trusted; such a line is never interpreted nor rewritten.
@@ -28,11 +30,11 @@ pub enum Malformed {
 /// Spans are relative to the start of the line and, laid end to end with the whitespace between them,
 /// cover the content exactly: indentation, tokens separated by whitespace, trailing whitespace, comment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LexedLine {
+pub struct LexedLine<'a> {
     /// Leading whitespace.
     pub indent: Range<usize>,
     /// The words, in order.
-    pub tokens: Vec<Token>,
+    pub tokens: Vec<Token<'a>>,
     /// From an unquoted, unescaped `#` to the end of the content.
     pub comment: Option<Range<usize>>,
     /// Length of the content in bytes.
@@ -46,7 +48,7 @@ pub(crate) fn is_space(byte: u8) -> bool {
     matches!(byte, b' ' | b'\t' | b'\r' | b'\x0b' | b'\x0c')
 }
 
-impl LexedLine {
+impl LexedLine<'_> {
     /// The whitespace between token `index - 1` and token `index` (`index >= 1`).
     pub fn gap_before(&self, index: usize) -> Range<usize> {
         self.tokens[index - 1].span.end..self.tokens[index].span.start
@@ -67,7 +69,7 @@ impl LexedLine {
 
     /// The first word, as HAProxy reads it.
     pub fn keyword(&self) -> Option<&str> {
-        self.tokens.first().map(|token| token.value.as_str())
+        self.tokens.first().map(|token| token.value.as_ref())
     }
 
     /// True when the line holds only whitespace and/or a comment.
@@ -77,7 +79,7 @@ impl LexedLine {
 }
 
 /// Lexes one line's content (without its line ending). Never panics.
-pub fn lex(content: &str) -> LexedLine {
+pub fn lex(content: &str) -> LexedLine<'_> {
     let bytes = content.as_bytes();
     let len = bytes.len();
     let mut pos = skip_spaces(bytes, 0);
@@ -90,7 +92,7 @@ pub fn lex(content: &str) -> LexedLine {
             comment = Some(pos..len);
             break;
         }
-        let (token, problem) = lex_token(bytes, pos);
+        let (token, problem) = lex_token(content, pos);
         pos = token.span.end;
         tokens.push(token);
         if problem.is_some() {
@@ -133,7 +135,20 @@ fn hex_digit(byte: u8) -> Option<u8> {
 }
 
 /// Lexes the word starting at `start`; stops before the whitespace or `#` that ends it.
-fn lex_token(bytes: &[u8], start: usize) -> (Token, Option<Malformed>) {
+fn lex_token(content: &str, start: usize) -> (Token<'_>, Option<Malformed>) {
+    let bytes = content.as_bytes();
+    // Fast path: a word without quotes or backslashes is its own value.
+    let plain_end = bytes[start..]
+        .iter()
+        .position(|&byte| is_space(byte) || matches!(byte, b'#' | b'\'' | b'"' | b'\\'))
+        .map_or(bytes.len(), |offset| start + offset);
+    if plain_end == bytes.len() || is_space(bytes[plain_end]) || bytes[plain_end] == b'#' {
+        let token = Token {
+            span: start..plain_end,
+            value: Cow::Borrowed(&content[start..plain_end]),
+        };
+        return (token, None);
+    }
     #[derive(PartialEq)]
     enum Quote {
         None,
@@ -207,7 +222,7 @@ fn lex_token(bytes: &[u8], start: usize) -> (Token, Option<Malformed>) {
     }
     let token = Token {
         span: start..pos,
-        value: String::from_utf8_lossy(&value).into_owned(),
+        value: Cow::Owned(String::from_utf8_lossy(&value).into_owned()),
     };
     (token, problem)
 }
@@ -217,7 +232,11 @@ mod tests {
     use super::*;
 
     fn values(content: &str) -> Vec<String> {
-        lex(content).tokens.into_iter().map(|t| t.value).collect()
+        lex(content)
+            .tokens
+            .into_iter()
+            .map(|t| t.value.into_owned())
+            .collect()
     }
 
     fn raw(content: &str) -> Vec<&str> {

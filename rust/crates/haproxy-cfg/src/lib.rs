@@ -135,11 +135,10 @@ pub struct Plan {
 
 /// Lists every server of every `backend` and `listen` section, absent ones included.
 pub fn inventory(source: &str) -> Vec<ServerInfo> {
-    let document = Document::parse(source);
-    server::find(&document)
+    server::find_all(source)
         .entries
         .iter()
-        .map(|entry| entry.info(&document))
+        .map(server::Entry::info)
         .collect()
 }
 

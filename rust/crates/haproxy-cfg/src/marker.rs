@@ -44,13 +44,17 @@ impl Marker {
     }
 
     /// The original line, lexed.
-    pub fn original_lexed(&self) -> LexedLine {
+    pub fn original_lexed(&self) -> LexedLine<'_> {
         lex(&self.original)
     }
 
     /// The server name on the original line.
     pub fn name(&self) -> String {
-        self.original_lexed().tokens.swap_remove(1).value
+        self.original_lexed()
+            .tokens
+            .swap_remove(1)
+            .value
+            .into_owned()
     }
 }
 

@@ -1,9 +1,11 @@
 //! Finds the servers of `backend` and `listen` sections and works out the state the file gives them.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Range;
 
-use crate::document::{Document, SectionKind};
-use crate::lexer::{LexedLine, Token};
+use crate::document::{Header, Line, Lines, SectionKind};
+use crate::lexer::{lex, LexedLine, Token};
 use crate::marker::Marker;
 use crate::{ConfigState, Desired, ServerInfo};
 
@@ -99,7 +101,7 @@ impl Settings {
         let mut settings = Self::default();
         let mut index = first;
         while let Some(token) = tokens.get(index) {
-            let keyword = token.value.as_str();
+            let keyword = token.value.as_ref();
             match keyword {
                 "weight" => settings.weight_keyword = Some(index),
                 "disabled" => {
@@ -121,7 +123,7 @@ impl Settings {
     }
 
     /// The token holding the weight's value, if the `weight` keyword has one.
-    pub fn weight_value<'t>(&self, tokens: &'t [Token]) -> Option<&'t Token> {
+    pub fn weight_value<'t, 'a>(&self, tokens: &'t [Token<'a>]) -> Option<&'t Token<'a>> {
         self.weight_keyword.and_then(|index| tokens.get(index + 1))
     }
 }
@@ -179,19 +181,27 @@ impl Effective {
 
 /// A server line, live or commented out by autoheal.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// Index of the section in [`Document::sections`].
-    pub section: usize,
+pub struct Entry<'a> {
     /// The section's name.
-    pub backend: String,
+    pub backend: Cow<'a, str>,
     /// The server's name.
-    pub name: String,
+    pub name: Cow<'a, str>,
     /// The address as written, quotes resolved (empty when missing).
-    pub address: String,
-    /// Index of the server line, or of the `absent` marker line.
+    pub address: Cow<'a, str>,
+    /// 0-based index of the server line, or of the `absent` marker line.
     pub line: usize,
-    /// Index of the marker line above a live server line.
-    pub marker_line: Option<usize>,
+    /// 0-based index of the first line of `range`.
+    pub first_line: usize,
+    /// Bytes of the marker line(s) (if any) and the server line, line endings included.
+    pub range: Range<usize>,
+    /// The server line (or `absent` marker line) without its ending.
+    pub content: &'a str,
+    /// Length of that line's indentation.
+    pub indent_len: usize,
+    /// That line's ending.
+    pub ending: &'a str,
+    /// The ending of the line just above `range` (empty at the top of the file).
+    pub ending_above: &'a str,
     /// What autoheal recorded, if anything.
     pub marker: Option<Marker>,
     /// The line is an `absent` marker.
@@ -202,32 +212,26 @@ pub struct Entry {
     pub conditional: bool,
 }
 
-impl Entry {
-    /// The lines this entry occupies (marker included).
-    pub fn first_line(&self) -> usize {
-        self.marker_line.unwrap_or(self.line)
-    }
-
+impl Entry<'_> {
     /// The public view of this entry.
-    pub fn info(&self, document: &Document) -> ServerInfo {
-        let current = &document.lines()[self.line].lexed;
+    pub fn info(&self) -> ServerInfo {
         let original = self.marker.as_ref().map(Marker::original_lexed);
-        let now = Effective::of(
-            original.as_ref().filter(|_| self.absent).unwrap_or(current),
-            self.inherited,
-        );
+        let current = match &original {
+            Some(line) if self.absent => Effective::of(line, self.inherited),
+            _ => Effective::of(&lex(self.content), self.inherited),
+        };
         let before = original
             .as_ref()
-            .map_or(now, |line| Effective::of(line, self.inherited));
+            .map_or(current, |line| Effective::of(line, self.inherited));
         ServerInfo {
-            backend: self.backend.clone(),
-            name: self.name.clone(),
-            address: self.address.clone(),
+            backend: self.backend.clone().into_owned(),
+            name: self.name.clone().into_owned(),
+            address: self.address.clone().into_owned(),
             line: self.line + 1,
             state: ConfigState {
-                weight: now.weight,
-                disabled: now.disabled,
-                backup: now.backup,
+                weight: current.weight,
+                disabled: current.disabled,
+                backup: current.backup,
                 absent: self.absent,
                 managed: self.marker.as_ref().map(|marker| marker.desired.clone()),
                 original_weight: before.weight,
@@ -238,139 +242,266 @@ impl Entry {
 
 /// A `server-template` or `default-server` line: asking for it by name or address is a mistake to report.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotServer {
-    /// Index of the section in [`Document::sections`].
-    pub section: usize,
+pub struct NotServer<'a> {
+    /// The section's name.
+    pub backend: Cow<'a, str>,
     /// `server-template` or `default-server`.
-    pub keyword: String,
+    pub keyword: &'static str,
     /// The template's name prefix, or `default-server` itself.
-    pub name: String,
+    pub name: Cow<'a, str>,
     /// The template's address, if any.
-    pub address: Option<String>,
+    pub address: Option<Cow<'a, str>>,
 }
 
-/// Everything found in the `backend` and `listen` sections.
+/// What a walk over the `backend` and `listen` sections found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Servers {
-    /// Servers in file order.
-    pub entries: Vec<Entry>,
+pub struct Servers<'a> {
+    /// The servers the caller kept, in file order.
+    pub entries: Vec<Entry<'a>>,
     /// `server-template` and `default-server` lines.
-    pub not_servers: Vec<NotServer>,
+    pub not_servers: Vec<NotServer<'a>>,
+    /// Names of every `backend` and `listen` section.
+    pub backends: Vec<Cow<'a, str>>,
 }
 
-/// Walks the document once, tracking what each `defaults` section and each backend's `default-server`
-/// lines hand down.
-pub fn find(document: &Document) -> Servers {
-    let mut servers = Servers::default();
-    let mut named_defaults: HashMap<String, Inherited> = HashMap::new();
-    let mut last_defaults = Inherited::default();
-    let lines = document.lines();
-    for (section_index, section) in document.sections().iter().enumerate() {
-        let parent = match &section.from {
-            Some(name) => named_defaults.get(name).copied().unwrap_or_default(),
-            None if section.kind == SectionKind::Defaults => Inherited::default(),
-            None => last_defaults,
-        };
-        let mut inherited = parent;
-        let backend = section.name.clone().unwrap_or_default();
-        let mut previous_marker: Option<(usize, Marker)> = None;
-        for index in section.body.clone() {
-            let lexed = &lines[index].lexed;
-            let marker_here = comment_marker(document, index);
-            let pending = previous_marker.take();
-            if lexed.malformed.is_some() {
-                continue;
+/// Every server of every `backend` and `listen` section.
+pub fn find_all(text: &str) -> Servers<'_> {
+    find(text, |_| true)
+}
+
+/// Walks the text once, line by line, keeping the servers `keep` accepts; tracks what each `defaults`
+/// section and each backend's `default-server` lines hand down.
+pub fn find<'a>(text: &'a str, keep: impl FnMut(&Entry<'a>) -> bool) -> Servers<'a> {
+    let mut finder = Finder::new(text, keep);
+    for line in Lines::new(text) {
+        finder.feed(line);
+    }
+    finder.servers
+}
+
+/// Reads the lines autoheal wrote for one server (its replacement text) in that server's context, as
+/// the file will read them. Returns the entry found, with line numbers counted from `first_line`.
+pub fn reread<'a>(
+    replacement: &'a str,
+    before: &Entry<'_>,
+    first_line: usize,
+) -> Option<Entry<'a>> {
+    let mut finder = Finder::new(replacement, |_| true);
+    finder.section = Some(SectionState {
+        kind: SectionKind::Backend,
+        name: Cow::Owned(before.backend.clone().into_owned()),
+        inherited: before.inherited,
+    });
+    for mut line in Lines::new(replacement) {
+        line.conditional = before.conditional;
+        finder.feed(line);
+    }
+    let mut entry = finder.servers.entries.pop()?;
+    entry.line += first_line;
+    entry.first_line += first_line;
+    Some(entry)
+}
+
+#[derive(Debug)]
+struct SectionState<'a> {
+    kind: SectionKind,
+    name: Cow<'a, str>,
+    inherited: Inherited,
+}
+
+/// A marker line waiting for the server line below it.
+#[derive(Debug)]
+struct Pending<'a> {
+    first_line: usize,
+    start: usize,
+    ending_above: &'a str,
+    marker: Marker,
+}
+
+struct Finder<'a, K> {
+    text: &'a str,
+    keep: K,
+    servers: Servers<'a>,
+    named_defaults: HashMap<String, Inherited>,
+    last_defaults: Inherited,
+    section: Option<SectionState<'a>>,
+    pending: Option<Pending<'a>>,
+    index: usize,
+    ending_above: &'a str,
+}
+
+impl<'a, K: FnMut(&Entry<'a>) -> bool> Finder<'a, K> {
+    fn new(text: &'a str, keep: K) -> Self {
+        Self {
+            text,
+            keep,
+            servers: Servers::default(),
+            named_defaults: HashMap::new(),
+            last_defaults: Inherited::default(),
+            section: None,
+            pending: None,
+            index: 0,
+            ending_above: "",
+        }
+    }
+
+    fn feed(&mut self, line: Line<'a>) {
+        let pending = self.pending.take();
+        if let Some(header) = Header::read(&line.lexed) {
+            self.close_section();
+            let parent = match &header.from {
+                Some(name) => self
+                    .named_defaults
+                    .get(name.as_ref())
+                    .copied()
+                    .unwrap_or_default(),
+                None if header.kind == SectionKind::Defaults => Inherited::default(),
+                None => self.last_defaults,
+            };
+            if header.kind.holds_targets() {
+                self.servers
+                    .backends
+                    .push(header.name.clone().unwrap_or_default());
             }
-            match lexed.keyword() {
-                Some("default-server") => {
-                    inherited.merge(lexed);
-                    if section.kind.holds_targets() {
-                        servers.not_servers.push(NotServer {
-                            section: section_index,
-                            keyword: "default-server".to_owned(),
-                            name: "default-server".to_owned(),
-                            address: None,
-                        });
-                    }
-                }
-                Some("server-template") if section.kind.holds_targets() => {
-                    servers.not_servers.push(NotServer {
-                        section: section_index,
-                        keyword: "server-template".to_owned(),
-                        name: lexed
-                            .tokens
-                            .get(1)
-                            .map(|t| t.value.clone())
-                            .unwrap_or_default(),
-                        address: lexed.tokens.get(3).map(|t| t.value.clone()),
+            self.section = Some(SectionState {
+                kind: header.kind,
+                name: header.name.unwrap_or_default(),
+                inherited: parent,
+            });
+        } else if line.lexed.malformed.is_none() {
+            self.body_line(&line, pending);
+        }
+        self.ending_above = &self.text[line.ending.clone()];
+        self.index += 1;
+    }
+
+    fn body_line(&mut self, line: &Line<'a>, pending: Option<Pending<'a>>) {
+        let Some(section) = &mut self.section else {
+            return;
+        };
+        let lexed = &line.lexed;
+        let targets = section.kind.holds_targets();
+        let content = &self.text[line.range.start..line.ending.start];
+        let word = |index: usize| lexed.tokens.get(index).map(|token| token.value.clone());
+        match lexed.keyword() {
+            Some("default-server") => {
+                section.inherited.merge(lexed);
+                if targets {
+                    self.servers.not_servers.push(NotServer {
+                        backend: section.name.clone(),
+                        keyword: "default-server",
+                        name: Cow::Borrowed("default-server"),
+                        address: None,
                     });
                 }
-                Some("server") if section.kind.holds_targets() && lexed.tokens.len() >= 2 => {
-                    let name = lexed.tokens[1].value.clone();
-                    let (marker_line, marker) = match pending {
-                        Some((line, marker)) if marker.name() == name => (Some(line), Some(marker)),
-                        _ => (None, None),
-                    };
-                    servers.entries.push(Entry {
-                        section: section_index,
-                        backend: backend.clone(),
-                        address: lexed
-                            .tokens
-                            .get(2)
-                            .map(|t| t.value.clone())
-                            .unwrap_or_default(),
-                        name,
-                        line: index,
-                        marker_line,
-                        marker,
-                        absent: false,
-                        inherited,
-                        conditional: lines[index].conditional,
-                    });
+            }
+            Some("server-template") if targets => self.servers.not_servers.push(NotServer {
+                backend: section.name.clone(),
+                keyword: "server-template",
+                name: word(1).unwrap_or_default(),
+                address: word(3),
+            }),
+            Some("server") if targets && lexed.tokens.len() >= 2 => {
+                let name = lexed.tokens[1].value.clone();
+                let (first_line, start, ending_above, marker) = match pending {
+                    Some(pending) if pending.marker.name() == name => (
+                        pending.first_line,
+                        pending.start,
+                        pending.ending_above,
+                        Some(pending.marker),
+                    ),
+                    _ => (self.index, line.range.start, self.ending_above, None),
+                };
+                let entry = Entry {
+                    backend: section.name.clone(),
+                    name,
+                    address: word(2).unwrap_or_default(),
+                    line: self.index,
+                    first_line,
+                    range: start..line.range.end,
+                    content,
+                    indent_len: lexed.indent.len(),
+                    ending: &self.text[line.ending.clone()],
+                    ending_above,
+                    marker,
+                    absent: false,
+                    inherited: section.inherited,
+                    conditional: line.conditional,
+                };
+                if (self.keep)(&entry) {
+                    self.servers.entries.push(entry);
                 }
-                None if section.kind.holds_targets() => match marker_here {
-                    Some(marker) if marker.desired == Desired::Absent => {
-                        let original = marker.original_lexed();
-                        servers.entries.push(Entry {
-                            section: section_index,
-                            backend: backend.clone(),
-                            name: original.tokens[1].value.clone(),
-                            address: original
+            }
+            None if targets => match comment_marker(content, lexed) {
+                Some(marker) if marker.desired == Desired::Absent => {
+                    let original = marker.original_lexed();
+                    let entry = Entry {
+                        backend: section.name.clone(),
+                        name: Cow::Owned(original.tokens[1].value.to_string()),
+                        address: Cow::Owned(
+                            original
                                 .tokens
                                 .get(2)
-                                .map(|t| t.value.clone())
+                                .map(|t| t.value.to_string())
                                 .unwrap_or_default(),
-                            line: index,
-                            marker_line: None,
-                            marker: Some(marker),
-                            absent: true,
-                            inherited,
-                            conditional: lines[index].conditional,
-                        });
+                        ),
+                        line: self.index,
+                        first_line: self.index,
+                        range: line.range.clone(),
+                        content,
+                        indent_len: lexed.indent.len(),
+                        ending: &self.text[line.ending.clone()],
+                        ending_above: self.ending_above,
+                        marker: Some(marker),
+                        absent: true,
+                        inherited: section.inherited,
+                        conditional: line.conditional,
+                    };
+                    if (self.keep)(&entry) {
+                        self.servers.entries.push(entry);
                     }
-                    Some(marker) => previous_marker = Some((index, marker)),
-                    None => {}
-                },
-                _ => {}
-            }
+                }
+                // Markers for the same server stacked right above each other (left by hand, or by an
+                // older run) form one group: the lowest one counts, and rewriting the server replaces
+                // the whole group, so no stale marker can slide onto the server line later.
+                Some(marker) => {
+                    self.pending = Some(match pending {
+                        Some(group) if group.marker.name() == marker.name() => {
+                            Pending { marker, ..group }
+                        }
+                        _ => Pending {
+                            first_line: self.index,
+                            start: line.range.start,
+                            ending_above: self.ending_above,
+                            marker,
+                        },
+                    })
+                }
+                None => {}
+            },
+            _ => {}
         }
-        if section.kind == SectionKind::Defaults {
-            last_defaults = inherited;
-            if let Some(name) = &section.name {
-                named_defaults.insert(name.clone(), inherited);
+    }
+
+    /// A `defaults` section hands its `default-server` settings to the proxies that follow it.
+    fn close_section(&mut self) {
+        if let Some(section) = self.section.take() {
+            if section.kind == SectionKind::Defaults {
+                self.last_defaults = section.inherited;
+                if !section.name.is_empty() {
+                    self.named_defaults
+                        .insert(section.name.into_owned(), section.inherited);
+                }
             }
         }
     }
-    servers
 }
 
 /// The marker on a comment-only line, if it is one.
-fn comment_marker(document: &Document, index: usize) -> Option<Marker> {
-    let line = &document.lines()[index];
-    let comment = line.lexed.comment.as_ref()?;
-    if !line.lexed.is_blank_or_comment() {
+fn comment_marker(content: &str, lexed: &LexedLine) -> Option<Marker> {
+    let comment = lexed.comment.as_ref()?;
+    if !lexed.is_blank_or_comment() {
         return None;
     }
-    let start = line.range.start;
-    Marker::parse(&document.text()[start + comment.start..start + comment.end])
+    Marker::parse(&content[comment.clone()])
 }

@@ -22,7 +22,7 @@ pub fn every_desired() -> [Desired; 7] {
 /// Panics (with the reason) if any promise is broken for `text`:
 /// - rendering the parsed document gives the text back;
 /// - planning any state for any found server works, and applying it again changes nothing;
-/// - only the lines of the planned server change;
+/// - only the lines of the planned server change, and the reported `after` is what the file now says;
 /// - on unmanaged servers, any state followed by `enabled` gives the text back.
 pub fn check(text: &str) {
     assert_eq!(
@@ -42,11 +42,19 @@ pub fn check(text: &str) {
             let Ok(first) = plan(text, &request) else {
                 continue;
             };
+            let listed = inventory(&first.output);
             assert_eq!(
-                inventory(&first.output).len(),
+                listed.len(),
                 servers.len(),
                 "{desired:?} changed the server count"
             );
+            for change in &first.changes {
+                assert!(
+                    listed.contains(&change.after),
+                    "{desired:?}: reported {:?}, the file says {listed:?}",
+                    change.after
+                );
+            }
             if first.changes.len() == 1 {
                 assert_only_server_lines_changed(text, &first.output);
             }
