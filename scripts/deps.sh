@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(haproxy prometheus prometheus-alertmanager prometheus-node-exporter socat make gcc python3-venv curl git)
+APT_PACKAGES=(haproxy prometheus prometheus-alertmanager prometheus-node-exporter socat make gcc python3-venv curl git shellcheck)
 PIP_PACKAGES=(ansible-core==2.19.14 ansible-runner==2.4.3 ansible-lint==26.10.1)
 
 missing=()

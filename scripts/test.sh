@@ -13,6 +13,7 @@ tests/relay/run.sh  # autoheal-relay: real Alertmanager -> relay -> real ansible
 
 echo "== build static binaries"
 scripts/build.sh
+scripts/sanity.sh  # ansible-test sanity on the collection as built (offline pip bootstrap)
 
 echo "== ansible integration targets"
 tests/run-integration.sh

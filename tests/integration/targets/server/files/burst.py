@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Starts one module binary process per server, all at once, on the same file, and waits for all of them.
 
-    burst.py BINARY CONFIG SOCKET BACKEND STATE SERVER...
+    python3 burst.py BINARY CONFIG SOCKET BACKEND STATE SERVER...
 
 Ansible's async launches are spread out in time; this puts every run inside the same few milliseconds so
 that the module's lock really is contended. Prints a JSON list of {server, rc, result}.

@@ -1,12 +1,11 @@
-#!/usr/bin/env python3
 """A throw-away HAProxy 2.6 lab on loopback for the integration targets.
 
-    haproxy_lab.py start  DIR TEMPLATE   start HTTP servers + HAProxy (master-worker); print JSON facts
-    haproxy_lab.py state  DIR            print the live state (show servers state + show stat) as JSON
-    haproxy_lab.py reload DIR            reload HAProxy (USR2 to the master), wait for the new worker
-    haproxy_lab.py stop   DIR            stop every process this lab started (by the pids it recorded)
-    haproxy_lab.py config FILE           print the server lines of FILE per backend/listen section as JSON
-    haproxy_lab.py snapshot DIR [FILE..] all at once: the config's sha256, `haproxy -c` verdict, server lines,
+    python3 haproxy_lab.py start  DIR TEMPLATE   start HTTP servers + HAProxy (master-worker); print JSON facts
+    python3 haproxy_lab.py state  DIR            print the live state (show servers state + show stat) as JSON
+    python3 haproxy_lab.py reload DIR            reload HAProxy (USR2 to the master), wait for the new worker
+    python3 haproxy_lab.py stop   DIR            stop every process this lab started (by the pids it recorded)
+    python3 haproxy_lab.py config FILE           print the server lines of FILE per backend/listen section as JSON
+    python3 haproxy_lab.py snapshot DIR [FILE..] all at once: the config's sha256, `haproxy -c` verdict, server lines,
                                          live state, and the sha256 of each FILE (null if missing)
 
 TEMPLATE is an haproxy.cfg with placeholders: @DIR@ (the lab directory), @FRONTEND_PORT@ (the port of the
@@ -67,8 +66,8 @@ def start_http_server(lab, name):
     os.makedirs(root, exist_ok=True)
     with open(os.path.join(root, "index.html"), "w") as handle:
         handle.write("%s\n" % name)
-    proc = spawn(lab, "http-" + name, [sys.executable, "-u", "-m", "http.server", "0",
-                                        "--bind", "127.0.0.1", "--directory", root])
+    argv = [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", root]
+    proc = spawn(lab, "http-" + name, argv)
     log_path = os.path.join(lab, "http-" + name + ".log")
 
     def port():
@@ -129,11 +128,11 @@ def live_state(lab):
             server["sessions"] = int(row["stot"] or 0)
             server["status"] = row["status"]
     # One word per server for comparing whole states: "maint", "drain" or "ready", then the weight.
-    summary = {
-        "%s/%s" % (backend, name): "%s w%d" % ("maint" if srv["maint"] else "drain" if srv["drain"] else "ready",
-                                              srv["weight"])
-        for backend, servers in backends.items() for name, srv in servers.items()
-    }
+    summary = {}
+    for backend, servers in backends.items():
+        for name, srv in servers.items():
+            mode = "maint" if srv["maint"] else "drain" if srv["drain"] else "ready"
+            summary["%s/%s" % (backend, name)] = "%s w%d" % (mode, srv["weight"])
     return {"worker_pid": worker_pid(lab), "backends": backends, "summary": summary}
 
 
