@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use crate::lexer::{lex, LexedLine};
+use crate::lexer::{is_space, lex, LexedLine};
 
 /// One line of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,16 +163,51 @@ pub(crate) struct Lines<'a> {
     text: &'a str,
     start: usize,
     depth: usize,
+    /// Lex only the lines that may be headers, directives, server lines or markers.
+    only_structure: bool,
 }
 
 impl<'a> Lines<'a> {
+    /// Every line, fully lexed.
     pub(crate) fn new(text: &'a str) -> Self {
         Self {
             text,
             start: 0,
             depth: 0,
+            only_structure: false,
         }
     }
+
+    /// Every line, but lines that cannot matter to the server finder (most of a large file) come
+    /// back with no tokens instead of being lexed.
+    pub(crate) fn structure(text: &'a str) -> Self {
+        Self {
+            only_structure: true,
+            ..Self::new(text)
+        }
+    }
+}
+
+/// Could this line be a section header, a `.if` directive, a `server`-like line or an autoheal marker?
+/// Decided from the first word's bytes; a first word with quotes or escapes is always lexed.
+fn may_be_structure(content: &str) -> bool {
+    let bytes = content.as_bytes();
+    let Some(start) = bytes.iter().position(|&byte| !is_space(byte)) else {
+        return false;
+    };
+    let rest = &bytes[start..];
+    if rest[0] == b'#' {
+        return rest.starts_with(b"#autoheal ");
+    }
+    let end = rest
+        .iter()
+        .position(|&byte| is_space(byte) || byte == b'#')
+        .unwrap_or(rest.len());
+    let word = &rest[..end];
+    word.iter().any(|byte| matches!(byte, b'\'' | b'"' | b'\\'))
+        || matches!(word.first(), Some(b'.' | b'['))
+        || matches!(word, b"server" | b"default-server" | b"server-template")
+        || std::str::from_utf8(word).is_ok_and(|word| SectionKind::from_keyword(word).is_some())
 }
 
 impl<'a> Iterator for Lines<'a> {
@@ -189,7 +224,18 @@ impl<'a> Iterator for Lines<'a> {
             Some(nl) => (nl, nl + 1),
             None => (text.len(), text.len()),
         };
-        let lexed = lex(&text[start..content_end]);
+        let content = &text[start..content_end];
+        let lexed = if self.only_structure && !may_be_structure(content) {
+            LexedLine {
+                indent: 0..0,
+                tokens: Vec::new(),
+                comment: None,
+                len: content.len(),
+                malformed: None,
+            }
+        } else {
+            lex(content)
+        };
         // `.if` nesting: the directive lines themselves stay opaque; only the lines inside are flagged.
         let directive = lexed.keyword().filter(|_| lexed.malformed.is_none());
         if matches!(directive, Some(".endif")) {

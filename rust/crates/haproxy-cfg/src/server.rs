@@ -273,7 +273,7 @@ pub fn find_all(text: &str) -> Servers<'_> {
 /// section and each backend's `default-server` lines hand down.
 pub fn find<'a>(text: &'a str, keep: impl FnMut(&Entry<'a>) -> bool) -> Servers<'a> {
     let mut finder = Finder::new(text, keep);
-    for line in Lines::new(text) {
+    for line in Lines::structure(text) {
         finder.feed(line);
     }
     finder.servers
