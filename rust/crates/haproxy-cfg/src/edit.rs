@@ -29,6 +29,12 @@ pub(crate) fn validate(desired: &Desired) -> Result<(), Error> {
 /// Plans `request` against `source`; see [`crate::plan`].
 pub(crate) fn plan(source: &str, request: &Request) -> Result<Plan, Error> {
     validate(&request.desired)?;
+    let (Target::Name(wanted) | Target::Address(wanted)) = &request.target;
+    if wanted.trim().is_empty() {
+        return Err(Error::Invalid(
+            "the server name or address is empty".to_owned(),
+        ));
+    }
     let matcher = Matcher::new(&request.target);
     let in_scope = |backend: &str| {
         request
@@ -342,11 +348,12 @@ fn transform(line: &str, desired: &Desired, inherited: Inherited) -> Result<Opti
     }
 }
 
-/// `percent`% of `weight`, rounded to the nearest integer, but never 0 unless asked for 0%.
+/// `percent`% of `weight`, rounded to the nearest integer, but never 0 unless asked for 0% (or of 0).
 fn percent_of(weight: u32, percent: u32) -> u32 {
     let scaled = (u64::from(weight) * u64::from(percent) + 50) / 100;
     let scaled = u32::try_from(scaled).unwrap_or(u32::MAX);
-    if percent > 0 {
+    // A server the configuration already drains (weight 0) stays at 0.
+    if percent > 0 && weight > 0 {
         scaled.max(1)
     } else {
         0
@@ -616,6 +623,7 @@ backend api
         assert_eq!(percent_of(3, 50), 2);
         assert_eq!(percent_of(256, 100), 256);
         assert_eq!(percent_of(10, 0), 0);
+        assert_eq!(percent_of(0, 50), 0);
         // web2 has the default weight 1: 10% of it stays 1, so nothing changes.
         let planned = apply(
             CONFIG,
@@ -1001,6 +1009,18 @@ backend c
             plan(config, &named("b", "webx", Desired::Drain)),
             Err(Error::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn empty_targets_are_invalid() {
+        let config = "backend b\n  server s\n";
+        for target in [Target::Name(String::new()), Target::Address(" ".into())] {
+            let error = plan(config, &request(None, target, Desired::Drain)).expect_err("empty");
+            assert_eq!(
+                error.to_string(),
+                "invalid request: the server name or address is empty"
+            );
+        }
     }
 
     #[test]

@@ -17,6 +17,15 @@
 //! - Lines that do not lex (unterminated quote, trailing lone backslash) are opaque: never read as
 //!   servers, never rewritten.
 //! - An `absent` server reports the weight, `disabled` and `backup` of the line it would get back.
+//! - A marker counts only directly above a server line of the same name. Several such markers stacked
+//!   (hand-made or stale) form one group: the lowest counts, and rewriting the server replaces them all.
+//!   A comment that starts with `#autoheal` but does not parse as a marker is left alone.
+//! - If the server line was edited by hand while autoheal had changed it, `enabled` restores only the
+//!   tokens autoheal changed (a weight it set, a `disabled` it added) and says so in the notes.
+//! - The engine works on `&str`: haproxy.cfg is text, and every file of the shared corpus is UTF-8.
+//!   Callers holding bytes that are not UTF-8 must refuse them rather than convert them lossily.
+//! - Server options are read with the arity of HAProxy's server keywords (`cookie backup` is a cookie
+//!   value, not the `backup` flag); unknown keywords are read as flags.
 
 mod address;
 mod document;
