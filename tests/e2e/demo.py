@@ -52,6 +52,8 @@ def follow_drain(s: Stack, tl: Timeline, server: str, since: float, prefix: str)
          lambda _: "Alertmanager: webhook sent (firing) to autoheal-relay"),
         (f"{prefix}decided", lambda: s.relay_decision(server, "drain", since),
          lambda d: f"relay: decided drain {server} ({d})"),
+        (f"{prefix}run", lambda: s.relay_run(server, "drain", since),
+         lambda run: f"relay: ansible-runner started run {run} (playbook autoheal.haproxy.remediate)"),
         (f"{prefix}drained_live", lambda: s.live().get(server) in ("drain", "weight0"),
          lambda _: f"HAProxy runtime: {server} is {s.live()[server]} (no new connections)"),
         (f"{prefix}drained_file", lambda: s.in_file().get(server) == "weight0",
@@ -68,6 +70,8 @@ def follow_restore(s: Stack, tl: Timeline, server: str, since: float, prefix: st
          lambda _: "Alertmanager: webhook sent (resolved) to autoheal-relay"),
         (f"{prefix}decided_restore", lambda: s.relay_decision(server, "enabled", since),
          lambda d: f"relay: decided restore {server} ({d})"),
+        (f"{prefix}run_restore", lambda: s.relay_run(server, "enabled", since),
+         lambda run: f"relay: ansible-runner started run {run} (playbook autoheal.haproxy.remediate)"),
         (f"{prefix}restored_live", lambda: s.live().get(server) == "ready",
          lambda _: f"HAProxy runtime: {server} is ready again"),
         (f"{prefix}restored_file", lambda: s.in_file().get(server) == "ready",
@@ -139,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         tl.say(f"after the storm: out of service {out or 'none'}; serving {[n for n in SERVERS if n not in out]} "
                f"(min_active {options.min_active})")
         for refusal in s.relay_refusals(storm):
-            tl.say(f"relay refused: {refusal}")
+            tl.say(f"relay refused to drain {refusal.server}: {refusal.detail}")
         storm_traffic = load.snapshot()
         time.sleep(2)
         tl.say(f"traffic during the storm, last 2 s: {distribution(load.snapshot().minus(storm_traffic))}")
@@ -150,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
                    "every server back in service")
         tl.say(f"all servers ready again ({now() - calm:.1f} s after the CPUs fell)")
         total = load.stop()
+        wait_until(lambda: not [a for a in s.relay_actions() if a.outcome in ("pending", "running")], STEP_TIMEOUT,
+                   "the relay's last runs to finish")
 
         print_summary(s, tl, total)
         if args.keep_running:

@@ -837,6 +837,10 @@ backend {HAPROXY_BACKEND}
             "autoheal_remediate_socket": str(base / "admin.sock"),
             "autoheal_remediate_min_active": self.options.min_active,
             "autoheal_remediate_backup": True,
+            # Only `absent` needs a reload; make it the master CLI's, with the state saved first.
+            "autoheal_remediate_reload_method": "master_cli",
+            "autoheal_remediate_master_socket": str(base / "master.sock"),
+            "autoheal_remediate_state_file": str(base / "server-state"),
         }
 
     def write_relay_config(self) -> Path:
@@ -939,6 +943,14 @@ level = "info"
         for action in self.relay_actions(since):
             if action.server == server and action.state == state:
                 return f"rule {action.rule}, decision #{action.id}, {action.outcome}"
+        return None
+
+    def relay_run(self, server: str, state: str, since: float) -> int | None:
+        """The id of the run that carries out the relay's decision for ``server``/``state``, once started."""
+        for row in self.relay_history():
+            action = Action.from_row(row)
+            if action.time >= since - 0.5 and action.server == server and action.state == state and row.get("run_id"):
+                return row["run_id"]
         return None
 
     def relay_saw_all(self, since: float) -> bool:

@@ -62,8 +62,11 @@ class LoopTest(StackTestCase):
         self.assertFalse([a for a in actions if a.server in ("s1", "s3")], f"unexpected actions: {actions}")
 
         metrics = s.relay_metrics()
-        self.assertGreaterEqual(stack.metric_sum(metrics, "runs", "succe"), 2, metrics)
-        self.assertEqual(stack.metric_sum(metrics, "runs", "fail"), 0, metrics)
+        finished = stack.metric_sum(metrics, "runs_finished_total")
+        self.assertGreaterEqual(stack.metric_sum(metrics, "runs_finished_total", 'result="successful"'), 2, metrics)
+        self.assertEqual(finished, stack.metric_sum(metrics, "runs_finished_total", 'result="successful"'), metrics)
+        self.assertGreaterEqual(stack.metric_sum(metrics, "actions_decided_total", 'state="drain"'), 1, metrics)
+        self.assertGreaterEqual(stack.metric_sum(metrics, "actions_decided_total", 'state="enabled"'), 1, metrics)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ class StormTest(StackTestCase):
         refusals = s.relay_refusals(start)
         refused_servers = {r.server for r in refusals}
         self.assertEqual(refused_servers, set(SERVERS) - set(out_live), f"refusals: {refusals}")
-        self.assertGreaterEqual(stack.metric_sum(s.relay_metrics(), "refus"), len(refused_servers))
+        self.assertGreaterEqual(stack.metric_sum(s.relay_metrics(), "actions_refused_total"), len(refused_servers))
 
         self.settle()
         total = load.stop()
