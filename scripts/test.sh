@@ -17,3 +17,6 @@ scripts/sanity.sh  # ansible-test sanity on the collection as built (offline pip
 
 echo "== ansible integration targets"
 tests/run-integration.sh
+
+echo "== end-to-end: the whole loop on loopback (tests/e2e)"
+tests/e2e/run.sh
