@@ -16,6 +16,7 @@ scripts/build.sh
 scripts/sanity.sh  # ansible-test sanity on the collection as built (offline pip bootstrap)
 
 echo "== ansible integration targets"
+scripts/lint.sh  # ansible-lint --profile production on roles/ and playbooks/
 tests/run-integration.sh
 
 echo "== end-to-end: the whole loop on loopback (tests/e2e)"
