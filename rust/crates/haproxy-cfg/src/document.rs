@@ -165,6 +165,8 @@ pub(crate) struct Lines<'a> {
     depth: usize,
     /// Lex only the lines that may be headers, directives, server lines or markers.
     only_structure: bool,
+    /// When set, a plainly written `server` line is lexed only if it contains this text.
+    server_hint: Option<&'a str>,
 }
 
 impl<'a> Lines<'a> {
@@ -175,39 +177,52 @@ impl<'a> Lines<'a> {
             start: 0,
             depth: 0,
             only_structure: false,
+            server_hint: None,
         }
     }
 
     /// Every line, but lines that cannot matter to the server finder (most of a large file) come
-    /// back with no tokens instead of being lexed.
-    pub(crate) fn structure(text: &'a str) -> Self {
+    /// back with no tokens instead of being lexed. With a `server_hint` (a server name), `server`
+    /// lines that cannot hold that name are skipped too.
+    pub(crate) fn structure(text: &'a str, server_hint: Option<&'a str>) -> Self {
         Self {
             only_structure: true,
+            server_hint,
             ..Self::new(text)
         }
     }
-}
 
-/// Could this line be a section header, a `.if` directive, a `server`-like line or an autoheal marker?
-/// Decided from the first word's bytes; a first word with quotes or escapes is always lexed.
-fn may_be_structure(content: &str) -> bool {
-    let bytes = content.as_bytes();
-    let Some(start) = bytes.iter().position(|&byte| !is_space(byte)) else {
-        return false;
-    };
-    let rest = &bytes[start..];
-    if rest[0] == b'#' {
-        return rest.starts_with(b"#autoheal ");
+    /// Could this line be a section header, a `.if` directive, a `server`-like line or an autoheal
+    /// marker? Decided from the first word's bytes; a line with quotes or escapes is always lexed.
+    fn may_be_structure(&self, content: &str) -> bool {
+        let bytes = content.as_bytes();
+        let Some(start) = bytes.iter().position(|&byte| !is_space(byte)) else {
+            return false;
+        };
+        let rest = &bytes[start..];
+        if rest[0] == b'#' {
+            return rest.starts_with(b"#autoheal ");
+        }
+        let end = rest
+            .iter()
+            .position(|&byte| is_space(byte) || byte == b'#')
+            .unwrap_or(rest.len());
+        let word = &rest[..end];
+        let quoted = |bytes: &[u8]| {
+            bytes
+                .iter()
+                .any(|byte| matches!(byte, b'\'' | b'"' | b'\\'))
+        };
+        if word == b"server" {
+            return self
+                .server_hint
+                .is_none_or(|hint| content.contains(hint) || quoted(rest));
+        }
+        quoted(word)
+            || matches!(word.first(), Some(b'.' | b'['))
+            || matches!(word, b"default-server" | b"server-template")
+            || std::str::from_utf8(word).is_ok_and(|word| SectionKind::from_keyword(word).is_some())
     }
-    let end = rest
-        .iter()
-        .position(|&byte| is_space(byte) || byte == b'#')
-        .unwrap_or(rest.len());
-    let word = &rest[..end];
-    word.iter().any(|byte| matches!(byte, b'\'' | b'"' | b'\\'))
-        || matches!(word.first(), Some(b'.' | b'['))
-        || matches!(word, b"server" | b"default-server" | b"server-template")
-        || std::str::from_utf8(word).is_ok_and(|word| SectionKind::from_keyword(word).is_some())
 }
 
 impl<'a> Iterator for Lines<'a> {
@@ -225,7 +240,7 @@ impl<'a> Iterator for Lines<'a> {
             None => (text.len(), text.len()),
         };
         let content = &text[start..content_end];
-        let lexed = if self.only_structure && !may_be_structure(content) {
+        let lexed = if self.only_structure && !self.may_be_structure(content) {
             LexedLine {
                 indent: 0..0,
                 tokens: Vec::new(),

@@ -43,7 +43,11 @@ pub(crate) fn plan(source: &str, request: &Request) -> Result<Plan, Error> {
             .is_none_or(|wanted| backend == wanted)
     };
     // Only the servers the request designates are kept: a large file is walked, never stored.
-    let servers = server::find(source, |entry| {
+    let name_hint = match &request.target {
+        Target::Name(name) => Some(name.as_str()),
+        Target::Address(_) => None,
+    };
+    let servers = server::find(source, name_hint, |entry| {
         in_scope(&entry.backend) && matcher.matches_server(entry)
     });
     select(&servers, request, &matcher)?;
@@ -977,6 +981,18 @@ backend c
         assert!(planned
             .output
             .contains("  server \"s 1\" unix@\"/tmp/http.socket\" send-proxy weight 0\n"));
+        // Escapes too: the raw line does not contain the name as the request spells it.
+        let escaped = "backend b\n  server s\\ 1 a:1\n  server s\\x41 a:2\n";
+        let drained = apply(escaped, &named("b", "s 1", Desired::Drain)).output;
+        assert!(
+            drained.contains("  server s\\ 1 a:1 weight 0\n"),
+            "{drained}"
+        );
+        let drained = apply(escaped, &named("b", "sA", Desired::Drain)).output;
+        assert!(
+            drained.contains("  server s\\x41 a:2 weight 0\n"),
+            "{drained}"
+        );
         let by_socket = request(
             None,
             Target::Address("/tmp/http.socket".into()),

@@ -266,14 +266,19 @@ pub struct Servers<'a> {
 
 /// Every server of every `backend` and `listen` section.
 pub fn find_all(text: &str) -> Servers<'_> {
-    find(text, |_| true)
+    find(text, None, |_| true)
 }
 
 /// Walks the text once, line by line, keeping the servers `keep` accepts; tracks what each `defaults`
-/// section and each backend's `default-server` lines hand down.
-pub fn find<'a>(text: &'a str, keep: impl FnMut(&Entry<'a>) -> bool) -> Servers<'a> {
+/// section and each backend's `default-server` lines hand down. `name_hint`, when given, must be the
+/// name `keep` looks for: server lines that cannot contain it are not even lexed.
+pub fn find<'a>(
+    text: &'a str,
+    name_hint: Option<&'a str>,
+    keep: impl FnMut(&Entry<'a>) -> bool,
+) -> Servers<'a> {
     let mut finder = Finder::new(text, keep);
-    for line in Lines::structure(text) {
+    for line in Lines::structure(text, name_hint) {
         finder.feed(line);
     }
     finder.servers
