@@ -149,7 +149,7 @@ fn outcome(
 }
 
 /// A line per server saying what happened.
-fn summary(steps: &[Step<'_>], desired: &Desired, file_changed: bool, check_mode: bool) -> String {
+fn summary(steps: &[Step<'_>], desired: &Desired, check_mode: bool) -> String {
     let verb = if check_mode { "would be" } else { "was" };
     let lines: Vec<String> = steps
         .iter()
@@ -182,7 +182,7 @@ fn summary(steps: &[Step<'_>], desired: &Desired, file_changed: bool, check_mode
         })
         .collect();
     let mut msg = lines.join(" | ");
-    if file_changed && check_mode {
+    if check_mode {
         msg.insert_str(0, "check mode: ");
     }
     msg
@@ -267,7 +267,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     result.checksum_after = sha256_hex(plan.output.as_bytes());
     result.diff = diff(&plan.output);
     result.reload_required = steps.iter().any(Step::reload_pending);
-    result.msg = summary(&steps, desired, file_changed, args.ansible.check_mode);
+    result.msg = summary(&steps, desired, args.ansible.check_mode);
 
     if args.ansible.check_mode {
         result.live_in_sync = live_before.as_ref().map(|_| {
