@@ -1205,4 +1205,20 @@ backend c
             "backend b\n  #autoheal drain was: server t a:1\n  server s a:1\n"
         );
     }
+
+    /// Found by the fuzzer: a stale marker above an absent server slid onto the server line once
+    /// `enabled` brought it back.
+    #[test]
+    fn stale_markers_above_an_absent_server_go_with_it() {
+        let config = "backend b\n  #autoheal drain was: server s a:1 weight 5\n  #autoheal absent was: server s a:1\n";
+        let info = &inventory(config)[0];
+        assert_eq!((info.line, info.state.absent), (3, true));
+        let planned = apply(config, &named("b", "s", Desired::Enabled));
+        assert_eq!(planned.output, "backend b\n  server s a:1\n");
+        assert_eq!(planned.changes[0].after.state.managed, None);
+        assert_eq!(
+            apply(&planned.output, &named("b", "s", Desired::Enabled)).output,
+            planned.output
+        );
+    }
 }

@@ -440,23 +440,27 @@ impl<'a, K: FnMut(&Entry<'a>) -> bool> Finder<'a, K> {
             None if targets => match comment_marker(content, lexed) {
                 Some(marker) if marker.desired == Desired::Absent => {
                     let original = marker.original_lexed();
+                    let name = original.tokens[1].value.to_string();
+                    // Stale markers for this server right above go with it, as for a live server:
+                    // once it comes back they would otherwise slide onto its line.
+                    let (first_line, start, ending_above) = match pending {
+                        Some(group) if group.marker.name() == name => {
+                            (group.first_line, group.start, group.ending_above)
+                        }
+                        _ => (self.index, line.range.start, self.ending_above),
+                    };
+                    let address = original.tokens.get(2).map(|t| t.value.to_string());
                     let entry = Entry {
                         backend: section.name.clone(),
-                        name: Cow::Owned(original.tokens[1].value.to_string()),
-                        address: Cow::Owned(
-                            original
-                                .tokens
-                                .get(2)
-                                .map(|t| t.value.to_string())
-                                .unwrap_or_default(),
-                        ),
+                        name: Cow::Owned(name),
+                        address: Cow::Owned(address.unwrap_or_default()),
                         line: self.index,
-                        first_line: self.index,
-                        range: line.range.clone(),
+                        first_line,
+                        range: start..line.range.end,
                         content,
                         indent_len: lexed.indent.len(),
                         ending: &self.text[line.ending.clone()],
-                        ending_above: self.ending_above,
+                        ending_above,
                         marker: Some(marker),
                         absent: true,
                         inherited: section.inherited,
