@@ -4,6 +4,8 @@
 # secret files are 0600 and owned by the system user the role creates; the installed relay.toml passes
 # `autoheal-relay check-config`; the unit carries the hardening directives; a config change notifies the
 # restart handler and an unchanged run does not; a config the relay rejects is never installed.
+# Finally the playbook autoheal.haproxy.deploy installs all three pieces from one inventory (twice: changed,
+# then unchanged).
 # This machine has no systemd, so the unit is not started by systemd: instead the installed binary is
 # started by hand, as the relay's user, on the installed config, and answers webhooks with the installed
 # secrets (which proves the file permissions work for that user).
@@ -116,3 +118,62 @@ post() { curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/js
 [[ $(post -u alertmanager:basic-pass-not-secret "$url/hooks/alertmanager") == 200 ]] || fail "basic auth refused"
 [[ -s $prefix/var/lib/autoheal-relay/journal.db ]] || fail "no journal in the state directory"
 echo "ok: the installed relay serves as $user with the installed secrets (service start by systemd not tested: no systemd here)"
+kill "$server_pid" && wait "$server_pid" 2>/dev/null || true
+server_pid=
+
+# The playbook autoheal.haproxy.deploy wires the three roles to their inventory groups: one host in each
+# group here (all local, everything under a second prefix), then a rerun changes nothing.
+deploy="$work/deploy"
+mkdir -p "$deploy"
+cp ../role_haproxy_runtime/files/shop.cfg "$deploy/haproxy.cfg"
+cat >"$work/deploy.yml" <<YAML
+all:
+  vars:
+    ansible_connection: local
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  children:
+    haproxy:
+      hosts: {lb1: {}}
+      vars:
+        autoheal_haproxy_runtime_config: $deploy/haproxy.cfg
+        autoheal_haproxy_runtime_admin_socket: $deploy/run/admin.sock
+        autoheal_haproxy_runtime_state_file: $deploy/state/server-state
+        autoheal_haproxy_runtime_apply: none
+    autoheal_relay:
+      hosts: {relay1: {}}
+      vars:
+        autoheal_relay_binary_src: $relay_bin
+        autoheal_relay_binary_path: $deploy/bin/autoheal-relay
+        autoheal_relay_user: $user
+        autoheal_relay_group: $user
+        autoheal_relay_config_dir: $deploy/etc/autoheal
+        autoheal_relay_secrets_dir: $deploy/etc/autoheal/secrets
+        autoheal_relay_state_dir: $deploy/var/lib/autoheal-relay
+        autoheal_relay_unit_path: $deploy/etc/systemd/system/autoheal-relay.service
+        autoheal_relay_manage_service: false
+        autoheal_relay_bearer_token: deploy-token-not-secret
+        autoheal_relay_executor: {kind: dry-run}
+    prometheus:
+      hosts: {prom1: {}}
+      vars:
+        autoheal_alerting_rules_path: $deploy/prometheus/rules/autoheal.rules.yml
+        autoheal_alerting_node_targets_path: $deploy/prometheus/file_sd/autoheal_nodes.yml
+        autoheal_alerting_alertmanager_config_path: $deploy/alertmanager/alertmanager.yml
+        autoheal_alerting_relay_token_file: $deploy/alertmanager/relay.token
+        autoheal_alerting_relay_secret: deploy-token-not-secret
+        autoheal_alerting_relay_secret_owner: root
+YAML
+for expect in changed unchanged; do
+  rc=0
+  log=$(ansible-playbook -i "$work/deploy.yml" autoheal.haproxy.deploy 2>&1) || rc=$?
+  ((rc == 0)) || { echo "$log"; fail "deploy exited $rc"; }
+  total=$(awk '/ : ok=/ { sub(/.*changed=/, ""); sum += $1 } END { print sum + 0 }' <<<"$log")
+  [[ $expect == changed && $total -gt 0 || $expect == unchanged && $total -eq 0 ]] ||
+    { echo "$log"; fail "deploy: expected $expect, got changed=$total"; }
+  echo "ok: deploy $expect (changed=$total)"
+done
+grep -q "master-worker" "$deploy/haproxy.cfg" || fail "deploy did not prepare haproxy.cfg"
+"$deploy/bin/autoheal-relay" check-config "$deploy/etc/autoheal/relay.toml" >/dev/null || fail "deploy: relay.toml"
+promtool check rules "$deploy/prometheus/rules/autoheal.rules.yml" >/dev/null || fail "deploy: rules"
+amtool check-config "$deploy/alertmanager/alertmanager.yml" >/dev/null || fail "deploy: alertmanager.yml"
+echo "ok: deploy installed haproxy_runtime, relay and alerting from one inventory"
