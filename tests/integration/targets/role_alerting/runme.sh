@@ -2,6 +2,7 @@
 # Role autoheal.haproxy.alerting: check, real, check, real (changed, changed, not changed, not
 # changed) for two sets of variables, then the real promtool/amtool on what was rendered:
 # `promtool check rules`, `promtool test rules` (files/*.test.yml), `amtool check-config`.
+# Then live.sh runs them for real (HAProxy exporter, Prometheus, Alertmanager, a webhook sink).
 set -euo pipefail
 cd "$(dirname "$0")"
 : "${ANSIBLE_COLLECTIONS_PATH:?must point at a collections dir holding autoheal.haproxy}"
@@ -51,3 +52,6 @@ if ansible-playbook -i "$work/inventory" apply.yml -e @vars/default.yml -e "auto
 fi
 [[ ! -e $out ]] || { echo "FAIL: a rejected run wrote $out"; exit 1; }
 echo "ok: bad input rejected before anything was written"
+
+# The same files with the real stack: HAProxy exporter -> Prometheus -> Alertmanager -> webhook.
+./live.sh
