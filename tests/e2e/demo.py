@@ -189,12 +189,13 @@ def print_summary(s: Stack, tl: Timeline, total: stack.LoadSnapshot) -> None:
     print(f"  s2 CPU down -> restored (live)     {m['restored_live'] - m['cpu_down']:6.2f} s")
     print(f"  s2 CPU down -> restored (file)     {m['restored_file'] - m['cpu_down']:6.2f} s")
     stats = s.admin.stats()
-    print("\n  server   served   failed(client)   HAProxy errors (econ/eresp)")
+    print("\n  server   requests served   HAProxy: connect errors / response errors / aborted by server")
     for name in SERVERS:
         row = stats.get(name, {})
-        print(f"  {name:6} {total.served.get(name, 0):8d}   {'-':>14}   {row.get('econ', '?')}/{row.get('eresp', '?')}")
-    print(f"  {'total':6} {total.total:8d}   {total.failed:14d}   (client retries on a closed keep-alive: "
-          f"{total.retried})")
+        print(f"  {name:6} {total.served.get(name, 0):17d}   {row.get('econ', '?'):>5} / {row.get('eresp', '?'):>5} / "
+              f"{row.get('srv_abrt', '?'):>5}")
+    print(f"  {'total':6} {total.total:17d}   requests failed at the client: {total.failed} "
+          f"(resent once on a fresh connection after an idle keep-alive close: {total.retried})")
     print("\n  relay audit history:")
     for line in s.history_lines():
         print(f"    {line}")
@@ -216,6 +217,9 @@ def main() -> int:
     except (TimeoutError, RuntimeError, FileNotFoundError) as error:
         print(f"\ndemo failed: {error}\n(logs in {args.workdir}/logs)", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: everything the demo started is stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
