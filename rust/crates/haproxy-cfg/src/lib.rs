@@ -144,11 +144,13 @@ pub struct Plan {
 
 /// Lists every server of every `backend` and `listen` section, absent ones included.
 pub fn inventory(source: &str) -> Vec<ServerInfo> {
-    server::find_all(source)
-        .entries
-        .iter()
-        .map(server::Entry::info)
-        .collect()
+    let mut servers = Vec::new();
+    // Each server is described as it is found and not kept, so a large file is never held twice.
+    server::find(source, None, |entry| {
+        servers.push(entry.info());
+        false
+    });
+    servers
 }
 
 /// Plans `request` against `source`. Pure: no I/O, never panics.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use crate::document::{Header, Line, Lines, SectionKind};
-use crate::lexer::{lex, LexedLine, Token};
+use crate::lexer::{LexedLine, Token};
 use crate::marker::Marker;
 use crate::{ConfigState, Desired, ServerInfo};
 
@@ -208,6 +208,8 @@ pub struct Entry<'a> {
     pub absent: bool,
     /// What earlier `default-server` lines hand down.
     pub inherited: Inherited,
+    /// The state the server line gives (for an absent server, the line it would get back).
+    pub effective: Effective,
     /// The line sits inside a `.if` block.
     pub conditional: bool,
 }
@@ -215,14 +217,10 @@ pub struct Entry<'a> {
 impl Entry<'_> {
     /// The public view of this entry.
     pub fn info(&self) -> ServerInfo {
-        let original = self.marker.as_ref().map(Marker::original_lexed);
-        let current = match &original {
-            Some(line) if self.absent => Effective::of(line, self.inherited),
-            _ => Effective::of(&lex(self.content), self.inherited),
-        };
-        let before = original
-            .as_ref()
-            .map_or(current, |line| Effective::of(line, self.inherited));
+        let current = self.effective;
+        let before = self.marker.as_ref().map_or(current, |marker| {
+            Effective::of(&marker.original_lexed(), self.inherited)
+        });
         ServerInfo {
             backend: self.backend.clone().into_owned(),
             name: self.name.clone().into_owned(),
@@ -262,11 +260,6 @@ pub struct Servers<'a> {
     pub not_servers: Vec<NotServer<'a>>,
     /// Names of every `backend` and `listen` section.
     pub backends: Vec<Cow<'a, str>>,
-}
-
-/// Every server of every `backend` and `listen` section.
-pub fn find_all(text: &str) -> Servers<'_> {
-    find(text, None, |_| true)
 }
 
 /// Walks the text once, line by line, keeping the servers `keep` accepts; tracks what each `defaults`
@@ -431,6 +424,7 @@ impl<'a, K: FnMut(&Entry<'a>) -> bool> Finder<'a, K> {
                     marker,
                     absent: false,
                     inherited: section.inherited,
+                    effective: Effective::of(lexed, section.inherited),
                     conditional: line.conditional,
                 };
                 if (self.keep)(&entry) {
@@ -450,6 +444,7 @@ impl<'a, K: FnMut(&Entry<'a>) -> bool> Finder<'a, K> {
                         _ => (self.index, line.range.start, self.ending_above),
                     };
                     let address = original.tokens.get(2).map(|t| t.value.to_string());
+                    let effective = Effective::of(&original, section.inherited);
                     let entry = Entry {
                         backend: section.name.clone(),
                         name: Cow::Owned(name),
@@ -464,6 +459,7 @@ impl<'a, K: FnMut(&Entry<'a>) -> bool> Finder<'a, K> {
                         marker: Some(marker),
                         absent: true,
                         inherited: section.inherited,
+                        effective,
                         conditional: line.conditional,
                     };
                     if (self.keep)(&entry) {
