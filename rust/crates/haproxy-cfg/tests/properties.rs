@@ -188,6 +188,40 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Any sequence of states on any servers, each applied twice, then `enabled` on every server,
+    /// gives back the original bytes: markers always keep the true original line.
+    #[test]
+    fn any_sequence_of_states_then_enabled_restores_the_file(
+        text in generated_config(),
+        steps in proptest::collection::vec((any::<prop::sample::Index>(), 0..7usize), 1..8),
+    ) {
+        let servers = inventory(&text);
+        prop_assume!(!servers.is_empty());
+        let request = |server: &haproxy_cfg::ServerInfo, desired| Request {
+            backend: Some(server.backend.clone()),
+            target: Target::Name(server.name.clone()),
+            all_matches: true,
+            desired,
+        };
+        let mut current = text.clone();
+        for (pick, state) in steps {
+            let server = pick.get(&servers);
+            let desired = invariants::every_desired()[state].clone();
+            let once = plan(&current, &request(server, desired.clone())).expect("plans");
+            let twice = plan(&once.output, &request(server, desired)).expect("plans again");
+            prop_assert_eq!(&twice.output, &once.output);
+            current = once.output;
+        }
+        for server in &servers {
+            current = plan(&current, &request(server, Desired::Enabled)).expect("enabled plans").output;
+        }
+        prop_assert_eq!(current, text);
+    }
+}
+
 #[test]
 fn the_generator_produces_servers() {
     // Guards the property tests above against a generator that silently stops producing servers.
