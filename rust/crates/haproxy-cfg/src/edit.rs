@@ -64,15 +64,16 @@ pub(crate) fn plan(source: &str, request: &Request) -> Result<Plan, Error> {
         cursor = entry.range.end;
         let old_lines = source[entry.range.clone()].split_inclusive('\n').count();
         let new_lines = edit.replacement.split_inclusive('\n').count();
-        let after = server::reread(&edit.replacement, entry, entry.first_line.saturating_add_signed(line_shift))
-            .ok_or_else(|| {
-                // Unreachable by construction (the replacement is a server line, possibly with its marker);
-                // checked so that a defect can never write a file that lost a server.
-                Error::Invalid(format!(
-                    "internal error: the new text for {}/{} does not read back as a server; nothing was changed",
-                    entry.backend, entry.name
-                ))
-            })?;
+        let first_line = entry.first_line.saturating_add_signed(line_shift);
+        // The replacement is a server line (possibly under its marker) or an absent marker, so it
+        // always reads back as one server; checked so that a defect can never lose a server.
+        let after = server::reread(&edit.replacement, entry, first_line).ok_or_else(|| {
+            Error::Invalid(format!(
+                "internal error: the new text for {}/{} does not read back as a server; \
+                 nothing was changed",
+                entry.backend, entry.name
+            ))
+        })?;
         line_shift += new_lines as isize - old_lines as isize;
         let changed = edit.replacement != source[entry.range.clone()];
         changes.push(ServerChange {
