@@ -254,6 +254,7 @@ impl Journal {
             pipeline,
             dedup,
             dedup_ttl_ms: i64::try_from(opts.dedup_ttl.as_millis()).unwrap_or(i64::MAX),
+            prune_at: MIN_PRUNE_AT,
             max_batch: opts.max_batch,
         };
         std::thread::Builder::new()
@@ -318,12 +319,16 @@ impl Journal {
 
 type DedupKey = (String, AlertStatus, String);
 
+const MIN_PRUNE_AT: usize = 4096;
+
 struct Writer {
     conn: Connection,
     rx: mpsc::Receiver<Command>,
     pipeline: mpsc::UnboundedSender<Pending>,
     dedup: HashMap<DedupKey, i64>,
     dedup_ttl_ms: i64,
+    /// Prune expired dedup entries once the map reaches this size.
+    prune_at: usize,
     max_batch: usize,
 }
 
@@ -451,10 +456,12 @@ impl Writer {
     }
 
     fn prune_dedup(&mut self, now: i64) {
-        // Amortised: prune only once the map has grown, so the common path stays O(1).
-        if self.dedup.len() > 4096 && self.dedup.len().is_power_of_two() {
+        // Amortised: prune when the map has doubled since the last prune, so the common path
+        // stays O(1) and the map never holds more than twice the live entries.
+        if self.dedup.len() >= self.prune_at {
             let horizon = now.saturating_sub(self.dedup_ttl_ms);
             self.dedup.retain(|_, seen| *seen > horizon);
+            self.prune_at = (self.dedup.len() * 2).max(MIN_PRUNE_AT);
         }
     }
 }

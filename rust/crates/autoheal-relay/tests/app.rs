@@ -781,3 +781,51 @@ fn running_without_auth_must_be_explicit() {
     let err = Config::load(&file).unwrap_err().to_string();
     assert!(err.contains("allow_unauthenticated"), "{err}");
 }
+
+#[tokio::test]
+async fn a_journal_that_cannot_commit_answers_503_and_keeps_nothing_half_written() {
+    let h = Harness::new("");
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
+    // Break the schema under the running relay: the event insert succeeds, the decision insert
+    // fails, so the whole transaction must roll back.
+    let conn = rusqlite::Connection::open(h.db()).unwrap();
+    conn.execute_batch("DROP TABLE decisions").unwrap();
+    let (status, json) = send(
+        &relay,
+        am_request(corpus(
+            "alertmanager/debian-alertmanager-0.25__captured__firing.json",
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+    assert!(
+        json["error"].as_str().unwrap().contains("journal"),
+        "{json}"
+    );
+    let events: i64 = conn
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(events, 0, "a refused batch leaves no event behind");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(rec.runs().is_empty());
+    // The dedup memory was not updated either: once the journal works again, the retry that
+    // Alertmanager sends after the 503 is accepted, not dropped as a duplicate.
+    conn.execute_batch(
+        "CREATE TABLE decisions (id INTEGER PRIMARY KEY, event_id INTEGER NOT NULL REFERENCES events(id),
+         decided_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, outcome TEXT NOT NULL, rule TEXT, target TEXT,
+         fleet TEXT, state TEXT, intent TEXT, detail TEXT, run_id INTEGER REFERENCES runs(id))",
+    )
+    .unwrap();
+    let (status, json) = send(
+        &relay,
+        am_request(corpus(
+            "alertmanager/debian-alertmanager-0.25__captured__firing.json",
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["actions"], 1, "{json}");
+    wait_for("the run", || rec.runs().len() == 1).await;
+    relay.shutdown().await;
+}
