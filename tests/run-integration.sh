@@ -18,8 +18,25 @@ export PATH="$repo/.venv/bin:$PATH"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/autoheal-integration.XXXXXX")"
 keep_work="${AUTOHEAL_KEEP_WORK:-}"
-cleanup() { [[ -n "$keep_work" ]] || rm -rf "$work"; }
+lab_script="$repo/tests/integration/targets/setup_haproxy/files/haproxy_lab.py"
+# Targets create their temporary files (HAProxy labs included) under $work/tmp. A lab whose target was killed
+# before its cleanup is stopped here after each target, on exit, and by the lab's own watchdog if this
+# script itself is killed (AUTOHEAL_LAB_OWNER_PID).
+stop_leftover_labs() {
+  local lab
+  for lab in "$work"/tmp/autoheal-lab.*/; do
+    [[ -d "$lab/pids" ]] && python3 "$lab_script" stop "$lab" >/dev/null
+  done
+  return 0
+}
+cleanup() {
+  stop_leftover_labs
+  [[ -n "$keep_work" ]] || rm -rf "$work"
+}
 trap cleanup EXIT
+trap 'exit 130' INT TERM
+mkdir -p "$work/tmp"
+export AUTOHEAL_LAB_OWNER_PID=$$
 
 collection="$work/collections/ansible_collections/autoheal/haproxy"
 mkdir -p "$collection"
@@ -87,7 +104,8 @@ for name in "${selected[@]}"; do
 EOF
     run=(ansible-playbook -i "$work/inventory.ini" -e "output_dir=$output_dir" "$playbook")
   fi
-  if (cd "$dir" && OUTPUT_DIR="$output_dir" ANSIBLE_INVENTORY="$work/inventory.ini" "${run[@]}") >"$log" 2>&1; then
+  if (cd "$dir" && TMPDIR="$work/tmp" OUTPUT_DIR="$output_dir" ANSIBLE_INVENTORY="$work/inventory.ini" "${run[@]}") \
+    >"$log" 2>&1; then
     echo "PASS $name ($((SECONDS - start)) s)"
     passed=$((passed + 1))
   else
@@ -96,6 +114,7 @@ EOF
     failed=$((failed + 1)) failed_names+=("$name")
     keep_work=1
   fi
+  stop_leftover_labs
 done
 
 ((skipped == 0)) || echo "($skipped skipped: see SKIP lines above)"

@@ -4,6 +4,7 @@
     python3 haproxy_lab.py state  DIR            print the live state (show servers state + show stat) as JSON
     python3 haproxy_lab.py reload DIR            reload HAProxy (USR2 to the master), wait for the new worker
     python3 haproxy_lab.py stop   DIR            stop every process this lab started (by the pids it recorded)
+    python3 haproxy_lab.py watch  DIR PID        (started by `start`) stop the lab once process PID is gone
     python3 haproxy_lab.py config FILE           print the server lines of FILE per backend/listen section as JSON
     python3 haproxy_lab.py snapshot DIR [FILE..] all at once: the config's sha256, `haproxy -c` verdict, server lines,
                                          live state, and the sha256 of each FILE (null if missing)
@@ -12,6 +13,10 @@ TEMPLATE is an haproxy.cfg with placeholders: @DIR@ (the lab directory), @FRONTE
 `frontend` URL in the facts), @LISTEN_PORT_<name>@ (more free ports) and @PORT_<name>@: each distinct <name>
 gets its own `python3 -m http.server` on 127.0.0.1, started before HAProxy.
 Everything listens on 127.0.0.1 only, on ports the kernel hands out.
+
+The processes run in their own sessions, so a killed test run would leave them behind; when the environment
+names an owner (AUTOHEAL_LAB_OWNER_PID, set by tests/run-integration.sh), a watchdog stops the lab once the
+owner is gone.
 """
 
 import hashlib
@@ -158,6 +163,9 @@ def start(lab, template_path):
         checked = [srv for servers in state["backends"].values() for srv in servers.values()]
         return state if checked and all(srv["op_state"] == 2 for srv in checked) else None
 
+    owner = os.environ.get("AUTOHEAL_LAB_OWNER_PID")
+    if owner:
+        spawn(lab, "watchdog", [sys.executable, os.path.abspath(__file__), "watch", lab, owner])
     wait_until("haproxy to serve with every server up", ready)
     return {
         "script": os.path.abspath(__file__),
@@ -263,6 +271,20 @@ def snapshot(lab, files):
     }
 
 
+def watch(lab, owner):
+    """Stops the lab when the owner process exits or the lab is stopped some other way."""
+    own_pid_file = os.path.join(lab, "pids", "watchdog.pid")
+    while os.path.exists(own_pid_file):
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            os.unlink(own_pid_file)
+            stop(lab)
+            break
+        time.sleep(1)
+    return {}
+
+
 def main(argv):
     if len(argv) >= 2 and argv[0] == "start" and len(argv) == 3:
         result = start(argv[1], argv[2])
@@ -274,6 +296,8 @@ def main(argv):
         result = snapshot(argv[1], argv[2:])
     elif len(argv) == 2 and argv[0] == "config":
         result = read_config(argv[1])
+    elif len(argv) == 3 and argv[0] == "watch":
+        result = watch(argv[1], int(argv[2]))
     elif len(argv) == 2 and argv[0] == "stop":
         result = stop(argv[1])
     else:
