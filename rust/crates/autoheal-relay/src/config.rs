@@ -159,6 +159,30 @@ pub struct JournalConfig {
     pub dedup_ttl_secs: u64,
     /// Most requests folded into one commit.
     pub max_batch: usize,
+    /// When a commit counts as done.
+    pub synchronous: Synchronous,
+}
+
+/// SQLite's `synchronous` setting for the journal (WAL mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Every commit is fsynced before the request is answered: survives power loss.
+    #[default]
+    Full,
+    /// Commits reach the OS before the answer and are fsynced at checkpoints: survives a crash
+    /// or kill of the relay, not a power loss or kernel crash. Much faster on slow disks.
+    Normal,
+}
+
+impl Synchronous {
+    /// The pragma value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
 }
 
 impl Default for JournalConfig {
@@ -167,6 +191,7 @@ impl Default for JournalConfig {
             path: PathBuf::from("autoheal-relay.db"),
             dedup_ttl_secs: 3600,
             max_batch: 512,
+            synchronous: Synchronous::Full,
         }
     }
 }

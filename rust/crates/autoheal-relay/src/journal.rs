@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::coalesce::Pending;
+use crate::config::Synchronous;
 use crate::decide::Decision;
 use crate::guard::TargetState;
 use crate::model::{now_ms, Alert, AlertStatus, DesiredState, Intent, Source};
@@ -159,6 +160,8 @@ pub struct JournalOptions {
     pub dedup_ttl: Duration,
     /// Most commands per transaction (also the channel capacity).
     pub max_batch: usize,
+    /// SQLite `synchronous`.
+    pub synchronous: Synchronous,
 }
 
 impl std::fmt::Debug for Command {
@@ -220,7 +223,7 @@ CREATE TABLE IF NOT EXISTS targets (
 ";
 
 /// Opens (or creates) the database with the relay's pragmas and schema.
-pub fn open_db(path: &Path) -> Result<Connection, JournalError> {
+pub fn open_db(path: &Path, synchronous: Synchronous) -> Result<Connection, JournalError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| JournalError::Dir {
             path: dir.to_owned(),
@@ -229,8 +232,8 @@ pub fn open_db(path: &Path) -> Result<Connection, JournalError> {
     }
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    // FULL: a commit is on disk before the request that waited for it is answered.
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    // FULL (the default): a commit is on disk before the request that waited for it is answered.
+    conn.pragma_update(None, "synchronous", synchronous.as_str())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.execute_batch(SCHEMA)?;
@@ -244,7 +247,7 @@ impl Journal {
         opts: &JournalOptions,
         pipeline: mpsc::UnboundedSender<Pending>,
     ) -> Result<(Self, Recovered), JournalError> {
-        let mut conn = open_db(&opts.path)?;
+        let mut conn = open_db(&opts.path, opts.synchronous)?;
         let recovered = recover(&mut conn)?;
         let dedup = seed_dedup(&conn, opts.dedup_ttl)?;
         let (tx, rx) = mpsc::channel(opts.max_batch);

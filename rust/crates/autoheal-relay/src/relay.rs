@@ -126,6 +126,7 @@ impl Relay {
                 path: cfg.journal.path.clone(),
                 dedup_ttl: Duration::from_secs(cfg.journal.dedup_ttl_secs),
                 max_batch: cfg.journal.max_batch,
+                synchronous: cfg.journal.synchronous,
             },
             pipe_tx,
         )?;
