@@ -7,6 +7,7 @@
 //! and rejections), runs and their results.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -249,13 +250,15 @@ impl Journal {
     ) -> Result<(Self, Recovered), JournalError> {
         let mut conn = open_db(&opts.path, opts.synchronous)?;
         let recovered = recover(&mut conn)?;
-        let dedup = seed_dedup(&conn, opts.dedup_ttl)?;
+        let hasher = RandomState::new();
+        let dedup = seed_dedup(&conn, opts.dedup_ttl, &hasher)?;
         let (tx, rx) = mpsc::channel(opts.max_batch);
         let mut writer = Writer {
             conn,
             rx,
             pipeline,
             dedup,
+            hasher,
             dedup_ttl_ms: i64::try_from(opts.dedup_ttl.as_millis()).unwrap_or(i64::MAX),
             prune_at: MIN_PRUNE_AT,
             max_batch: opts.max_batch,
@@ -320,7 +323,19 @@ impl Journal {
     }
 }
 
-type DedupKey = (String, AlertStatus, String);
+/// A 64-bit keyed hash of (fingerprint, status, startsAt): the dedup memory stays small (a few
+/// MB for a million recent alerts) and a collision, at odds of about 2^-64 per pair, can at
+/// worst drop one alert as a duplicate.
+type DedupKey = u64;
+
+fn dedup_key(
+    hasher: &RandomState,
+    fingerprint: &str,
+    status: AlertStatus,
+    starts_at: &str,
+) -> DedupKey {
+    hasher.hash_one((fingerprint, status, starts_at))
+}
 
 const MIN_PRUNE_AT: usize = 4096;
 
@@ -329,6 +344,7 @@ struct Writer {
     rx: mpsc::Receiver<Command>,
     pipeline: mpsc::UnboundedSender<Pending>,
     dedup: HashMap<DedupKey, i64>,
+    hasher: RandomState,
     dedup_ttl_ms: i64,
     /// Prune expired dedup entries once the map reaches this size.
     prune_at: usize,
@@ -398,6 +414,7 @@ impl Writer {
                             source,
                             items,
                             &self.dedup,
+                            &self.hasher,
                             self.dedup_ttl_ms,
                             &mut batch_keys,
                             &mut staged,
@@ -476,6 +493,7 @@ fn accept(
     source: Source,
     items: Vec<(Alert, Decision)>,
     dedup: &HashMap<DedupKey, i64>,
+    hasher: &RandomState,
     ttl_ms: i64,
     batch_keys: &mut HashSet<DedupKey>,
     staged: &mut Staged,
@@ -493,13 +511,9 @@ fn accept(
          VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     for (alert, decision) in items {
-        let key = (
-            alert.fingerprint.clone(),
-            alert.status,
-            alert.starts_at.clone(),
-        );
+        let key = dedup_key(hasher, &alert.fingerprint, alert.status, &alert.starts_at);
         let seen_recently = dedup.get(&key).is_some_and(|t| now - *t < ttl_ms);
-        if seen_recently || !batch_keys.insert(key.clone()) {
+        if seen_recently || !batch_keys.insert(key) {
             report.duplicates += 1;
             continue;
         }
@@ -687,7 +701,11 @@ fn recover(conn: &mut Connection) -> Result<Recovered, JournalError> {
     Ok(Recovered { pending, targets })
 }
 
-fn seed_dedup(conn: &Connection, ttl: Duration) -> Result<HashMap<DedupKey, i64>, JournalError> {
+fn seed_dedup(
+    conn: &Connection,
+    ttl: Duration,
+    hasher: &RandomState,
+) -> Result<HashMap<DedupKey, i64>, JournalError> {
     let horizon = now_ms().saturating_sub(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
     let mut stmt = conn.prepare(
         "SELECT fingerprint, status, starts_at, received_ms FROM events WHERE received_ms > ?1",
@@ -708,7 +726,7 @@ fn seed_dedup(conn: &Connection, ttl: Duration) -> Result<HashMap<DedupKey, i64>
         } else {
             AlertStatus::Resolved
         };
-        map.insert((fp, status, starts_at), at);
+        map.insert(dedup_key(hasher, &fp, status, &starts_at), at);
     }
     Ok(map)
 }
