@@ -373,6 +373,13 @@ pub struct AnsibleRunnerConfig {
     /// Environment set for ansible-runner (e.g. PATH, ANSIBLE_COLLECTIONS_PATH).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Private data dirs kept for inspection; older ones are deleted after each run.
+    #[serde(default = "default_keep_runs")]
+    pub keep_runs: usize,
+}
+
+fn default_keep_runs() -> usize {
+    200
 }
 
 fn default_runner_binary() -> PathBuf {

@@ -143,16 +143,38 @@ impl Executor for AnsibleRunner {
 
     fn run<'a>(&'a self, request: &'a RunRequest) -> RunFuture<'a> {
         Box::pin(async move {
-            self.execute(request)
+            let result = self
+                .execute(request)
                 .await
                 .unwrap_or_else(|detail| RunResult {
                     status: "error".into(),
                     rc: None,
                     duration_ms: 0,
                     detail,
-                })
+                });
+            if let Err(e) = prune_run_dirs(&self.cfg.work_dir, self.cfg.keep_runs) {
+                tracing::warn!(error = %e, dir = %self.cfg.work_dir.display(), "cannot prune old run directories");
+            }
+            result
         })
     }
+}
+
+/// Deletes all but the newest `keep` `run-*` directories (their names sort by run id).
+fn prune_run_dirs(work_dir: &Path, keep: usize) -> std::io::Result<()> {
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(work_dir)?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("run-") && e.path().is_dir())
+        .map(|e| e.path())
+        .collect();
+    if runs.len() <= keep {
+        return Ok(());
+    }
+    runs.sort();
+    for old in &runs[..runs.len() - keep] {
+        std::fs::remove_dir_all(old)?;
+    }
+    Ok(())
 }
 
 fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
@@ -198,6 +220,7 @@ mod tests {
             work_dir: dir.join("runs"),
             timeout_secs: 60,
             env: BTreeMap::from([("AUTOHEAL_TEST_ENV".to_owned(), "passed".to_owned())]),
+            keep_runs: 2,
         }
     }
 
@@ -305,6 +328,24 @@ mod tests {
             "{}",
             result.detail
         );
+    }
+
+    #[tokio::test]
+    async fn only_the_newest_run_dirs_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let runner = fake_runner(dir.path(), 0, "successful");
+        let r = AnsibleRunner::new(cfg(dir.path(), runner));
+        let mut req = request();
+        for id in [3, 10, 4] {
+            req.run_id = id;
+            assert_eq!(r.run(&req).await.status, "successful");
+        }
+        let mut left: Vec<String> = std::fs::read_dir(dir.path().join("runs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy()[..12].to_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["run-00000004", "run-00000010"]);
     }
 
     #[tokio::test]
