@@ -79,8 +79,10 @@ for name in "${selected[@]}"; do
     continue
   fi
   case "$name" in setup_* | prepare_*) (($#)) || continue ;; esac
-  if [[ -f "$dir/aliases" ]] && grep -Eqx '[[:space:]]*(disabled|unsupported)[[:space:]]*' "$dir/aliases"; then
-    echo "SKIP $name (aliases: $(grep -Eo 'disabled|unsupported' "$dir/aliases" | head -1))"
+  skip_alias="$(sed 's/#.*//' "$dir/aliases" 2>/dev/null | grep -Eox '[[:space:]]*(disabled|unsupported)[[:space:]]*' |
+    head -1 | tr -d '[:space:]' || true)"
+  if [[ -n "$skip_alias" ]]; then
+    echo "SKIP $name (aliases: $skip_alias)"
     skipped=$((skipped + 1))
     continue
   fi
@@ -118,6 +120,6 @@ EOF
 done
 
 ((skipped == 0)) || echo "($skipped skipped: see SKIP lines above)"
-((failed == 0)) || echo "failed: ${failed_names[*]} (logs kept in $work/logs)"
+((failed == 0)) || echo "failed: ${failed_names[*]}${keep_work:+ (work directory kept: $work)}"
 echo "$passed passed, $failed failed"
 ((failed == 0))
