@@ -25,7 +25,8 @@ fi
 work=$(mktemp -d)
 chmod 0755 "$work"   # the relay's user must reach the files under it
 prefix="$work/root"
-user=autoheal-relay-it
+# A user of its own per run: runs of this target may overlap (several checkouts, several drivers).
+user="ahrelay-it-$$"
 created_user=0
 id "$user" >/dev/null 2>&1 || created_user=1
 server_pid=
@@ -48,7 +49,7 @@ play() {
   shift
   [[ " $* " != *" --check "* ]] || mode=check
   last_log=$(ansible-playbook -i "$work/inventory" apply.yml -e "autoheal_test_prefix=$prefix" \
-    -e "autoheal_test_relay_bin=$relay_bin" -e "autoheal_test_port=$port" "$@" 2>&1) || rc=$?
+    -e "autoheal_test_relay_bin=$relay_bin" -e "autoheal_test_port=$port" -e "autoheal_test_user=$user" "$@" 2>&1) || rc=$?
   if [[ $expect == failed ]]; then
     ((rc != 0)) || { echo "$last_log"; fail "expected a failure"; }
     echo "ok: $mode failed as expected"
