@@ -71,6 +71,9 @@ pub struct Config {
     pub guard: GuardConfig,
     /// What runs the playbook.
     pub executor: ExecutorConfig,
+    /// Retries of failed runs.
+    #[serde(default)]
+    pub retry: RetryConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -332,6 +335,25 @@ impl Default for GuardConfig {
             paused: false,
             pause_file: None,
             dry_run: false,
+        }
+    }
+}
+
+/// Retries of the actions of a failed run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Retries per action after a failed run (0: none).
+    pub attempts: u32,
+    /// Wait before a retry, in milliseconds.
+    pub delay_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            attempts: 2,
+            delay_ms: 30_000,
         }
     }
 }

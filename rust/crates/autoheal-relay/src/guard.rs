@@ -11,6 +11,9 @@ use crate::coalesce::Pending;
 use crate::config::GuardConfig;
 use crate::model::DesiredState;
 
+/// What the guard assumes of a target whose last run failed: out of service.
+pub const UNKNOWN_COUNTS_AS: DesiredState = DesiredState::Disabled;
+
 /// The state the relay last asked for, per target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetState {
@@ -110,6 +113,19 @@ impl Guard {
                     .unwrap_or_else(|| "*".to_owned()),
                 state: intent.state,
                 weight: intent.weight.clone(),
+            },
+        );
+    }
+
+    /// The target's real state is unknown (its run failed): count it as out until a run
+    /// succeeds for it, so that a failed restore never frees budget.
+    pub fn mark_unknown(&mut self, target: &crate::model::Target) {
+        self.current.insert(
+            target.key(),
+            TargetState {
+                backend: target.backend.clone().unwrap_or_else(|| "*".to_owned()),
+                state: UNKNOWN_COUNTS_AS,
+                weight: None,
             },
         );
     }

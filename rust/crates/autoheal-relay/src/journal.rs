@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::coalesce::Pending;
 use crate::config::Synchronous;
 use crate::decide::Decision;
-use crate::guard::TargetState;
+use crate::guard::{TargetState, UNKNOWN_COUNTS_AS};
 use crate::model::{now_ms, Alert, AlertStatus, DesiredState, Intent, Source};
 
 /// Why the journal failed.
@@ -633,6 +633,14 @@ fn finish(tx: &Transaction<'_>, now: i64, run_id: i64, r: &RunResult) -> Result<
         params![run_id, now, r.status, r.rc, r.duration_ms, r.detail],
     )?;
     let outcome = if r.succeeded() { "done" } else { "failed" };
+    if !r.succeeded() {
+        // What the run did to its targets is unknown: the guard counts them as out.
+        tx.execute(
+            "UPDATE targets SET state = 'unknown', weight = NULL, updated_ms = ?2
+             WHERE key IN (SELECT target FROM decisions WHERE run_id = ?1)",
+            params![run_id, now],
+        )?;
+    }
     tx.execute(
         "UPDATE decisions SET outcome = ?2, updated_ms = ?3 WHERE run_id = ?1 AND outcome = 'running'",
         params![run_id, outcome, now],
@@ -685,16 +693,16 @@ fn recover(conn: &mut Connection) -> Result<Recovered, JournalError> {
         })?;
         for row in rows {
             let (key, backend, state, weight) = row?;
-            if let Some(state) = DesiredState::parse(&state) {
-                targets.insert(
-                    key,
-                    TargetState {
-                        backend,
-                        state,
-                        weight,
-                    },
-                );
-            }
+            // `unknown` (the last run failed) counts as out, like in the running guard.
+            let state = DesiredState::parse(&state).unwrap_or(UNKNOWN_COUNTS_AS);
+            targets.insert(
+                key,
+                TargetState {
+                    backend,
+                    state,
+                    weight,
+                },
+            );
         }
     }
     tx.commit()?;

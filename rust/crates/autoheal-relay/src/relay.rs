@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::Authenticator;
 use crate::coalesce::{Coalescer, Pending};
-use crate::config::{Config, Rule, TargetsConfig};
+use crate::config::{Config, RetryConfig, Rule, TargetsConfig};
 use crate::executor::{Executor, RunRequest};
 use crate::guard::Guard;
 use crate::journal::{Journal, JournalError, JournalOptions, NewRun, Settlement};
@@ -160,6 +160,8 @@ impl Relay {
             window: Duration::from_millis(cfg.coalesce.window_ms),
             shutdown: shutdown_rx,
             grace: Duration::from_secs(cfg.server.shutdown_grace_secs),
+            retry: cfg.retry.clone(),
+            attempts: HashMap::new(),
         };
         let pipeline = tokio::spawn(pipeline.run());
         let state = AppState {
@@ -198,6 +200,14 @@ impl Relay {
 
 struct RunJob {
     request: RunRequest,
+    items: Vec<Pending>,
+}
+
+/// A finished run, reported by a fleet worker to the pipeline.
+struct RunDone {
+    fleet: String,
+    items: Vec<Pending>,
+    succeeded: bool,
 }
 
 /// One fleet's worker: runs its jobs one after the other.
@@ -221,11 +231,14 @@ struct Pipeline {
     window: Duration,
     shutdown: watch::Receiver<bool>,
     grace: Duration,
+    retry: RetryConfig,
+    /// Failed attempts per decision id.
+    attempts: HashMap<i64, u32>,
 }
 
 impl Pipeline {
     async fn run(mut self) {
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<RunDone>();
         let mut workers: HashMap<String, Worker> = HashMap::new();
         let mut busy: HashSet<String> = HashSet::new();
         let mut tick = tokio::time::interval(self.window);
@@ -236,7 +249,16 @@ impl Pipeline {
                     Some(p) => self.superseded.extend(self.coalescer.add(p)),
                     None => break,
                 },
-                Some(fleet) = done_rx.recv() => { busy.remove(&fleet); }
+                Some(done) = done_rx.recv() => {
+                    busy.remove(&done.fleet);
+                    if done.succeeded {
+                        for p in &done.items {
+                            self.attempts.remove(&p.id);
+                        }
+                    } else {
+                        self.after_failure(done.items);
+                    }
+                }
                 _ = tick.tick() => self.flush(&mut workers, &mut busy, &done_tx).await,
                 _ = self.shutdown.changed() => break,
             }
@@ -249,8 +271,8 @@ impl Pipeline {
         let deadline = tokio::time::Instant::now() + self.grace;
         while !busy.is_empty() {
             match tokio::time::timeout_at(deadline, done_rx.recv()).await {
-                Ok(Some(fleet)) => {
-                    busy.remove(&fleet);
+                Ok(Some(done)) => {
+                    busy.remove(&done.fleet);
                 }
                 _ => {
                     tracing::warn!(fleets = ?busy, "stopping with runs in progress; they resume on the next start");
@@ -265,11 +287,33 @@ impl Pipeline {
         }
     }
 
+    /// A run failed: its targets' real state is unknown, so the guard counts them as out
+    /// (a failed restore must not free budget); each action is retried after the retry delay,
+    /// as it was admitted, unless a newer intent for its target arrived meanwhile.
+    fn after_failure(&mut self, items: Vec<Pending>) {
+        let retry_at =
+            now_ms().saturating_add(i64::try_from(self.retry.delay_ms).unwrap_or(i64::MAX));
+        for mut p in items {
+            self.guard.mark_unknown(&p.intent.target);
+            let attempts = self.attempts.entry(p.id).or_insert(0);
+            *attempts += 1;
+            if *attempts > self.retry.attempts {
+                tracing::error!(decision = p.id, target = %p.intent.target, attempts = *attempts, "giving up on a failed action");
+                self.attempts.remove(&p.id);
+                continue;
+            }
+            tracing::warn!(decision = p.id, target = %p.intent.target, attempt = *attempts, "retrying a failed action");
+            p.intent.not_before_ms = retry_at;
+            self.replays.insert(p.id);
+            self.superseded.extend(self.coalescer.add(p));
+        }
+    }
+
     async fn flush(
         &mut self,
         workers: &mut HashMap<String, Worker>,
         busy: &mut HashSet<String>,
-        done_tx: &mpsc::UnboundedSender<String>,
+        done_tx: &mpsc::UnboundedSender<RunDone>,
     ) {
         let now = now_ms();
         let paused = self.pause.is_paused();
@@ -343,7 +387,11 @@ impl Pipeline {
                         actions: admitted.iter().map(|p| (&p.intent).into()).collect(),
                     };
                     tracing::info!(run = run_id, fleet = %fleet, actions = request.actions.len(), "run queued");
-                    if worker.jobs.send(RunJob { request }).await.is_err() {
+                    let job = RunJob {
+                        request,
+                        items: admitted,
+                    };
+                    if worker.jobs.send(job).await.is_err() {
                         tracing::error!(fleet = %fleet, "fleet worker is gone");
                         busy.remove(&fleet);
                     }
@@ -353,7 +401,7 @@ impl Pipeline {
                     // Nothing of this batch was recorded: keep it for the next tick. The guard
                     // already counted the admitted ones, so they come back as replays.
                     tracing::error!(error = %e, "cannot record a batch; retrying on the next tick");
-                    for p in admitted {
+                    for p in admission.admitted {
                         self.replays.insert(p.id);
                         self.coalescer.add(p);
                     }
@@ -382,7 +430,7 @@ fn spawn_worker(
     executor: Arc<dyn Executor>,
     journal: Journal,
     metrics: Arc<Metrics>,
-    done: mpsc::UnboundedSender<String>,
+    done: mpsc::UnboundedSender<RunDone>,
 ) -> Worker {
     // Capacity 1: the pipeline only sends when the fleet is idle.
     let (jobs, mut rx) = mpsc::channel::<RunJob>(1);
@@ -405,10 +453,15 @@ fn spawn_worker(
             } else {
                 tracing::error!(run = job.request.run_id, fleet = %fleet, status = %result.status, rc = ?result.rc, detail = %result.detail, "run failed");
             }
+            let succeeded = result.succeeded();
             if let Err(e) = journal.finish(job.request.run_id, result).await {
                 tracing::error!(run = job.request.run_id, error = %e, "cannot record the run result");
             }
-            let _ = done.send(fleet.clone());
+            let _ = done.send(RunDone {
+                fleet: fleet.clone(),
+                items: job.items,
+                succeeded,
+            });
         }
     });
     Worker { jobs, task }

@@ -31,6 +31,8 @@ fn corpus(rel: &str) -> Vec<u8> {
 struct Recorder {
     runs: Mutex<Vec<RunRequest>>,
     hold: std::sync::atomic::AtomicBool,
+    /// The next this many runs fail.
+    fail_next: std::sync::atomic::AtomicUsize,
 }
 
 impl Recorder {
@@ -50,9 +52,17 @@ impl Executor for Recorder {
             while self.hold.load(std::sync::atomic::Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            let fail = self
+                .fail_next
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok();
             RunResult {
-                status: "successful".into(),
-                rc: Some(0),
+                status: if fail { "failed" } else { "successful" }.into(),
+                rc: Some(if fail { 2 } else { 0 }),
                 duration_ms: 1,
                 detail: String::new(),
             }
@@ -827,5 +837,115 @@ async fn a_journal_that_cannot_commit_answers_503_and_keeps_nothing_half_written
     assert_eq!(status, StatusCode::OK, "{json}");
     assert_eq!(json["actions"], 1, "{json}");
     wait_for("the run", || rec.runs().len() == 1).await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_run_is_retried_after_the_delay() {
+    let h = Harness::new("");
+    let mut cfg = h.config.clone();
+    cfg.retry.attempts = 2;
+    cfg.retry.delay_ms = 100;
+    let rec = Arc::new(Recorder::default());
+    rec.fail_next.store(1, std::sync::atomic::Ordering::SeqCst);
+    let relay = Relay::start(&cfg, rec.clone()).unwrap();
+    send(
+        &relay,
+        am_request(alert_body("firing", &[("BackendCpuHigh", "s1", "01")])),
+    )
+    .await;
+    wait_for("the retry", || rec.runs().len() == 2).await;
+    assert_eq!(rec.runs()[0].actions, rec.runs()[1].actions);
+    wait_for("done", || history(&h.db())[0].outcome == "done").await;
+    let runs = journal::runs(&h.db()).unwrap();
+    let statuses: Vec<_> = runs.iter().rev().map(|r| r.2.as_str()).collect();
+    assert_eq!(statuses, ["failed", "successful"]);
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn retries_stop_after_the_configured_attempts() {
+    let h = Harness::new("");
+    let mut cfg = h.config.clone();
+    cfg.retry.attempts = 1;
+    cfg.retry.delay_ms = 50;
+    let rec = Arc::new(Recorder::default());
+    rec.fail_next
+        .store(100, std::sync::atomic::Ordering::SeqCst);
+    let relay = Relay::start(&cfg, rec.clone()).unwrap();
+    send(
+        &relay,
+        am_request(alert_body("firing", &[("BackendCpuHigh", "s1", "01")])),
+    )
+    .await;
+    wait_for("the retry", || rec.runs().len() == 2).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(rec.runs().len(), 2, "one try and one retry, no more");
+    assert_eq!(history(&h.db())[0].outcome, "failed");
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_restore_still_counts_against_the_budget() {
+    let h = Harness::new("");
+    let mut cfg = h.config.clone();
+    cfg.guard.max_out_per_backend = 1;
+    cfg.retry.attempts = 0;
+    let rec = Arc::new(Recorder::default());
+    let relay = Relay::start(&cfg, rec.clone()).unwrap();
+    send(
+        &relay,
+        am_request(alert_body("firing", &[("BackendCpuHigh", "s1", "01")])),
+    )
+    .await;
+    wait_for("the drain", || rec.runs().len() == 1).await;
+    rec.fail_next.store(1, std::sync::atomic::Ordering::SeqCst);
+    send(
+        &relay,
+        am_request(alert_body("resolved", &[("BackendCpuHigh", "s1", "01")])),
+    )
+    .await;
+    wait_for("the failed restore", || {
+        history(&h.db())
+            .iter()
+            .any(|r| r.state.as_deref() == Some("enabled") && r.outcome == "failed")
+    })
+    .await;
+    send(
+        &relay,
+        am_request(alert_body("firing", &[("BackendCpuHigh", "s2", "02")])),
+    )
+    .await;
+    wait_for("s2 settled", || {
+        history(&h.db())
+            .iter()
+            .any(|r| r.target.as_deref() == Some("be/s2") && r.outcome != "pending")
+    })
+    .await;
+    let s2 = history(&h.db())
+        .into_iter()
+        .find(|r| r.target.as_deref() == Some("be/s2"))
+        .unwrap();
+    assert_eq!(s2.outcome, "refused", "{s2:?}");
+    assert!(s2.detail.unwrap().contains("budget"));
+    relay.shutdown().await;
+    // The same holds after a restart: the journal remembers the target's state as unknown.
+    let relay = Relay::start(&cfg, rec.clone()).unwrap();
+    send(
+        &relay,
+        am_request(alert_body("firing", &[("BackendCpuHigh", "s3", "03")])),
+    )
+    .await;
+    wait_for("s3 settled", || {
+        history(&h.db())
+            .iter()
+            .any(|r| r.target.as_deref() == Some("be/s3") && r.outcome != "pending")
+    })
+    .await;
+    let s3 = history(&h.db())
+        .into_iter()
+        .find(|r| r.target.as_deref() == Some("be/s3"))
+        .unwrap();
+    assert_eq!(s3.outcome, "refused", "{s3:?}");
     relay.shutdown().await;
 }
