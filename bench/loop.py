@@ -85,12 +85,16 @@ class Bench:
             "ANSIBLE_CALLBACKS_ENABLED": "autoheal_bench_timer",
             "AUTOHEAL_BENCH_EVENTS": str(self.relay_events),
         }
-        self.stack = Stack(StackOptions(
-            port_base=base, workdir=self.workdir, min_active=1,
-            relay_rule_match={"autoheal": "true", "server": RELAY_SERVER},
-            extra_webhooks=[("eda", f"http://127.0.0.1:{stack.Ports(base).eda}/endpoint")],
-            ansible_extra_env=callback_env,
-        ))
+        self.stack = Stack(
+            StackOptions(
+                port_base=base,
+                workdir=self.workdir,
+                min_active=1,
+                relay_rule_match={"autoheal": "true", "server": RELAY_SERVER},
+                extra_webhooks=[("eda", f"http://127.0.0.1:{stack.Ports(base).eda}/endpoint")],
+                ansible_extra_env=callback_env,
+            )
+        )
 
     # ---- set-up ---------------------------------------------------------------------------------
 
@@ -107,16 +111,43 @@ class Bench:
             raise FileNotFoundError(f"ansible-rulebook is not installed in {EDA_VENV}: see bench/README.md")
         d = s.dir / "eda"
         d.mkdir(exist_ok=True)
-        hostvars = {"ansible_connection": "local", "ansible_python_interpreter": str(EDA_VENV / "bin" / "python"),
-                    "eda_haproxy_cfg": str(self.eda_cfg), "eda_haproxy_master_pid": s.sup.pid("haproxy-eda")}
+        hostvars = {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": str(EDA_VENV / "bin" / "python"),
+            "eda_haproxy_cfg": str(self.eda_cfg),
+            "eda_haproxy_master_pid": s.sup.pid("haproxy-eda"),
+        }
         (d / "inventory.yml").write_text(json.dumps({"all": {"hosts": {"localhost": hostvars}}}))
-        (d / "vars.yml").write_text(json.dumps({"eda_port": s.ports.eda, "eda_server": EDA_SERVER,
-                                                "eda_playbook": str(HERE / "eda" / "lineinfile.yml")}))
-        env = {"PATH": f"{EDA_VENV / 'bin'}:{os.environ['PATH']}", "ANSIBLE_LOCAL_TEMP": str(d / "tmp"),
-               "ANSIBLE_CALLBACK_PLUGINS": str(HERE / "callback_plugins"),
-               "ANSIBLE_CALLBACKS_ENABLED": "autoheal_bench_timer", "AUTOHEAL_BENCH_EVENTS": str(self.eda_events)}
-        s.sup.start("eda", [EDA_VENV / "bin" / "ansible-rulebook", "--rulebook", HERE / "eda" / "rulebook.yml",
-                            "-i", d / "inventory.yml", "--vars", d / "vars.yml"], env=env, cwd=d)
+        (d / "vars.yml").write_text(
+            json.dumps(
+                {
+                    "eda_port": s.ports.eda,
+                    "eda_server": EDA_SERVER,
+                    "eda_playbook": str(HERE / "eda" / "lineinfile.yml"),
+                }
+            )
+        )
+        env = {
+            "PATH": f"{EDA_VENV / 'bin'}:{os.environ['PATH']}",
+            "ANSIBLE_LOCAL_TEMP": str(d / "tmp"),
+            "ANSIBLE_CALLBACK_PLUGINS": str(HERE / "callback_plugins"),
+            "ANSIBLE_CALLBACKS_ENABLED": "autoheal_bench_timer",
+            "AUTOHEAL_BENCH_EVENTS": str(self.eda_events),
+        }
+        s.sup.start(
+            "eda",
+            [
+                EDA_VENV / "bin" / "ansible-rulebook",
+                "--rulebook",
+                HERE / "eda" / "rulebook.yml",
+                "-i",
+                d / "inventory.yml",
+                "--vars",
+                d / "vars.yml",
+            ],
+            env=env,
+            cwd=d,
+        )
         wait_until(lambda: not stack.port_is_free(s.ports.eda), 120, "ansible-rulebook listening")
 
     # ---- one metric-driven drain and restore per path ----------------------------------------------
@@ -147,9 +178,14 @@ class Bench:
         crossed = parse_rfc3339(alert["activeAt"])
         notified = s.tap.first(server, "firing", after=change)
         events = read_events(events_file, notified - 0.5)
-        marks = {"change": change, "crossed": crossed, "notified": notified, "drained": drained,
-                 "playbook": first(events, "playbook_start"),
-                 "apply": first(events, "task_start", APPLY_ACTIONS[path])}
+        marks = {
+            "change": change,
+            "crossed": crossed,
+            "notified": notified,
+            "drained": drained,
+            "playbook": first(events, "playbook_start"),
+            "apply": first(events, "task_start", APPLY_ACTIONS[path]),
+        }
         if path == "autoheal":
             decision = next(a for a in s.relay_actions(change) if a.server == server and a.state == "drain")
             marks["decided"] = decision.time
@@ -166,15 +202,36 @@ class Bench:
     # ---- cycles under load ----------------------------------------------------------------------
 
     def payload(self, server: str, status: str, starts_at: str) -> dict:
-        labels = {"alertname": "AutohealNodeCpuBusy", "autoheal": "true", "backend": stack.HAPROXY_BACKEND,
-                  "server": server, "instance": "127.0.0.1:9100", "job": "node", "severity": "warning"}
-        alert = {"status": status, "labels": labels, "annotations": {"summary": "bench"}, "startsAt": starts_at,
-                 "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else starts_at.replace("Z", "1Z"),
-                 "generatorURL": "http://127.0.0.1/bench", "fingerprint": hashlib.sha256(server.encode()).hexdigest()[:16]}
-        return {"receiver": "autoheal-relay", "status": status, "alerts": [alert],
-                "groupLabels": {"alertname": labels["alertname"], "backend": labels["backend"], "server": server},
-                "commonLabels": labels, "commonAnnotations": alert["annotations"], "externalURL": "http://127.0.0.1",
-                "version": "4", "groupKey": f"bench/{server}", "truncatedAlerts": 0}
+        labels = {
+            "alertname": "AutohealNodeCpuBusy",
+            "autoheal": "true",
+            "backend": stack.HAPROXY_BACKEND,
+            "server": server,
+            "instance": "127.0.0.1:9100",
+            "job": "node",
+            "severity": "warning",
+        }
+        alert = {
+            "status": status,
+            "labels": labels,
+            "annotations": {"summary": "bench"},
+            "startsAt": starts_at,
+            "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else starts_at.replace("Z", "1Z"),
+            "generatorURL": "http://127.0.0.1/bench",
+            "fingerprint": hashlib.sha256(server.encode()).hexdigest()[:16],
+        }
+        return {
+            "receiver": "autoheal-relay",
+            "status": status,
+            "alerts": [alert],
+            "groupLabels": {"alertname": labels["alertname"], "backend": labels["backend"], "server": server},
+            "commonLabels": labels,
+            "commonAnnotations": alert["annotations"],
+            "externalURL": "http://127.0.0.1",
+            "version": "4",
+            "groupKey": f"bench/{server}",
+            "truncatedAlerts": 0,
+        }
 
     def cycles(self, path: str, count: int) -> dict[str, object]:
         s = self.stack
@@ -199,13 +256,17 @@ class Bench:
                 durations.append(now() - began)
                 if (i + 1) % 10 == 0:
                     snap = load.snapshot()
-                    print(f"  {path}: {i + 1}/{count} cycles, {snap.total} requests, {snap.failed} failed",
-                          flush=True)
+                    print(f"  {path}: {i + 1}/{count} cycles, {snap.total} requests, {snap.failed} failed", flush=True)
         finally:
             total = load.stop()
-        return {"cycles": len(durations), "requests": total.total, "failed": total.failed,
-                "retried": total.retried, "errors": dict(total.errors),
-                "cycle_s": statistics.median(durations) if durations else float("nan")}
+        return {
+            "cycles": len(durations),
+            "requests": total.total,
+            "failed": total.failed,
+            "retried": total.retried,
+            "errors": dict(total.errors),
+            "cycle_s": statistics.median(durations) if durations else float("nan"),
+        }
 
 
 def fmt(value: float | None) -> str:
@@ -241,14 +302,18 @@ def report(rounds: dict[str, list[dict]], cycles: dict[str, dict]) -> None:
         print(f"{label:66} {fmt(ours):>8} {fmt(peer):>8} {ratio:>6}")
     restore_ours = statistics.median(r["restore"] for r in rounds["autoheal"])
     restore_peer = statistics.median(r["restore"] for r in rounds["eda"])
-    print(f"{'metric falls -> restored live':66} {fmt(restore_ours):>8} {fmt(restore_peer):>8} "
-          f"{restore_peer / restore_ours:5.1f}x")
+    print(
+        f"{'metric falls -> restored live':66} {fmt(restore_ours):>8} {fmt(restore_peer):>8} "
+        f"{restore_peer / restore_ours:5.1f}x"
+    )
     if cycles:
         print("\n== Drain/restore cycles under load (4 keep-alive clients, ~400 req/s)")
         print(f"{'path':10} {'cycles':>6} {'requests':>9} {'failed':>7} {'retried':>8} {'cycle (median)':>15}")
         for path, c in cycles.items():
-            print(f"{path:10} {c['cycles']:6d} {c['requests']:9d} {c['failed']:7d} {c['retried']:8d} "
-                  f"{c['cycle_s']:14.2f}s  {c['errors'] or ''}")
+            print(
+                f"{path:10} {c['cycles']:6d} {c['requests']:9d} {c['failed']:7d} {c['retried']:8d} "
+                f"{c['cycle_s']:14.2f}s  {c['errors'] or ''}"
+            )
         print("  retried = a request on a keep-alive connection the server had just closed, resent once on a")
         print("  new connection (as browsers and HTTP libraries do); failed = still failed after that.")
 
@@ -270,8 +335,11 @@ def main() -> int:
             for path in ("autoheal", "eda"):
                 marks = bench.round(path)
                 rounds[path].append(marks)
-                print(f"  round {i + 1} {path}: crossed->drained {marks['drained'] - marks['crossed']:.3f}s, "
-                      f"webhook->drained {marks['drained'] - marks['notified']:.3f}s", flush=True)
+                print(
+                    f"  round {i + 1} {path}: crossed->drained {marks['drained'] - marks['crossed']:.3f}s, "
+                    f"webhook->drained {marks['drained'] - marks['notified']:.3f}s",
+                    flush=True,
+                )
         cycles = {}
         for path, count in (("autoheal", args.cycles), ("eda", args.peer_cycles)):
             if count:

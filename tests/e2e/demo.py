@@ -38,44 +38,81 @@ class Timeline:
 
 def distribution(delta: stack.LoadSnapshot) -> str:
     total = max(delta.total, 1)
-    parts = [f"{name} {delta.served.get(name, 0):4d} ({100 * delta.served.get(name, 0) / total:3.0f}%)"
-             for name in SERVERS]
+    parts = [
+        f"{name} {delta.served.get(name, 0):4d} ({100 * delta.served.get(name, 0) / total:3.0f}%)" for name in SERVERS
+    ]
     return ", ".join(parts) + f"; failed {delta.failed}"
 
 
 def follow_drain(s: Stack, tl: Timeline, server: str, since: float, prefix: str) -> None:
     """Narrate each stage of one drain as it is observed, in the order it happens."""
     stages = [
-        (f"{prefix}alert", lambda: s.firing().get(server),
-         lambda a: f"Prometheus: AutohealNodeCpuBusy firing for {server} (active since {a['activeAt'][11:23]}Z)"),
-        (f"{prefix}notified", lambda: s.tap.first(server, "firing", after=since),
-         lambda _: "Alertmanager: webhook sent (firing) to autoheal-relay"),
-        (f"{prefix}decided", lambda: s.relay_decision(server, "drain", since),
-         lambda d: f"relay: decided drain {server} ({d})"),
-        (f"{prefix}run", lambda: s.relay_run(server, "drain", since),
-         lambda run: f"relay: ansible-runner started run {run} (playbook autoheal.haproxy.remediate)"),
-        (f"{prefix}drained_live", lambda: s.live().get(server) in ("drain", "weight0"),
-         lambda _: f"HAProxy runtime: {server} is {s.live()[server]} (no new connections)"),
-        (f"{prefix}drained_file", lambda: s.in_file().get(server) == "weight0",
-         lambda _: f"haproxy.cfg: {stack.file_servers(s.haproxy_cfg.read_text())[server]!r}"),
+        (
+            f"{prefix}alert",
+            lambda: s.firing().get(server),
+            lambda a: f"Prometheus: AutohealNodeCpuBusy firing for {server} (active since {a['activeAt'][11:23]}Z)",
+        ),
+        (
+            f"{prefix}notified",
+            lambda: s.tap.first(server, "firing", after=since),
+            lambda _: "Alertmanager: webhook sent (firing) to autoheal-relay",
+        ),
+        (
+            f"{prefix}decided",
+            lambda: s.relay_decision(server, "drain", since),
+            lambda d: f"relay: decided drain {server} ({d})",
+        ),
+        (
+            f"{prefix}run",
+            lambda: s.relay_run(server, "drain", since),
+            lambda run: f"relay: ansible-runner started run {run} (playbook autoheal.haproxy.remediate)",
+        ),
+        (
+            f"{prefix}drained_live",
+            lambda: s.live().get(server) in ("drain", "weight0"),
+            lambda _: f"HAProxy runtime: {server} is {s.live()[server]} (no new connections)",
+        ),
+        (
+            f"{prefix}drained_file",
+            lambda: s.in_file().get(server) == "weight0",
+            lambda _: f"haproxy.cfg: {stack.file_servers(s.haproxy_cfg.read_text())[server]!r}",
+        ),
     ]
     narrate(s, tl, stages)
 
 
 def follow_restore(s: Stack, tl: Timeline, server: str, since: float, prefix: str) -> None:
     stages = [
-        (f"{prefix}alert_resolved", lambda: server not in s.firing(),
-         lambda _: f"Prometheus: AutohealNodeCpuBusy for {server} no longer firing"),
-        (f"{prefix}notified_resolved", lambda: s.tap.first(server, "resolved", after=since),
-         lambda _: "Alertmanager: webhook sent (resolved) to autoheal-relay"),
-        (f"{prefix}decided_restore", lambda: s.relay_decision(server, "enabled", since),
-         lambda d: f"relay: decided restore {server} ({d})"),
-        (f"{prefix}run_restore", lambda: s.relay_run(server, "enabled", since),
-         lambda run: f"relay: ansible-runner started run {run} (playbook autoheal.haproxy.remediate)"),
-        (f"{prefix}restored_live", lambda: s.live().get(server) == "ready",
-         lambda _: f"HAProxy runtime: {server} is ready again"),
-        (f"{prefix}restored_file", lambda: s.in_file().get(server) == "ready",
-         lambda _: f"haproxy.cfg: {stack.file_servers(s.haproxy_cfg.read_text())[server]!r}"),
+        (
+            f"{prefix}alert_resolved",
+            lambda: server not in s.firing(),
+            lambda _: f"Prometheus: AutohealNodeCpuBusy for {server} no longer firing",
+        ),
+        (
+            f"{prefix}notified_resolved",
+            lambda: s.tap.first(server, "resolved", after=since),
+            lambda _: "Alertmanager: webhook sent (resolved) to autoheal-relay",
+        ),
+        (
+            f"{prefix}decided_restore",
+            lambda: s.relay_decision(server, "enabled", since),
+            lambda d: f"relay: decided restore {server} ({d})",
+        ),
+        (
+            f"{prefix}run_restore",
+            lambda: s.relay_run(server, "enabled", since),
+            lambda run: f"relay: ansible-runner started run {run} (playbook autoheal.haproxy.remediate)",
+        ),
+        (
+            f"{prefix}restored_live",
+            lambda: s.live().get(server) == "ready",
+            lambda _: f"HAProxy runtime: {server} is ready again",
+        ),
+        (
+            f"{prefix}restored_file",
+            lambda: s.in_file().get(server) == "ready",
+            lambda _: f"haproxy.cfg: {stack.file_servers(s.haproxy_cfg.read_text())[server]!r}",
+        ),
     ]
     narrate(s, tl, stages)
 
@@ -95,8 +132,9 @@ def narrate(s: Stack, tl: Timeline, stages: list) -> None:
                 tl.say(describe(value), key=key)
                 pending.remove(stage)
         if time.monotonic() > deadline:
-            raise TimeoutError(f"stalled waiting for: {', '.join(k for k, _, _ in pending)}\n"
-                               f"relay log:\n{s.sup.log_tail('relay')}")
+            raise TimeoutError(
+                f"stalled waiting for: {', '.join(k for k, _, _ in pending)}\n" f"relay log:\n{s.sup.log_tail('relay')}"
+            )
         time.sleep(0.02)
 
 
@@ -114,8 +152,7 @@ def run(args: argparse.Namespace) -> int:
         tl.say(f"traffic through HAProxy, last 3 s: {distribution(load.snapshot().minus(before))}")
 
         # ---- one sick server --------------------------------------------------------------------
-        change = tl.say("s2: CPU rises to 100% (exporter's node_cpu_seconds_total now mostly non-idle)",
-                        key="cpu_up")
+        change = tl.say("s2: CPU rises to 100% (exporter's node_cpu_seconds_total now mostly non-idle)", key="cpu_up")
         s.set_cpu("s2", 1.0)
         follow_drain(s, tl, "s2", change, "")
         drained = load.snapshot()
@@ -135,13 +172,16 @@ def run(args: argparse.Namespace) -> int:
         wait_until(lambda: len(s.firing()) == len(SERVERS), STEP_TIMEOUT, "all three alerts firing")
         tl.say("Prometheus: AutohealNodeCpuBusy firing for s1, s2 and s3")
         wait_until(lambda: s.relay_saw_all(storm), STEP_TIMEOUT, "the relay deciding on all three")
-        wait_until(lambda: sum(v in ("drain", "weight0") for v in s.live().values()) >= 1, STEP_TIMEOUT,
-                   "one server drained")
+        wait_until(
+            lambda: sum(v in ("drain", "weight0") for v in s.live().values()) >= 1, STEP_TIMEOUT, "one server drained"
+        )
         time.sleep(3)  # give any (wrong) extra drain time to show
         live = s.live()
         out = [name for name, state in live.items() if state != "ready"]
-        tl.say(f"after the storm: out of service {out or 'none'}; serving {[n for n in SERVERS if n not in out]} "
-               f"(min_active {options.min_active})")
+        tl.say(
+            f"after the storm: out of service {out or 'none'}; serving {[n for n in SERVERS if n not in out]} "
+            f"(min_active {options.min_active})"
+        )
         for refusal in s.relay_refusals(storm):
             tl.say(f"relay refused to drain {refusal.server}: {refusal.detail}")
         storm_traffic = load.snapshot()
@@ -150,25 +190,33 @@ def run(args: argparse.Namespace) -> int:
         calm = tl.say("storm over: every CPU back to 10%")
         for name in SERVERS:
             s.set_cpu(name, 0.1)
-        wait_until(lambda: all(v == "ready" for v in s.live().values()) and not s.firing(), STEP_TIMEOUT,
-                   "every server back in service")
+        wait_until(
+            lambda: all(v == "ready" for v in s.live().values()) and not s.firing(),
+            STEP_TIMEOUT,
+            "every server back in service",
+        )
         tl.say(f"all servers ready again ({now() - calm:.1f} s after the CPUs fell)")
         total = load.stop()
-        wait_until(lambda: not [a for a in s.relay_actions() if a.outcome in ("pending", "running")], STEP_TIMEOUT,
-                   "the relay's last runs to finish")
+        wait_until(
+            lambda: not [a for a in s.relay_actions() if a.outcome in ("pending", "running")],
+            STEP_TIMEOUT,
+            "the relay's last runs to finish",
+        )
 
         print_summary(s, tl, total)
         if args.keep_running:
             p = s.ports
-            print(f"\nStill running (Ctrl-C stops everything):\n"
-                  f"  HAProxy stats  http://127.0.0.1:{p.stats}/stats\n"
-                  f"  Prometheus     http://127.0.0.1:{p.prometheus}/alerts\n"
-                  f"  Alertmanager   http://127.0.0.1:{p.alertmanager}/\n"
-                  f"  relay metrics  curl -H 'Authorization: Bearer {s.relay_token()}' "
-                  f"http://127.0.0.1:{p.relay}/metrics\n"
-                  f"  load balancer  http://127.0.0.1:{p.frontend}/\n"
-                  f"  raise a CPU    curl -d 1.0 http://127.0.0.1:{p.exporter(1)}/cpu   (s2; 0.1 lowers it)",
-                  flush=True)
+            print(
+                f"\nStill running (Ctrl-C stops everything):\n"
+                f"  HAProxy stats  http://127.0.0.1:{p.stats}/stats\n"
+                f"  Prometheus     http://127.0.0.1:{p.prometheus}/alerts\n"
+                f"  Alertmanager   http://127.0.0.1:{p.alertmanager}/\n"
+                f"  relay metrics  curl -H 'Authorization: Bearer {s.relay_token()}' "
+                f"http://127.0.0.1:{p.relay}/metrics\n"
+                f"  load balancer  http://127.0.0.1:{p.frontend}/\n"
+                f"  raise a CPU    curl -d 1.0 http://127.0.0.1:{p.exporter(1)}/cpu   (s2; 0.1 lowers it)",
+                flush=True,
+            )
             try:
                 while True:
                     time.sleep(3600)
@@ -192,10 +240,14 @@ def print_summary(s: Stack, tl: Timeline, total: stack.LoadSnapshot) -> None:
     print("\n  server   requests served   HAProxy: connect errors / response errors / aborted by server")
     for name in SERVERS:
         row = stats.get(name, {})
-        print(f"  {name:6} {total.served.get(name, 0):17d}   {row.get('econ', '?'):>5} / {row.get('eresp', '?'):>5} / "
-              f"{row.get('srv_abrt', '?'):>5}")
-    print(f"  {'total':6} {total.total:17d}   requests failed at the client: {total.failed} "
-          f"(resent once on a fresh connection after an idle keep-alive close: {total.retried})")
+        print(
+            f"  {name:6} {total.served.get(name, 0):17d}   {row.get('econ', '?'):>5} / {row.get('eresp', '?'):>5} / "
+            f"{row.get('srv_abrt', '?'):>5}"
+        )
+    print(
+        f"  {'total':6} {total.total:17d}   requests failed at the client: {total.failed} "
+        f"(resent once on a fresh connection after an idle keep-alive close: {total.retried})"
+    )
     print("\n  relay audit history:")
     for line in s.history_lines():
         print(f"    {line}")
@@ -203,12 +255,17 @@ def print_summary(s: Stack, tl: Timeline, total: stack.LoadSnapshot) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port-base", type=int, default=None,
-                        help="first of the ports used (default: the first free range from 20000)")
-    parser.add_argument("--workdir", default=str(stack.REPO / "build" / "demo"),
-                        help="where configs, logs and state go (recreated)")
-    parser.add_argument("--keep-running", action="store_true",
-                        help="after the scenario, keep everything running and print the URLs; Ctrl-C stops")
+    parser.add_argument(
+        "--port-base", type=int, default=None, help="first of the ports used (default: the first free range from 20000)"
+    )
+    parser.add_argument(
+        "--workdir", default=str(stack.REPO / "build" / "demo"), help="where configs, logs and state go (recreated)"
+    )
+    parser.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="after the scenario, keep everything running and print the URLs; Ctrl-C stops",
+    )
     args = parser.parse_args()
     if args.port_base is None:
         args.port_base = stack.find_port_base()

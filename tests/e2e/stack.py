@@ -29,7 +29,7 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
@@ -70,10 +70,12 @@ def http_get(url: str, timeout: float = 5.0, headers: dict | None = None) -> tup
         return error.code, error.read().decode()
 
 
-def http_post(url: str, body: bytes, content_type: str = "application/json", headers: dict | None = None,
-              timeout: float = 5.0) -> tuple[int, str]:
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": content_type, **(headers or {})})
+def http_post(
+    url: str, body: bytes, content_type: str = "application/json", headers: dict | None = None, timeout: float = 5.0
+) -> tuple[int, str]:
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": content_type, **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read().decode()
@@ -139,8 +141,13 @@ class Supervisor:
         log.write(f"\n=== {time.strftime('%H:%M:%S')} start: {' '.join(map(str, argv))}\n".encode())
         log.flush()
         proc = subprocess.Popen(
-            [str(a) for a in argv], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+            [str(a) for a in argv],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
         )
         log.close()
         self.procs[name] = proc
@@ -172,12 +179,6 @@ class Supervisor:
         # Children left in the group (HAProxy workers, ansible-runner's ansible-playbook) go too.
         self._signal_group(proc, signal.SIGKILL)
         del self.procs[name]
-
-    def kill(self, name: str) -> None:
-        """SIGKILL the process alone (a crash), leaving its group's children as a crash would."""
-        proc = self.procs.pop(name)
-        proc.kill()
-        proc.wait(timeout=5)
 
     @staticmethod
     def _signal_group(proc: subprocess.Popen, sig: int) -> None:
@@ -275,8 +276,21 @@ def file_servers(config_text: str, backend: str = HAPROXY_BACKEND) -> dict[str, 
         words = stripped.split()
         if not words:
             continue
-        if words[0] in ("global", "defaults", "frontend", "backend", "listen", "peers", "resolvers",
-                        "userlist", "program", "cache", "ring", "http-errors", "mailers"):
+        if words[0] in (
+            "global",
+            "defaults",
+            "frontend",
+            "backend",
+            "listen",
+            "peers",
+            "resolvers",
+            "userlist",
+            "program",
+            "cache",
+            "ring",
+            "http-errors",
+            "mailers",
+        ):
             section = words[1] if len(words) > 1 and words[0] in ("backend", "listen") else None
             continue
         match = _SERVER_LINE.match(stripped)
@@ -311,8 +325,12 @@ class LoadSnapshot:
     errors: Counter
 
     def minus(self, earlier: "LoadSnapshot") -> "LoadSnapshot":
-        return LoadSnapshot(self.served - earlier.served, self.failed - earlier.failed,
-                            self.retried - earlier.retried, self.errors - earlier.errors)
+        return LoadSnapshot(
+            self.served - earlier.served,
+            self.failed - earlier.failed,
+            self.retried - earlier.retried,
+            self.errors - earlier.errors,
+        )
 
     @property
     def total(self) -> int:
@@ -328,8 +346,14 @@ class LoadGenerator:
     only a request that still fails counts as failed.
     """
 
-    def __init__(self, port: int, threads: int = 4, per_thread_rps: float = 50.0,
-                 max_requests: int = 1_000_000, max_seconds: float = 1800.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        threads: int = 4,
+        per_thread_rps: float = 50.0,
+        max_requests: int = 1_000_000,
+        max_seconds: float = 1800.0,
+    ) -> None:
         self.port = port
         self.threads = threads
         self.interval = 1.0 / per_thread_rps if per_thread_rps > 0 else 0.0
@@ -498,7 +522,7 @@ class StackOptions:
 class Stack:
     """Owns one loopback deployment of the loop.  Use as a context manager or call ``stop()``."""
 
-    def __init__(self, options: StackOptions, log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, options: StackOptions) -> None:
         self.options = options
         self.ports = Ports(options.port_base)
         self.dir = options.workdir.resolve()
@@ -508,7 +532,6 @@ class Stack:
         self.sup = Supervisor(self.dir / "logs")
         self.admin = AdminSocket(self.dir / "haproxy" / "admin.sock")
         self.haproxy_cfg = self.dir / "haproxy" / "haproxy.cfg"
-        self.log = log or (lambda message: None)
 
     def __enter__(self) -> "Stack":
         return self
@@ -523,20 +546,34 @@ class Stack:
 
     def start_backends(self) -> None:
         for index, name in enumerate(SERVERS):
-            self.sup.start(f"backend-{name}", [
-                sys.executable, BACKEND_SCRIPT, "--name", name,
-                "--web-port", self.ports.web(index), "--exporter-port", self.ports.exporter(index),
-            ])
+            self.sup.start(
+                f"backend-{name}",
+                [
+                    sys.executable,
+                    BACKEND_SCRIPT,
+                    "--name",
+                    name,
+                    "--web-port",
+                    self.ports.web(index),
+                    "--exporter-port",
+                    self.ports.exporter(index),
+                ],
+            )
         for index, name in enumerate(SERVERS):
-            wait_until(lambda i=index: http_get(f"http://127.0.0.1:{self.ports.web(i)}/")[0] == 200,
-                       15, f"backend {name}")
-            wait_until(lambda i=index: http_get(f"http://127.0.0.1:{self.ports.exporter(i)}/metrics")[0] == 200,
-                       15, f"exporter {name}")
+            wait_until(
+                lambda i=index: http_get(f"http://127.0.0.1:{self.ports.web(i)}/")[0] == 200, 15, f"backend {name}"
+            )
+            wait_until(
+                lambda i=index: http_get(f"http://127.0.0.1:{self.ports.exporter(i)}/metrics")[0] == 200,
+                15,
+                f"exporter {name}",
+            )
 
     def set_cpu(self, server: str, busy: float) -> None:
         index = SERVERS.index(server)
-        status, body = http_post(f"http://127.0.0.1:{self.ports.exporter(index)}/cpu", str(busy).encode(),
-                                 content_type="text/plain")
+        status, body = http_post(
+            f"http://127.0.0.1:{self.ports.exporter(index)}/cpu", str(busy).encode(), content_type="text/plain"
+        )
         if status != 200:
             raise RuntimeError(f"exporter {server} refused busy={busy}: {status} {body}")
 
@@ -547,14 +584,18 @@ class Stack:
             f"    server {name} 127.0.0.1:{self.ports.web(i)} check inter 1s fall 2 rise 2"
             for i, name in enumerate(SERVERS)
         )
-        stats_section = f"""
+        stats_section = (
+            f"""
 frontend fe_stats
     bind 127.0.0.1:{stats}
     http-request use-service prometheus-exporter if {{ path /metrics }}
     stats enable
     stats uri /stats
     stats refresh 2s
-""" if stats else ""
+"""
+            if stats
+            else ""
+        )
         return f"""# autoheal end-to-end stack: every address is on loopback.
 global
     stats socket {base}/admin.sock mode 600 level admin expose-fd listeners
@@ -584,14 +625,17 @@ backend {HAPROXY_BACKEND}
 {servers}
 """
 
-    def start_haproxy(self, name: str = "haproxy", frontend: int | None = None, stats: int | None = None) -> AdminSocket:
+    def start_haproxy(
+        self, name: str = "haproxy", frontend: int | None = None, stats: int | None = None
+    ) -> AdminSocket:
         """Start an HAProxy (master-worker) in ``<workdir>/<name>``; the main one unless named otherwise."""
         base = self.dir / name
         base.mkdir(exist_ok=True)
         cfg = base / "haproxy.cfg"
         (base / "errors").mkdir(exist_ok=True)
         (base / "errors" / "503.http").write_text(
-            "HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n\r\nno server available\n")
+            "HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n\r\nno server available\n"
+        )
         if name == "haproxy":
             frontend, stats = self.ports.frontend, self.ports.stats
         cfg.write_text(self.render_haproxy_cfg(base, frontend, stats))
@@ -672,13 +716,17 @@ backend {HAPROXY_BACKEND}
             **self.options.ansible_extra_env,
         }
 
-    def run_playbook(self, playbook: Path, extra_vars: dict, inventory: str = "localhost,",
-                     timeout: float = 120) -> subprocess.CompletedProcess:
+    def run_playbook(
+        self, playbook: Path, extra_vars: dict, inventory: str = "localhost,", timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         vars_file = playbook.with_suffix(".vars.json")
         vars_file.write_text(json.dumps(extra_vars))
         return subprocess.run(
             [VENV_BIN / "ansible-playbook", "-i", inventory, "-c", "local", playbook, "-e", f"@{vars_file}"],
-            env={**os.environ, **self.ansible_env()}, capture_output=True, text=True, timeout=timeout,
+            env={**os.environ, **self.ansible_env()},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     # ---- Prometheus and Alertmanager ------------------------------------------------------------
@@ -713,12 +761,17 @@ backend {HAPROXY_BACKEND}
             "autoheal_alerting_group_wait": "0s",
             "autoheal_alerting_group_interval": "1s",
             "autoheal_alerting_extra_receivers": [
-                {"name": name, "webhook_configs": [{"url": url, "send_resolved": True}]}
-                for name, url in webhooks
+                {"name": name, "webhook_configs": [{"url": url, "send_resolved": True}]} for name, url in webhooks
             ],
             "autoheal_alerting_extra_routes": [
-                {"receiver": name, "matchers": ['autoheal="true"'], "group_by": group_by,
-                 "group_wait": "0s", "group_interval": "1s", "continue": True}
+                {
+                    "receiver": name,
+                    "matchers": ['autoheal="true"'],
+                    "group_by": group_by,
+                    "group_wait": "0s",
+                    "group_interval": "1s",
+                    "continue": True,
+                }
                 for name, _ in webhooks
             ],
         }
@@ -735,7 +788,7 @@ backend {HAPROXY_BACKEND}
         else:
             tasks = "".join(
                 f"    - ansible.builtin.template:\n        src: {role}/templates/{template}\n"
-                f"        dest: \"{{{{ {var} }}}}\"\n        mode: \"0644\"\n"
+                f'        dest: "{{{{ {var} }}}}"\n        mode: "0644"\n'
                 for template, var in (
                     ("autoheal.rules.yml.j2", "autoheal_alerting_rules_path"),
                     ("autoheal_nodes.yml.j2", "autoheal_alerting_node_targets_path"),
@@ -753,10 +806,25 @@ backend {HAPROXY_BACKEND}
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
             "rule_files": [str(base / "rules" / "*.yml")],
-            "alerting": {"alertmanagers": [{"static_configs": [{"targets": [
-                f"127.0.0.1:{self.ports.alertmanager_n(i)}" for i in range(1 + self.options.extra_alertmanagers)]}]}]},
+            "alerting": {
+                "alertmanagers": [
+                    {
+                        "static_configs": [
+                            {
+                                "targets": [
+                                    f"127.0.0.1:{self.ports.alertmanager_n(i)}"
+                                    for i in range(1 + self.options.extra_alertmanagers)
+                                ]
+                            }
+                        ]
+                    }
+                ]
+            },
             "scrape_configs": [
-                {"job_name": "node", "file_sd_configs": [{"files": [str(base / "file_sd" / "*.yml")], "refresh_interval": "5s"}]},
+                {
+                    "job_name": "node",
+                    "file_sd_configs": [{"files": [str(base / "file_sd" / "*.yml")], "refresh_interval": "5s"}],
+                },
                 {"job_name": "haproxy", "static_configs": [{"targets": [f"127.0.0.1:{self.ports.stats}"]}]},
             ],
         }
@@ -766,11 +834,18 @@ backend {HAPROXY_BACKEND}
         if check.returncode != 0:
             raise RuntimeError(f"promtool rejects the generated config: {check.stdout}{check.stderr}")
         url = f"http://127.0.0.1:{self.ports.prometheus}"
-        self.sup.start("prometheus", [
-            "prometheus", f"--config.file={base / 'prometheus.yml'}", f"--storage.tsdb.path={base / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.ports.prometheus}", f"--web.external-url={url}",
-            "--web.enable-lifecycle", "--log.level=warn",
-        ])
+        self.sup.start(
+            "prometheus",
+            [
+                "prometheus",
+                f"--config.file={base / 'prometheus.yml'}",
+                f"--storage.tsdb.path={base / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.ports.prometheus}",
+                f"--web.external-url={url}",
+                "--web.enable-lifecycle",
+                "--log.level=warn",
+            ],
+        )
         wait_until(lambda: http_get(f"{url}/-/ready")[0] == 200, 30, "Prometheus ready")
         wait_until(lambda: self._node_targets_up() == len(SERVERS), 30, "Prometheus scraping every exporter")
 
@@ -787,11 +862,18 @@ backend {HAPROXY_BACKEND}
             port = self.ports.alertmanager_n(index)
             url = f"http://127.0.0.1:{port}"
             name = "alertmanager" if index == 0 else f"alertmanager-{index}"
-            self.sup.start(name, [
-                "prometheus-alertmanager", f"--config.file={base / 'alertmanager.yml'}",
-                f"--storage.path={base / f'data-{index}'}", f"--web.listen-address=127.0.0.1:{port}",
-                "--cluster.listen-address=", f"--web.external-url={url}", "--log.level=warn",
-            ])
+            self.sup.start(
+                name,
+                [
+                    "prometheus-alertmanager",
+                    f"--config.file={base / 'alertmanager.yml'}",
+                    f"--storage.path={base / f'data-{index}'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--cluster.listen-address=",
+                    f"--web.external-url={url}",
+                    "--log.level=warn",
+                ],
+            )
             wait_until(lambda url=url: http_get(f"{url}/-/ready")[0] == 200, 30, f"{name} ready")
 
     def prometheus_alerts(self) -> list[dict]:
@@ -800,8 +882,11 @@ backend {HAPROXY_BACKEND}
 
     def firing(self, alertname: str = "AutohealNodeCpuBusy") -> dict[str, dict]:
         """Prometheus's firing alerts of one kind, by server label."""
-        return {a["labels"].get("server", "?"): a for a in self.prometheus_alerts()
-                if a["labels"].get("alertname") == alertname and a["state"] == "firing"}
+        return {
+            a["labels"].get("server", "?"): a
+            for a in self.prometheus_alerts()
+            if a["labels"].get("alertname") == alertname and a["state"] == "firing"
+        }
 
     def start_tap(self) -> "Tap":
         self.tap = Tap(self.ports.tap).start()
@@ -898,20 +983,26 @@ level = "info"
         if not self.relay_config.exists():
             self.write_relay_config()
         self.sup.start("relay", [relay_binary(), "serve", "--config", self.relay_config], cwd=self.relay_dir)
-        wait_until(lambda: http_get(f"http://127.0.0.1:{self.ports.relay}/readyz")[0] == 200, 30, "autoheal-relay ready")
+        wait_until(
+            lambda: http_get(f"http://127.0.0.1:{self.ports.relay}/readyz")[0] == 200, 30, "autoheal-relay ready"
+        )
 
     def relay_token(self) -> str:
         return self.relay_token_file.read_text().strip()
 
     def post_alerts(self, payload: dict) -> tuple[int, str]:
         """Post an Alertmanager webhook to the relay as Alertmanager does."""
-        return http_post(f"http://127.0.0.1:{self.ports.relay}/hooks/alertmanager", json.dumps(payload).encode(),
-                         headers={"Authorization": f"Bearer {self.relay_token()}"})
+        return http_post(
+            f"http://127.0.0.1:{self.ports.relay}/hooks/alertmanager",
+            json.dumps(payload).encode(),
+            headers={"Authorization": f"Bearer {self.relay_token()}"},
+        )
 
     def relay_metrics(self) -> dict[str, float]:
         """``/metrics`` as {series: value}, e.g. ``{'autoheal_runs_total{result="ok"}': 2.0}``."""
-        _, body = http_get(f"http://127.0.0.1:{self.ports.relay}/metrics",
-                           headers={"Authorization": f"Bearer {self.relay_token()}"})
+        _, body = http_get(
+            f"http://127.0.0.1:{self.ports.relay}/metrics", headers={"Authorization": f"Bearer {self.relay_token()}"}
+        )
         series = {}
         for line in body.splitlines():
             if line and not line.startswith("#"):
@@ -926,7 +1017,9 @@ level = "info"
         """``autoheal-relay history --json``: the audit rows, oldest first."""
         result = subprocess.run(
             [relay_binary(), "history", "--config", self.relay_config, "--json", "--limit", str(limit)],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         if result.returncode != 0:
             raise RuntimeError(f"autoheal-relay history failed: {result.stderr}")
@@ -964,20 +1057,27 @@ level = "info"
         lines = []
         for row in self.relay_history(limit):
             a = Action.from_row(row)
-            run = f"run {row.get('run_id')} {row.get('run_status')} rc={row.get('run_rc')} " \
-                  f"{row.get('run_duration_ms')} ms" if row.get("run_id") else "no run"
+            run = (
+                f"run {row.get('run_id')} {row.get('run_status')} rc={row.get('run_rc')} "
+                f"{row.get('run_duration_ms')} ms"
+                if row.get("run_id")
+                else "no run"
+            )
             when = time.strftime("%H:%M:%S", time.localtime(a.time)) + f".{int(a.time * 1000) % 1000:03d}"
             detail = f" ({a.detail})" if a.detail else ""
-            lines.append(f"{when}  #{a.id:<3} {row.get('alert', '')} {row.get('alert_status', '')}: "
-                         f"{a.state or '-'} {row.get('target') or '-'} -> {a.outcome}{detail}; {run}")
+            lines.append(
+                f"{when}  #{a.id:<3} {row.get('alert', '')} {row.get('alert_status', '')}: "
+                f"{a.state or '-'} {row.get('target') or '-'} -> {a.outcome}{detail}; {run}"
+            )
         return lines
 
     def relay_children(self) -> list[int]:
         """PIDs of the relay's child processes (ansible-runner while a run is in progress)."""
         if not self.sup.running("relay"):
             return []
-        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.sup.pid("relay"))],
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(self.sup.pid("relay"))], capture_output=True, text=True
+        ).stdout
         return [int(pid) for pid in out.split()]
 
     def start_all(self) -> None:
@@ -1011,9 +1111,16 @@ class Action:
     def from_row(cls, row: dict) -> "Action":
         backend, _, server = (row.get("target") or "").partition("/")
         outcome = {"done": "applied"}.get(row.get("outcome", ""), row.get("outcome", ""))
-        return cls(id=row.get("id", 0), time=row.get("decided_ms", 0) / 1000.0, server=server or None,
-                   backend=backend or None, state=row.get("state"), outcome=outcome, rule=row.get("rule"),
-                   detail=row.get("detail"))
+        return cls(
+            id=row.get("id", 0),
+            time=row.get("decided_ms", 0) / 1000.0,
+            server=server or None,
+            backend=backend or None,
+            state=row.get("state"),
+            outcome=outcome,
+            rule=row.get("rule"),
+            detail=row.get("detail"),
+        )
 
 
 def metric_sum(series: dict[str, float], *parts: str) -> float:
@@ -1025,8 +1132,10 @@ def relay_binary() -> Path:
     """The built relay: $AUTOHEAL_RELAY_BIN, else what scripts/build.sh or a plain cargo build made."""
     if os.environ.get("AUTOHEAL_RELAY_BIN"):
         return Path(os.environ["AUTOHEAL_RELAY_BIN"])
-    for candidate in (REPO / "rust/target/x86_64-unknown-linux-gnu/release/autoheal-relay",
-                      REPO / "rust/target/release/autoheal-relay"):
+    for candidate in (
+        REPO / "rust/target/x86_64-unknown-linux-gnu/release/autoheal-relay",
+        REPO / "rust/target/release/autoheal-relay",
+    ):
         if candidate.exists():
             return candidate
     raise FileNotFoundError("autoheal-relay is not built: run scripts/build.sh (or set AUTOHEAL_RELAY_BIN)")
@@ -1067,9 +1176,15 @@ class Tap:
     def all(self, server: str, status: str, after: float = 0.0) -> list[tuple[float, dict]]:
         """Every notification about ``server`` with ``status`` received after ``after``, with its body."""
         with self._lock:
-            return [(arrived, payload) for arrived, payload in self.received if arrived >= after and any(
-                alert.get("labels", {}).get("server") == server and alert.get("status") == status
-                for alert in payload.get("alerts", []))]
+            return [
+                (arrived, payload)
+                for arrived, payload in self.received
+                if arrived >= after
+                and any(
+                    alert.get("labels", {}).get("server") == server and alert.get("status") == status
+                    for alert in payload.get("alerts", [])
+                )
+            ]
 
     def first(self, server: str, status: str, after: float = 0.0) -> float | None:
         """When the first notification about ``server`` with ``status`` arrived after ``after``."""

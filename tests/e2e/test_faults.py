@@ -25,8 +25,9 @@ class FaultsTest(StackTestCase):
         start = stack.now()
         s.set_cpu("s1", 1.0)
         self.wait(lambda: self.drained_both("s1"), 60, "s1 drained")
-        self.wait(lambda: len(s.tap.all("s1", "firing", after=start)) >= 2, 10,
-                  "both Alertmanagers notifying (the duplicate)")
+        self.wait(
+            lambda: len(s.tap.all("s1", "firing", after=start)) >= 2, 10, "both Alertmanagers notifying (the duplicate)"
+        )
         pause(1)
         drains = [a for a in s.relay_actions(since=start) if a.server == "s1" and a.state == "drain"]
         self.assertEqual(len(drains), 1, drains)
@@ -51,8 +52,15 @@ class FaultsTest(StackTestCase):
         self.assertFalse(self.drained_both("s2"), "the run finished before the kill: the test proves nothing")
         s.start_relay()
         self.wait(lambda: self.drained_both("s2"), 60, "s2 drained after the relay restarted")
-        self.wait(lambda: [a for a in s.relay_actions(since=start) if a.server == "s2" and a.state == "drain"
-                           and a.outcome == "applied"], 60, "the history recording the resumed drain as applied")
+        self.wait(
+            lambda: [
+                a
+                for a in s.relay_actions(since=start)
+                if a.server == "s2" and a.state == "drain" and a.outcome == "applied"
+            ],
+            60,
+            "the history recording the resumed drain as applied",
+        )
 
     def test_haproxy_reload_mid_run_keeps_the_change_and_the_traffic(self) -> None:
         s = self.stack
@@ -83,14 +91,20 @@ class FaultsTest(StackTestCase):
         listing = sorted(p.name for p in s.haproxy_cfg.parent.iterdir())
         start = stack.now()
         s.set_cpu("s1", 1.0)
-        failed = self.wait(lambda: [a for a in s.relay_actions(since=start)
-                                    if a.server == "s1" and a.outcome == "failed"], 60, "the run failing")
+        failed = self.wait(
+            lambda: [a for a in s.relay_actions(since=start) if a.server == "s1" and a.outcome == "failed"],
+            60,
+            "the run failing",
+        )
         self.assertEqual(hashlib.sha256(s.haproxy_cfg.read_bytes()).hexdigest(), hashlib.sha256(before).hexdigest())
-        self.assertEqual(sorted(p.name for p in s.haproxy_cfg.parent.iterdir()), listing,
-                         "files left behind next to haproxy.cfg")
+        self.assertEqual(
+            sorted(p.name for p in s.haproxy_cfg.parent.iterdir()), listing, "files left behind next to haproxy.cfg"
+        )
         self.assertEqual(s.live()["s1"], "ready", "the live state changed although the file was refused")
         # The run's own output says why: the module's validation refused the new file.
-        outputs = " ".join(path.read_text(errors="replace") for path in (s.relay_dir / "runs").glob("*/artifacts/*/stdout"))
+        outputs = " ".join(
+            path.read_text(errors="replace") for path in (s.relay_dir / "runs").glob("*/artifacts/*/stdout")
+        )
         self.assertIn("validation failed", outputs + json.dumps([a.detail for a in failed]), failed)
 
 

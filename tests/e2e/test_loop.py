@@ -26,8 +26,11 @@ class LoopTest(StackTestCase):
         self.wait(lambda: s.in_file()["s2"] == "weight0", 10, "s2 drained in haproxy.cfg")
 
         live, in_file = s.live(), s.in_file()
-        self.assertEqual({n: live[n] in DRAINED for n in SERVERS}, {n: in_file[n] == "weight0" for n in SERVERS},
-                         f"file and live disagree: live {live}, file {in_file}")
+        self.assertEqual(
+            {n: live[n] in DRAINED for n in SERVERS},
+            {n: in_file[n] == "weight0" for n in SERVERS},
+            f"file and live disagree: live {live}, file {in_file}",
+        )
         self.assertEqual((live["s1"], live["s3"]), ("ready", "ready"))
 
         pause(0.5)  # a request already on its way to s2 when it was drained may still finish
@@ -38,10 +41,18 @@ class LoopTest(StackTestCase):
         self.assertGreater(drained.served["s1"], 0)
         self.assertGreater(drained.served["s3"], 0)
 
-        backups = [path for path in s.haproxy_cfg.parent.iterdir()
-                   if path.is_file() and path != s.haproxy_cfg and path.name.startswith("haproxy.cfg")
-                   and path.read_text(errors="replace") == original]
-        self.assertTrue(backups, f"no backup of the original haproxy.cfg in {sorted(p.name for p in s.haproxy_cfg.parent.iterdir())}")
+        backups = [
+            path
+            for path in s.haproxy_cfg.parent.iterdir()
+            if path.is_file()
+            and path != s.haproxy_cfg
+            and path.name.startswith("haproxy.cfg")
+            and path.read_text(errors="replace") == original
+        ]
+        self.assertTrue(
+            backups,
+            f"no backup of the original haproxy.cfg in {sorted(p.name for p in s.haproxy_cfg.parent.iterdir())}",
+        )
 
         s.set_cpu("s2", 0.1)
         self.wait(lambda: s.live()["s2"] == "ready", 60, "s2 back in service on the runtime socket")
