@@ -6,6 +6,7 @@
 #   drain, enabled: check/real/check/real each (changed, changed, not changed, not changed), live verified,
 #     traffic verified, and after `enabled` the file is byte-identical to the original;
 #   absent then enabled: the reload handler runs (USR2, then master CLI) only on the real runs that need it;
+#   a weight action (enabled + 50%) and actions by address;
 #   min_active guard: the refused action fails the play loudly, the others are applied;
 #   restore_all: every server autoheal took out comes back, file byte-identical again;
 #   a malformed action: refused before anything changes.
@@ -119,6 +120,17 @@ four remediate '[{"backend": "app", "server": "web3", "state": "enabled"}]' -e a
 [[ $(live app/web3) == "ready w1" ]] || fail "web3 not back live: $(live app/web3)"
 same_file "$work/original.cfg" || fail "after absent+enabled the file differs from the original"
 
+# --- what the relay sends for a weight rule (enabled + weight), and an action by address -------------
+run remediate changed '[{"backend": "app", "server": "web1", "state": "enabled", "weight": "50%"}]'
+[[ $(live app/web1) == "ready w5" ]] || fail "50% of weight 10 is not 5 live: $(live app/web1)"
+[[ $(file_line app web1) == *"weight 5"* ]] || fail "file line of web1: $(file_line app web1)"
+run remediate unchanged '[{"backend": "app", "server": "web1", "state": "enabled", "weight": "50%"}]'
+web3_address="127.0.0.1:$(python3 -c 'import json, sys; print(json.load(sys.stdin)["ports"]["web3"])' <"$work/lab.json")"
+run remediate changed "[{\"backend\": \"app\", \"address\": \"$web3_address\", \"state\": \"disabled\"}]"
+[[ $(live app/web3) == maint* ]] || fail "web3 (by address) is not in maintenance: $(live app/web3)"
+run remediate changed "[{\"backend\": \"app\", \"address\": \"$web3_address\", \"state\": \"enabled\"}]"
+[[ $(live app/web3) == "ready w1" ]] || fail "web3 (by address) not back: $(live app/web3)"
+
 # --- min_active guard: the third drain in app is refused, loudly; the first two are applied ----------
 run remediate failed '[{"backend": "app", "server": "web1", "state": "drain"},
                        {"backend": "app", "server": "web2", "state": "drain"},
@@ -126,6 +138,7 @@ run remediate failed '[{"backend": "app", "server": "web1", "state": "drain"},
 grep -q "1 of 3 actions failed on lb1" <<<"$last_log" || fail "the failure does not count the refused actions"
 grep -q "guard blocked" <<<"$last_log" || fail "the failure does not say the guard blocked"
 [[ $(live app/web1) == drain* && $(live app/web2) == drain* ]] || fail "the allowed drains were not applied"
+# web1 now carries two autoheal changes (weight 50%, then drain); restore_all must undo both.
 [[ $(live app/web3) == "ready w1" ]] || fail "the refused drain changed web3: $(live app/web3)"
 
 # --- restore_all puts back everything autoheal took out ------------------------------------------------
