@@ -106,16 +106,22 @@ pub fn validate_host(value: &str) -> Result<(), TargetError> {
 }
 
 /// An `alertname`: it travels in `reason.alert`, so it gets an alphabet too (Grafana allows
-/// spaces in rule names, so a space is accepted; braces, quotes and control characters are not).
+/// spaces in rule names, so a space is accepted; braces, quotes, control characters, a leading
+/// `-` or `.` and `..` are not).
 pub fn validate_alert_name(value: &str) -> Result<(), TargetError> {
     check_len(value, MAX_NAME_LEN)?;
-    match value
+    if let Some(c) = value
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, ' ' | '.' | '_' | '-' | ':')))
     {
-        Some(c) => Err(TargetError::BadChar { found: c }),
-        None => Ok(()),
+        return Err(TargetError::BadChar { found: c });
     }
+    if !value.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') || value.contains("..") {
+        return Err(TargetError::BadChar {
+            found: value.chars().next().unwrap_or('.'),
+        });
+    }
+    Ok(())
 }
 
 /// A fingerprint: hexadecimal, at most 64 digits.
@@ -307,6 +313,16 @@ mod tests {
         assert_eq!(split_instance("web1:99999"), Err(TargetError::BadPort));
         assert_eq!(split_instance("web1:+80"), Err(TargetError::BadPort));
         assert!(split_instance("web1;id:80").is_err());
+    }
+
+    #[test]
+    fn alert_names() {
+        for ok in ["BackendCpuHigh", "High memory usage", "_private", "a.b:c-d"] {
+            assert_eq!(validate_alert_name(ok), Ok(()), "{ok}");
+        }
+        for bad in ["..", "a..b", "-x", ".x", "{{x}}", "a\nb", "a'b", ""] {
+            assert!(validate_alert_name(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
