@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod model;
 pub mod payload;
 pub mod relay;
+pub mod server;
 pub mod target;
 
 pub use http::app;

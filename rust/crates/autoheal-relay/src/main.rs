@@ -2,8 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -12,7 +10,7 @@ use autoheal_relay::config::{Config, LogFormat};
 use autoheal_relay::decide::{decide, Decision};
 use autoheal_relay::model::{now_ms, Source};
 use autoheal_relay::relay::executor_from_config;
-use autoheal_relay::{app, journal, payload, Relay};
+use autoheal_relay::{journal, payload};
 
 #[derive(Parser)]
 #[command(
@@ -207,77 +205,12 @@ fn serve(config: &Path) -> Result<()> {
 
 async fn serve_async(cfg: Config) -> Result<()> {
     let executor = executor_from_config(&cfg)?;
-    let relay = Relay::start(&cfg, executor)?;
     if cfg.auth.allow_unauthenticated {
         tracing::warn!("authentication is disabled (auth.allow_unauthenticated = true)");
     }
-    let handle = axum_server::Handle::new();
-    let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
-    tokio::spawn({
-        let handle = handle.clone();
-        async move {
-            shutdown_signal().await;
-            tracing::info!("stopping: no new connections, finishing in-flight requests");
-            handle.graceful_shutdown(Some(grace));
-        }
-    });
-    let router = app(relay.state()).into_make_service();
-    let header_timeout = Duration::from_millis(cfg.server.header_read_timeout_ms);
-    let addr = cfg.server.listen;
-    match (&cfg.server.tls_cert, &cfg.server.tls_key) {
-        (Some(cert), Some(key)) => {
-            let tls = tls_config(cert, key)?;
-            let mut server = axum_server::bind_rustls(addr, tls).handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            tracing::info!(%addr, "listening (https)");
-            server
-                .serve(router)
-                .await
-                .with_context(|| format!("serving on {addr}"))?;
-        }
-        _ => {
-            let mut server = axum_server::bind(addr).handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            tracing::info!(%addr, "listening (http)");
-            server
-                .serve(router)
-                .await
-                .with_context(|| format!("serving on {addr}"))?;
-        }
-    }
-    relay.shutdown().await;
+    autoheal_relay::server::serve(&cfg, executor, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-fn tls_config(cert: &Path, key: &Path) -> Result<axum_server::tls_rustls::RustlsConfig> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("reading {}", cert.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing {}", cert.display()))?;
-    let key =
-        PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading {}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("TLS certificate and key do not match or are unusable")?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(axum_server::tls_rustls::RustlsConfig::from_config(
-        Arc::new(config),
-    ))
 }
 
 async fn shutdown_signal() {
