@@ -224,7 +224,7 @@ pids+=("$!")
 disown "$!"
 wait_until 30 "the HTTPS relay" curl -fs -o /dev/null --cacert "$work/tls.crt" "https://127.0.0.1:$tls_port/readyz"
 answer=$(curl -fsS --cacert "$work/tls.crt" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-  --data-binary @"$repo/../shared/corpus/payloads/alertmanager/debian-alertmanager-0.25__captured__firing.json" \
+  --data '{"version":"4","status":"firing","alerts":[{"status":"firing","startsAt":"2026-01-01T00:00:00Z","fingerprint":"00000000000000aa","labels":{"alertname":"BackendCpuHigh","server":"s9","backend":"be"}}]}' \
   "https://127.0.0.1:$tls_port/hooks/alertmanager")
 [[ "$answer" == *'"actions":1'* ]] || fail "HTTPS webhook answer: $answer"
 curl -s -o /dev/null "http://127.0.0.1:$tls_port/healthz" && fail "the TLS listener answered plain HTTP"
