@@ -35,7 +35,10 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# Like /tmp: targets may run things as other users (mktemp -d made $work 0700).
 mkdir -p "$work/tmp"
+chmod 0755 "$work"
+chmod 1777 "$work/tmp"
 export AUTOHEAL_LAB_OWNER_PID=$$
 
 collection="$work/collections/ansible_collections/autoheal/haproxy"
