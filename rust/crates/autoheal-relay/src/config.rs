@@ -164,6 +164,8 @@ pub struct JournalConfig {
     pub max_batch: usize,
     /// When a commit counts as done.
     pub synchronous: Synchronous,
+    /// Finished history (events, decisions, runs) older than this many days is deleted.
+    pub retention_days: u64,
 }
 
 /// SQLite's `synchronous` setting for the journal (WAL mode).
@@ -195,6 +197,7 @@ impl Default for JournalConfig {
             dedup_ttl_secs: 3600,
             max_batch: 512,
             synchronous: Synchronous::Full,
+            retention_days: 30,
         }
     }
 }
@@ -584,6 +587,12 @@ impl Config {
             return Err(invalid(
                 "server.max_body_bytes".into(),
                 "must be positive".into(),
+            ));
+        }
+        if self.journal.retention_days == 0 {
+            return Err(invalid(
+                "journal.retention_days".into(),
+                "must be at least 1".into(),
             ));
         }
         if self.journal.max_batch == 0 {

@@ -163,6 +163,8 @@ pub struct JournalOptions {
     pub max_batch: usize,
     /// SQLite `synchronous`.
     pub synchronous: Synchronous,
+    /// Finished history older than this is deleted (hourly).
+    pub retention: Duration,
 }
 
 impl std::fmt::Debug for Command {
@@ -261,6 +263,7 @@ impl Journal {
             hasher,
             dedup_ttl_ms: i64::try_from(opts.dedup_ttl.as_millis()).unwrap_or(i64::MAX),
             prune_at: MIN_PRUNE_AT,
+            retention_ms: i64::try_from(opts.retention.as_millis()).unwrap_or(i64::MAX),
             max_batch: opts.max_batch,
         };
         std::thread::Builder::new()
@@ -339,6 +342,28 @@ fn dedup_key(
 
 const MIN_PRUNE_AT: usize = 4096;
 
+/// How often finished history past its retention is deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes finished decisions older than `horizon_ms`, then the events and runs nothing refers
+/// to any more. Unfinished work (`pending`, `running`) is never deleted. Returns the rows deleted.
+pub fn prune(conn: &Connection, horizon_ms: i64) -> Result<usize, JournalError> {
+    let decisions = conn.execute(
+        "DELETE FROM decisions WHERE updated_ms < ?1 AND outcome NOT IN ('pending', 'running')",
+        params![horizon_ms],
+    )?;
+    let events = conn.execute(
+        "DELETE FROM events WHERE received_ms < ?1 AND id NOT IN (SELECT event_id FROM decisions)",
+        params![horizon_ms],
+    )?;
+    let runs = conn.execute(
+        "DELETE FROM runs WHERE started_ms < ?1 AND status <> 'running'
+         AND id NOT IN (SELECT run_id FROM decisions WHERE run_id IS NOT NULL)",
+        params![horizon_ms],
+    )?;
+    Ok(decisions + events + runs)
+}
+
 struct Writer {
     conn: Connection,
     rx: mpsc::Receiver<Command>,
@@ -348,6 +373,7 @@ struct Writer {
     dedup_ttl_ms: i64,
     /// Prune expired dedup entries once the map reaches this size.
     prune_at: usize,
+    retention_ms: i64,
     max_batch: usize,
 }
 
@@ -372,7 +398,17 @@ enum Reply {
 
 impl Writer {
     fn run(&mut self) {
+        let mut last_prune: Option<std::time::Instant> = None;
         while let Some(first) = self.rx.blocking_recv() {
+            if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                last_prune = Some(std::time::Instant::now());
+                let horizon = now_ms().saturating_sub(self.retention_ms);
+                match prune(&self.conn, horizon) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "pruned journal history past its retention"),
+                    Err(e) => tracing::warn!(error = %e, "cannot prune the journal"),
+                }
+            }
             let mut batch = vec![first];
             while batch.len() < self.max_batch {
                 match self.rx.try_recv() {

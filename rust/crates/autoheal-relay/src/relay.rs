@@ -127,6 +127,7 @@ impl Relay {
                 dedup_ttl: Duration::from_secs(cfg.journal.dedup_ttl_secs),
                 max_batch: cfg.journal.max_batch,
                 synchronous: cfg.journal.synchronous,
+                retention: Duration::from_secs(cfg.journal.retention_days.saturating_mul(86_400)),
             },
             pipe_tx,
         )?;

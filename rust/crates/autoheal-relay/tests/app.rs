@@ -949,3 +949,43 @@ async fn a_failed_restore_still_counts_against_the_budget() {
     assert_eq!(s3.outcome, "refused", "{s3:?}");
     relay.shutdown().await;
 }
+
+#[tokio::test]
+async fn pruning_removes_finished_history_and_keeps_unfinished_work() {
+    let h = Harness::new("");
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
+    send(
+        &relay,
+        am_request(alert_body("firing", &[("BackendCpuHigh", "s1", "01")])),
+    )
+    .await;
+    wait_for("s1 done", || {
+        history(&h.db())
+            .first()
+            .is_some_and(|r| r.outcome == "done")
+    })
+    .await;
+    relay.state().pause().set(true);
+    send(
+        &relay,
+        am_request(alert_body("firing", &[("BackendCpuHigh", "s2", "02")])),
+    )
+    .await;
+    relay.shutdown().await;
+    let conn = rusqlite::Connection::open(h.db()).unwrap();
+    let far_future = autoheal_relay::model::now_ms() + 1_000_000;
+    let deleted = journal::prune(&conn, far_future).unwrap();
+    assert_eq!(deleted, 3, "s1's decision, its event and its run");
+    let rows = history(&h.db());
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].target.as_deref(), rows[0].outcome.as_str()),
+        (Some("be/s2"), "pending")
+    );
+    // The pending decision still runs after a restart.
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
+    wait_for("s2 run", || rec.runs().len() == 1).await;
+    relay.shutdown().await;
+}
