@@ -420,6 +420,22 @@ async fn grafana_needs_a_valid_hmac() {
     // The docs example has no server label: both alerts match the rule and are rejected as
     // naming no target, which the audit log records.
     assert_eq!(json["rejected"], 2);
+    // A Grafana alert that names its server is acted on.
+    let named = serde_json::to_vec(&serde_json::json!({
+        "receiver": "relay", "status": "firing", "orgId": 1, "version": "1", "state": "alerting",
+        "alerts": [{"status": "firing", "labels": {"alertname": "High memory usage", "server": "web2"},
+                    "startsAt": "2026-01-01T00:00:00Z", "fingerprint": "c6eadffa33fcdf37", "values": {"B": 1.5}}]
+    }))
+    .unwrap();
+    let (status, json) = send(&relay, req(Some(signed(&now, &named)), &now, named.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["actions"], 1, "{json}");
+    wait_for("the Grafana-triggered run", || rec.runs().len() == 1).await;
+    let a = &rec.runs()[0].actions[0];
+    assert_eq!(
+        (a.server.as_deref(), a.state),
+        (Some("web2"), DesiredState::Disabled)
+    );
     relay.shutdown().await;
 }
 
