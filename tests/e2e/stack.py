@@ -83,6 +83,21 @@ def http_post(
         return error.code, error.read().decode()
 
 
+def children_of(pid: int) -> list[int]:
+    """Live child processes of ``pid``, read from /proc (a minimal Debian has no ``ps``)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # the process ended while we looked
+        # The command name in parentheses may hold spaces: fields start after the last ')'.
+        fields = text[text.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            children.append(int(stat.parent.name))
+    return children
+
+
 def port_is_free(port: int) -> bool:
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -661,9 +676,7 @@ backend {HAPROXY_BACKEND}
         wait_until(lambda: self.admin.servers_state(), 15, "the admin socket after reload")
 
     def worker_pids(self) -> set[int]:
-        master = self.sup.pid("haproxy")
-        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True, text=True).stdout
-        return {int(pid) for pid in out.split()}
+        return set(children_of(self.sup.pid("haproxy")))
 
     def live(self) -> dict[str, str]:
         return {name: live_status(row) for name, row in self.admin.servers_state().items()}
@@ -1075,10 +1088,7 @@ level = "info"
         """PIDs of the relay's child processes (ansible-runner while a run is in progress)."""
         if not self.sup.running("relay"):
             return []
-        out = subprocess.run(
-            ["ps", "-o", "pid=", "--ppid", str(self.sup.pid("relay"))], capture_output=True, text=True
-        ).stdout
-        return [int(pid) for pid in out.split()]
+        return children_of(self.sup.pid("relay"))
 
     def start_all(self) -> None:
         """Everything, in dependency order: backends before HAProxy (else its first checks fail),
