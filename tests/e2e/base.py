@@ -21,9 +21,11 @@ class StackTestCase(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls) -> None:
+        port_base = stack.find_port_base(start=int(os.environ.get("AUTOHEAL_E2E_PORT_BASE", "21000")))
         options = stack.StackOptions(
-            port_base=stack.find_port_base(start=int(os.environ.get("AUTOHEAL_E2E_PORT_BASE", "21000"))),
-            workdir=WORKROOT / cls.__name__,
+            port_base=port_base,
+            # The port base in the name keeps two runs of the suite from sharing a directory.
+            workdir=WORKROOT / f"{cls.__name__}-{port_base}",
             min_active=2,
             extra_alertmanagers=cls.extra_alertmanagers,
         )
