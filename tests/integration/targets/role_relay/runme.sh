@@ -22,8 +22,10 @@ if [[ -z $relay_bin ]]; then
   relay_bin=$("$repo/tests/e2e/ensure-relay.sh")
 fi
 
-work=$(mktemp -d)
-chmod 0755 "$work"   # the relay's user must reach the files under it
+# Under /tmp itself, not $TMPDIR: the relay's user must traverse every directory above its files, and a
+# driver's TMPDIR is private to root.
+work=$(mktemp -d /tmp/autoheal-relay-it.XXXXXX)
+chmod 0755 "$work"
 prefix="$work/root"
 # A user of its own per run: runs of this target may overlap (several checkouts, several drivers).
 user="ahrelay-it-$$"
