@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Stands in for autoheal-relay: records each webhook (Authorization header and JSON body) as a line of
 FILE. Prints its port once listening. Usage: webhook_sink.py FILE"""
 
