@@ -93,6 +93,8 @@ pub struct ServerConfig {
     pub header_read_timeout_ms: u64,
     /// Seconds to wait for in-flight requests on shutdown.
     pub shutdown_grace_secs: u64,
+    /// Requests handled at once; more get 503 at once (bounds memory: this times the body limit).
+    pub max_concurrent_requests: usize,
     /// PEM certificate chain; with `tls_key`, enables HTTPS.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key.
@@ -107,6 +109,7 @@ impl Default for ServerConfig {
             request_timeout_ms: 5_000,
             header_read_timeout_ms: 5_000,
             shutdown_grace_secs: 10,
+            max_concurrent_requests: 1024,
             tls_cert: None,
             tls_key: None,
         }
@@ -581,6 +584,12 @@ impl Config {
             return Err(invalid(
                 "server.tls_cert".into(),
                 "tls_cert and tls_key go together".into(),
+            ));
+        }
+        if self.server.max_concurrent_requests == 0 {
+            return Err(invalid(
+                "server.max_concurrent_requests".into(),
+                "must be positive".into(),
             ));
         }
         if self.server.max_body_bytes == 0 {

@@ -2,12 +2,14 @@
 //! type, read the body within its limit, parse, decide, journal, answer.
 
 use axum::body::Bytes;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{BoxError, Json, Router};
 use serde_json::json;
+use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::AuthError;
@@ -84,6 +86,7 @@ impl IntoResponse for ApiError {
 pub fn app(state: AppState) -> Router {
     let limit = state.inner.max_body_bytes;
     let timeout = state.inner.request_timeout;
+    let concurrency = state.inner.max_concurrent_requests;
     Router::new()
         .route("/hooks/alertmanager", post(alertmanager))
         .route("/hooks/grafana", post(grafana))
@@ -94,6 +97,18 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/resume", post(resume))
         .route("/admin/status", get(status))
         .layer(DefaultBodyLimit::max(limit))
+        // Over the limit, answer 503 at once (retried by Alertmanager) rather than queue.
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: BoxError| async {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Json(json!({ "error": "too many requests in progress, retry later" })),
+                    )
+                }))
+                .load_shed()
+                .concurrency_limit(concurrency),
+        )
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,

@@ -62,6 +62,7 @@ pub(crate) struct Inner {
     pub(crate) pause: PauseSwitch,
     pub(crate) max_body_bytes: usize,
     pub(crate) request_timeout: Duration,
+    pub(crate) max_concurrent_requests: usize,
 }
 
 impl AppState {
@@ -175,6 +176,7 @@ impl Relay {
                 pause,
                 max_body_bytes: cfg.server.max_body_bytes,
                 request_timeout: Duration::from_millis(cfg.server.request_timeout_ms),
+                max_concurrent_requests: cfg.server.max_concurrent_requests,
             }),
         };
         Ok(Self {

@@ -1005,3 +1005,35 @@ async fn pruning_removes_finished_history_and_keeps_unfinished_work() {
     wait_for("s2 run", || rec.runs().len() == 1).await;
     relay.shutdown().await;
 }
+
+#[tokio::test]
+async fn requests_over_the_concurrency_limit_get_503_at_once() {
+    let h = Harness::new("");
+    let mut cfg = h.config.clone();
+    cfg.server.max_concurrent_requests = 1;
+    let rec = Arc::new(Recorder::default());
+    let relay = Relay::start(&cfg, rec.clone()).unwrap();
+    let router = app(relay.state());
+    // A sender that never finishes its body holds the only slot.
+    let stuck = post("/hooks/alertmanager")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::from_stream(futures_util::stream::pending::<
+            Result<axum::body::Bytes, std::io::Error>,
+        >()))
+        .unwrap();
+    let holder = tokio::spawn(router.clone().oneshot(stuck));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let body = corpus("alertmanager/debian-alertmanager-0.25__captured__firing.json");
+    let response = router
+        .clone()
+        .oneshot(am_request(body.clone()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    holder.abort();
+    let _ = holder.await;
+    let response = router.clone().oneshot(am_request(body)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    relay.shutdown().await;
+}
