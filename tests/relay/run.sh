@@ -184,7 +184,7 @@ grep -q '^autoheal_relay_runs_finished_total{result="successful"} 2$' "$work/met
 
 echo "== crash: kill -9 the relay while its run is in progress, restart, expect the action to complete"
 post_alert s2 "$(now)"
-wait_until 60 "the held run of s2 to start" bash -c "pgrep -f 'ansible-playbook.*record-actions.yml' >/dev/null"
+wait_until 60 "the held run of s2 to start" test -e "$work/records/held"
 recorded s2 drain && fail "the held run finished early"
 kill -9 -- "-$relay_pid"
 wait "$relay_pid" 2>/dev/null || true
