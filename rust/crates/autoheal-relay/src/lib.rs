@@ -2,9 +2,11 @@
 //!
 //! intake ([`http`], [`auth`], [`payload`]) -> journal ([`journal`]) -> decide ([`decide`])
 //! -> coalesce ([`coalesce`]) -> guard ([`guard`]) -> execute ([`executor`]) -> audit (the
-//! journal again). [`relay`] wires the stages; [`http::app`] is the router.
+//! journal again). [`relay`] wires the stages; [`http::app`] is the router; [`cli`] is what the
+//! `autoheal-relay` binary runs.
 
 pub mod auth;
+pub mod cli;
 pub mod coalesce;
 pub mod config;
 pub mod decide;
