@@ -16,7 +16,7 @@ use crate::model::{Alert, AlertStatus, Source};
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     /// Not JSON, truncated, or not the webhook shape.
-    #[error("{0}")]
+    #[error(transparent)]
     Json(#[from] serde_json::Error),
     /// The body's `version` is not the one this endpoint speaks.
     #[error("unsupported {endpoint} webhook version {found:?} (expected {expected:?})")]
