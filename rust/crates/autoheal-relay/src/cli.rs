@@ -188,6 +188,9 @@ pub fn environment_warnings(cfg: &Config) -> Vec<String> {
             if !(r.binary.is_file() || (r.binary.components().count() == 1 && on_path(&r.binary))) {
                 warnings.push(format!("executor.binary {} not found", r.binary.display()));
             }
+            if let Err(why) = crate::executor::ansible_runner::resident_python(r) {
+                warnings.push(why);
+            }
             if !r.inventory.exists() {
                 warnings.push(format!(
                     "executor.inventory {} does not exist",
@@ -693,11 +696,13 @@ mod tests {
         ));
     }
 
-    /// An ansible-runner configuration whose binary exists (the config file itself) and whose
-    /// ANSIBLE_COLLECTIONS_PATH is set, so only the inventory can be missing.
+    /// An ansible-runner configuration whose binary (the config file itself) and the python3
+    /// beside it exist and whose ANSIBLE_COLLECTIONS_PATH is set, so only the inventory can be
+    /// missing.
     fn runner_config(dir: &Path, extra: &str) -> Config {
         let file = dir.join("relay.toml");
         std::fs::write(&file, "").unwrap();
+        std::fs::write(dir.join("python3"), "").unwrap();
         config(
             dir,
             &format!(
@@ -732,6 +737,23 @@ mod tests {
 
         std::fs::write(&inventory, "[haproxy]\nlocalhost\n").unwrap();
         assert_eq!(environment_warnings(&cfg), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_missing_resident_python_is_warned_about_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = runner_config(dir.path(), "");
+        std::fs::write(dir.path().join("inventory.ini"), "").unwrap();
+        std::fs::remove_file(dir.path().join("python3")).unwrap();
+        let warnings = environment_warnings(&cfg);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with(&format!(
+                "executor.python {} not found; runs use the ansible-runner CLI",
+                dir.path().join("python3").display()
+            )),
+            "{warnings:?}"
+        );
     }
 
     #[test]

@@ -404,6 +404,17 @@ pub struct AnsibleRunnerConfig {
     /// Private data dirs kept for inspection; older ones are deleted after each run.
     #[serde(default = "default_keep_runs")]
     pub keep_runs: usize,
+    /// Run through a long-lived Python worker per fleet that calls `ansible_runner.run()`
+    /// (no interpreter start per run); false: spawn the `ansible-runner` CLI for each run.
+    #[serde(default = "default_resident")]
+    pub resident: bool,
+    /// The Python that has ansible_runner, for the resident worker (default: the `python3`
+    /// beside `binary`).
+    pub python: Option<PathBuf>,
+}
+
+fn default_resident() -> bool {
+    true
 }
 
 fn default_keep_runs() -> usize {

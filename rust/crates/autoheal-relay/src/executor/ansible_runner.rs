@@ -1,16 +1,22 @@
-//! Runs the playbook with `ansible-runner run DIR -p PLAYBOOK`, one private data dir per run.
+//! Runs the playbook through ansible-runner, one private data dir per run.
 //!
-//! The command is built as an argv vector (never through a shell). The actions reach the
-//! playbook as `env/extravars` (JSON, which is YAML); ansible-runner enforces `job_timeout`
-//! from `env/settings`, and the relay kills ansible-runner itself if it overstays that by a
-//! margin.
+//! Resident mode (the default): a long-lived Python worker per fleet calls
+//! `ansible_runner.run()` with the same inputs the CLI gets (see [`super::resident`]), which
+//! saves starting Python and importing ansible_runner on every run. CLI mode (the fallback, or
+//! `resident = false`): `ansible-runner run DIR -p PLAYBOOK`, built as an argv vector (never
+//! through a shell). Either way the actions reach the playbook as `env/extravars` (JSON, which
+//! is YAML); ansible-runner enforces `job_timeout` from `env/settings`, and the relay kills
+//! ansible-runner (or the worker) itself if it overstays that by a margin.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 
+use super::resident::{Answer, Worker};
 use super::{extra_vars, Executor, RunFuture, RunRequest};
 use crate::config::AnsibleRunnerConfig;
 use crate::journal::RunResult;
@@ -20,16 +26,73 @@ const KILL_MARGIN: Duration = Duration::from_secs(30);
 /// The `--ident` of every run (each run has its own private data dir).
 const IDENT: &str = "autoheal";
 
+/// A fleet's resident worker, if one is running (runs of a fleet are serialised).
+type WorkerSlot = Arc<tokio::sync::Mutex<Option<Worker>>>;
+
 /// The ansible-runner executor.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AnsibleRunner {
     cfg: AnsibleRunnerConfig,
+    /// The interpreter for resident workers; `None`: CLI mode.
+    python: Option<PathBuf>,
+    workers: Mutex<HashMap<String, WorkerSlot>>,
+    kill_margin: Duration,
+}
+
+/// The Python the resident worker would use, or why there is none (then runs use the CLI).
+pub fn resident_python(cfg: &AnsibleRunnerConfig) -> Result<Option<PathBuf>, String> {
+    if !cfg.resident {
+        return Ok(None);
+    }
+    let wanted = match &cfg.python {
+        Some(python) => python.clone(),
+        None => {
+            let binary = find_program(&cfg.binary).ok_or_else(|| {
+                format!(
+                    "executor.binary {} not found, so neither is the python3 beside it",
+                    cfg.binary.display()
+                )
+            })?;
+            binary.with_file_name("python3")
+        }
+    };
+    find_program(&wanted).map(Some).ok_or_else(|| {
+        format!(
+            "executor.python {} not found; runs use the ansible-runner CLI (set executor.python)",
+            wanted.display()
+        )
+    })
+}
+
+/// `program` itself if it is a file, or where a bare name is found on PATH.
+fn find_program(program: &Path) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return program.is_file().then(|| program.to_owned());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
 }
 
 impl AnsibleRunner {
-    /// An executor for this configuration.
+    /// An executor for this configuration (CLI mode, with a warning, when the resident
+    /// worker's Python cannot be found).
     pub fn new(cfg: AnsibleRunnerConfig) -> Self {
-        Self { cfg }
+        let python = resident_python(&cfg).unwrap_or_else(|why| {
+            tracing::warn!("{why}");
+            None
+        });
+        Self {
+            cfg,
+            python,
+            workers: Mutex::new(HashMap::new()),
+            kill_margin: KILL_MARGIN,
+        }
+    }
+
+    /// The limit for `fleet`: its own, else the default one.
+    fn limit(&self, fleet: &str) -> Option<&String> {
+        self.cfg.fleet_limits.get(fleet).or(self.cfg.limit.as_ref())
     }
 
     /// The argv (program first) for a run in `private_data_dir`.
@@ -45,11 +108,28 @@ impl AnsibleRunner {
             "--inventory".into(),
             self.cfg.inventory.to_string_lossy().into_owned(),
         ];
-        if let Some(limit) = self.cfg.fleet_limits.get(fleet).or(self.cfg.limit.as_ref()) {
+        if let Some(limit) = self.limit(fleet) {
             argv.push("--limit".into());
             argv.push(limit.clone());
         }
         argv
+    }
+
+    /// The resident worker's request for a run in `private_data_dir`: the CLI's inputs.
+    fn worker_request(
+        &self,
+        private_data_dir: &Path,
+        fleet: &str,
+        log: &Path,
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "private_data_dir": private_data_dir,
+            "playbook": self.cfg.playbook,
+            "ident": IDENT,
+            "inventory": self.cfg.inventory,
+            "limit": self.limit(fleet),
+            "log": log,
+        })
     }
 
     /// Writes the private data dir: `env/extravars` and `env/settings`.
@@ -70,6 +150,11 @@ impl AnsibleRunner {
         Ok(dir)
     }
 
+    /// How long a run may take before the relay kills it.
+    fn run_limit(&self) -> Duration {
+        Duration::from_secs(self.cfg.timeout_secs) + self.kill_margin
+    }
+
     async fn execute(&self, request: &RunRequest) -> Result<RunResult, String> {
         let started = Instant::now();
         let dir = self.prepare(request).map_err(|e| {
@@ -78,9 +163,76 @@ impl AnsibleRunner {
                 self.cfg.work_dir.display()
             )
         })?;
-        let argv = self.argv(&dir, &request.fleet);
         let stderr_path = dir.join("relay-stderr.log");
-        let stderr = std::fs::File::create(&stderr_path)
+        if let Some(python) = &self.python {
+            let slot = {
+                let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+                Arc::clone(workers.entry(request.fleet.clone()).or_default())
+            };
+            let mut worker = slot.lock().await;
+            if worker.is_none() {
+                match Worker::start(python, &self.cfg.env).await {
+                    Ok(started) => *worker = Some(started),
+                    Err(e) => tracing::warn!(
+                        run = request.run_id, fleet = %request.fleet, error = %e,
+                        "resident ansible-runner worker unavailable; this run uses the CLI"
+                    ),
+                }
+            }
+            if let Some(running) = worker.as_mut() {
+                tracing::info!(run = request.run_id, fleet = %request.fleet, dir = %dir.display(), "starting ansible-runner (resident worker)");
+                let call = self.worker_request(&dir, &request.fleet, &stderr_path);
+                let answer = tokio::time::timeout(self.run_limit(), running.call(&call)).await;
+                let duration_ms = elapsed_ms(started);
+                let failure = match answer {
+                    Ok(Ok(Answer::Finished { status, rc })) => {
+                        return Ok(self.result(&dir, &stderr_path, Some(status), rc, duration_ms));
+                    }
+                    Ok(Ok(Answer::Error { error })) => {
+                        return Ok(RunResult {
+                            status: "failed".into(),
+                            rc: None,
+                            duration_ms,
+                            detail: format!("{error}; see {}", dir.display()),
+                        });
+                    }
+                    Ok(Ok(Answer::Ready { .. })) => (
+                        "failed",
+                        "the worker answered garbage: a second ready line".into(),
+                    ),
+                    Ok(Err(e)) => ("failed", e.to_string()),
+                    Err(_) => (
+                        "timeout",
+                        format!("no answer after {}s", self.run_limit().as_secs()),
+                    ),
+                };
+                if let Some(dead) = worker.take() {
+                    dead.kill();
+                }
+                let (status, why) = failure;
+                return Ok(RunResult {
+                    status: status.into(),
+                    rc: None,
+                    duration_ms,
+                    detail: format!(
+                        "resident ansible-runner worker: {why}; killed it (a fresh one starts for the next run); see {}",
+                        dir.display()
+                    ),
+                });
+            }
+        }
+        self.execute_cli(request, &dir, &stderr_path, started).await
+    }
+
+    async fn execute_cli(
+        &self,
+        request: &RunRequest,
+        dir: &Path,
+        stderr_path: &Path,
+        started: Instant,
+    ) -> Result<RunResult, String> {
+        let argv = self.argv(dir, &request.fleet);
+        let stderr = std::fs::File::create(stderr_path)
             .map_err(|e| format!("{}: {e}", stderr_path.display()))?;
         tracing::info!(run = request.run_id, fleet = %request.fleet, argv = ?argv, "starting ansible-runner");
         let mut child = Command::new(&argv[0])
@@ -92,9 +244,9 @@ impl AnsibleRunner {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", argv[0]))?;
-        let limit = Duration::from_secs(self.cfg.timeout_secs) + KILL_MARGIN;
+        let limit = self.run_limit();
         let waited = tokio::time::timeout(limit, child.wait()).await;
-        let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let duration_ms = elapsed_ms(started);
         let exit = match waited {
             Ok(Ok(status)) => status,
             Ok(Err(e)) => return Err(format!("waiting for ansible-runner: {e}")),
@@ -108,12 +260,26 @@ impl AnsibleRunner {
                 });
             }
         };
-        let rc = exit.code();
+        Ok(self.result(dir, stderr_path, None, exit.code(), duration_ms))
+    }
+
+    /// The result of a finished run: `status` as reported (else the artifacts' status file,
+    /// else from `rc`), with a log tail when it did not succeed.
+    fn result(
+        &self,
+        dir: &Path,
+        stderr_path: &Path,
+        status: Option<String>,
+        rc: Option<i32>,
+        duration_ms: i64,
+    ) -> RunResult {
         let artifacts = dir.join("artifacts").join(IDENT);
-        let reported = std::fs::read_to_string(artifacts.join("status"))
-            .ok()
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty());
+        let reported = status.filter(|s| !s.is_empty()).or_else(|| {
+            std::fs::read_to_string(artifacts.join("status"))
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        });
         let status = match reported {
             Some(s) => s,
             None if rc == Some(0) => "successful".into(),
@@ -121,19 +287,23 @@ impl AnsibleRunner {
         };
         let mut detail = format!("private data dir {}", dir.display());
         if status != "successful" {
-            let tail = tail_of(&stderr_path).or_else(|| tail_of(&artifacts.join("stdout")));
+            let tail = tail_of(stderr_path).or_else(|| tail_of(&artifacts.join("stdout")));
             if let Some(tail) = tail {
                 detail.push_str(": ");
                 detail.push_str(&tail);
             }
         }
-        Ok(RunResult {
+        RunResult {
             status,
             rc,
             duration_ms,
             detail,
-        })
+        }
     }
+}
+
+fn elapsed_ms(started: Instant) -> i64 {
+    i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX)
 }
 
 impl Executor for AnsibleRunner {
@@ -221,6 +391,8 @@ mod tests {
             timeout_secs: 60,
             env: BTreeMap::from([("AUTOHEAL_TEST_ENV".to_owned(), "passed".to_owned())]),
             keep_runs: 2,
+            resident: false,
+            python: None,
         }
     }
 
@@ -356,5 +528,283 @@ mod tests {
             .await;
         assert_eq!(result.status, "error");
         assert!(result.detail.contains("cannot start"), "{}", result.detail);
+    }
+
+    /// A resident-mode executor on the real worker source and the system python3, with a
+    /// stand-in `ansible_runner` module (on PYTHONPATH) that records what `run()` was given.
+    /// The real ansible_runner runs in tests/relay/.
+    fn resident_with_stand_in_module(dir: &Path) -> AnsibleRunner {
+        let module_dir = dir.join("stand-in");
+        std::fs::create_dir_all(&module_dir).unwrap();
+        std::fs::write(
+            module_dir.join("ansible_runner.py"),
+            "import json, os, sys\n\
+             class Result:\n    def __init__(self, status, rc):\n        self.status, self.rc = status, rc\n\
+             def run(**kwargs):\n\
+             \x20   kwargs['pid'] = os.getpid()\n\
+             \x20   with open(os.path.join(kwargs['private_data_dir'], 'kwargs.json'), 'w') as f:\n\
+             \x20       json.dump(kwargs, f)\n\
+             \x20   print('chatter on stdout')\n\
+             \x20   os.system('echo chatter from a child')\n\
+             \x20   print('boom on stderr', file=sys.stderr)\n\
+             \x20   if kwargs['playbook'] == 'raise':\n        raise RuntimeError('no such playbook')\n\
+             \x20   return Result('failed', 2) if kwargs['playbook'] == 'fail' else Result('successful', 0)\n",
+        )
+        .unwrap();
+        let mut c = cfg(dir, "ansible-runner".into());
+        c.resident = true;
+        c.python = Some("python3".into());
+        c.env.insert(
+            "PYTHONPATH".into(),
+            module_dir.to_string_lossy().into_owned(),
+        );
+        AnsibleRunner::new(c)
+    }
+
+    fn newest_run_dir(dir: &Path) -> PathBuf {
+        let mut runs: Vec<PathBuf> = std::fs::read_dir(dir.join("runs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        runs.sort();
+        runs.pop().unwrap()
+    }
+
+    fn kwargs_of(run_dir: &Path) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("kwargs.json")).unwrap())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn resident_worker_gets_the_cli_inputs_and_is_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = resident_with_stand_in_module(dir.path());
+        let mut req = request();
+        let first = r.run(&req).await;
+        assert_eq!(first.status, "successful", "{first:?}");
+        assert_eq!(first.rc, Some(0));
+        let pdd = newest_run_dir(dir.path());
+        let kwargs = kwargs_of(&pdd);
+        assert_eq!(kwargs["private_data_dir"], pdd.to_str().unwrap());
+        assert_eq!(kwargs["playbook"], "autoheal.haproxy.remediate");
+        assert_eq!(kwargs["ident"], "autoheal");
+        assert_eq!(
+            kwargs["inventory"],
+            dir.path().join("inventory.ini").to_str().unwrap()
+        );
+        assert_eq!(kwargs["limit"], "edge_lbs");
+        assert_eq!(kwargs["quiet"], true);
+        let log = std::fs::read_to_string(pdd.join("relay-stderr.log")).unwrap();
+        assert!(
+            log.contains("chatter on stdout") && log.contains("chatter from a child"),
+            "{log}"
+        );
+        req.run_id = 8;
+        req.fleet = "default".into();
+        let other_fleet = r.run(&req).await;
+        assert_eq!(other_fleet.status, "successful", "{other_fleet:?}");
+        assert_eq!(kwargs_of(&newest_run_dir(dir.path()))["limit"], "haproxy");
+        req.run_id = 9;
+        req.fleet = "edge".into();
+        assert_eq!(r.run(&req).await.status, "successful");
+        let again = kwargs_of(&newest_run_dir(dir.path()));
+        assert_eq!(
+            again["pid"], kwargs["pid"],
+            "the edge fleet's worker was not reused"
+        );
+    }
+
+    #[tokio::test]
+    async fn resident_failed_run_reports_status_rc_and_log_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = resident_with_stand_in_module(dir.path());
+        r.cfg.playbook = "fail".into();
+        let result = r.run(&request()).await;
+        assert_eq!(result.status, "failed");
+        assert_eq!(result.rc, Some(2));
+        assert!(
+            result.detail.contains("boom on stderr"),
+            "{}",
+            result.detail
+        );
+        r.cfg.playbook = "raise".into();
+        let result = r.run(&request()).await;
+        assert_eq!(result.status, "failed");
+        assert!(
+            result.detail.contains("RuntimeError: no such playbook"),
+            "{}",
+            result.detail
+        );
+    }
+
+    /// A stand-in interpreter (a shell script; it ignores `-u -c SOURCE`) that counts its
+    /// starts, says it is ready, reads one request and then does `after_request`.
+    fn resident_with_stand_in_python(dir: &Path, after_request: &str) -> AnsibleRunner {
+        let path = dir.join("stand-in-python");
+        let starts = dir.join("starts");
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho started >> '{}'\necho '{{\"ready\": true}}'\nread request\n{after_request}\n",
+                starts.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut c = cfg(dir, "ansible-runner".into());
+        c.resident = true;
+        c.python = Some(path);
+        AnsibleRunner::new(c)
+    }
+
+    fn starts(dir: &Path) -> usize {
+        std::fs::read_to_string(dir.join("starts"))
+            .unwrap()
+            .lines()
+            .count()
+    }
+
+    #[tokio::test]
+    async fn resident_worker_answering_garbage_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = resident_with_stand_in_python(
+            dir.path(),
+            "echo 'Traceback (most recent call last):'\nsleep 600",
+        );
+        let result = r.run(&request()).await;
+        assert_eq!(result.status, "failed");
+        assert_eq!(result.rc, None);
+        assert!(
+            result.detail.contains("garbage") && result.detail.contains("Traceback"),
+            "{}",
+            result.detail
+        );
+        assert_eq!(r.run(&request()).await.status, "failed");
+        assert_eq!(
+            starts(dir.path()),
+            2,
+            "a fresh worker must start after garbage"
+        );
+    }
+
+    #[tokio::test]
+    async fn resident_worker_that_dies_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = resident_with_stand_in_python(dir.path(), "exit 3");
+        let result = r.run(&request()).await;
+        assert_eq!(result.status, "failed");
+        assert!(
+            result.detail.contains("the worker exited"),
+            "{}",
+            result.detail
+        );
+        assert_eq!(r.run(&request()).await.status, "failed");
+        assert_eq!(
+            starts(dir.path()),
+            2,
+            "a fresh worker must start after a death"
+        );
+    }
+
+    #[tokio::test]
+    async fn resident_worker_past_the_timeout_is_killed_with_its_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("grandchild.pid");
+        let mut r = resident_with_stand_in_python(
+            dir.path(),
+            &format!("sleep 600 &\necho $! > '{}'\nwait", pid_file.display()),
+        );
+        r.cfg.timeout_secs = 1;
+        r.kill_margin = Duration::ZERO;
+        let result = r.run(&request()).await;
+        assert_eq!(result.status, "timeout", "{result:?}");
+        assert!(result.detail.contains("killed it"), "{}", result.detail);
+        let grandchild = std::fs::read_to_string(&pid_file).unwrap();
+        let stat = Path::new("/proc").join(grandchild.trim()).join("stat");
+        for _ in 0..50 {
+            let alive = std::fs::read_to_string(&stat)
+                .is_ok_and(|s| !s.rsplit(") ").next().unwrap_or("").starts_with('Z'));
+            if !alive {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let state = std::fs::read_to_string(&stat).unwrap_or_default();
+        assert!(
+            state.is_empty() || state.rsplit(") ").next().unwrap_or("").starts_with('Z'),
+            "the worker's child survived the kill: {state}"
+        );
+        assert_eq!(r.run(&request()).await.status, "timeout");
+        assert_eq!(
+            starts(dir.path()),
+            2,
+            "a fresh worker must start after a timeout"
+        );
+    }
+
+    #[tokio::test]
+    async fn resident_mode_falls_back_to_the_cli_when_the_worker_cannot_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let runner = fake_runner(dir.path(), 0, "successful");
+        let mut c = cfg(dir.path(), runner);
+        c.resident = true;
+        c.python = Some("python3".into());
+        c.env.insert(
+            "PYTHONPATH".into(),
+            dir.path().join("empty").to_string_lossy().into_owned(),
+        );
+        let result = AnsibleRunner::new(c).run(&request()).await;
+        assert_eq!(result.status, "successful", "{result:?}");
+        assert!(
+            newest_run_dir(dir.path()).join("argv").is_file(),
+            "the CLI did not run"
+        );
+    }
+
+    #[test]
+    fn resident_python_defaults_to_the_one_beside_the_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let runner = fake_runner(dir.path(), 0, "successful");
+        let mut c = cfg(dir.path(), runner);
+        c.resident = true;
+        let missing = resident_python(&c).unwrap_err();
+        assert!(
+            missing.contains(&dir.path().join("python3").display().to_string()),
+            "{missing}"
+        );
+        std::fs::write(dir.path().join("python3"), "").unwrap();
+        assert_eq!(
+            resident_python(&c).unwrap(),
+            Some(dir.path().join("python3"))
+        );
+        c.resident = false;
+        assert_eq!(resident_python(&c).unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn worker_exits_when_its_stdin_closes() {
+        let stand_in = tempfile::tempdir().unwrap();
+        std::fs::write(stand_in.path().join("ansible_runner.py"), "").unwrap();
+        let mut child = tokio::process::Command::new("python3")
+            .args(["-u", "-c", super::super::resident::WORKER_SOURCE])
+            .env("PYTHONPATH", stand_in.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+        assert_eq!(
+            lines.next_line().await.unwrap().unwrap(),
+            r#"{"ready": true}"#
+        );
+        drop(child.stdin.take());
+        let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("the worker did not exit when its stdin closed")
+            .unwrap();
+        assert!(exit.success(), "{exit:?}");
     }
 }

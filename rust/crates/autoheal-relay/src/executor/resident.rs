@@ -1,0 +1,153 @@
+//! A resident Python worker that calls `ansible_runner.run()` in-process, so a run does not
+//! pay for starting Python and importing ansible_runner (the `ansible-runner` CLI does).
+//!
+//! The worker (`runner_worker.py`, embedded) speaks newline-delimited JSON on stdin/stdout.
+//! It runs in a process group of its own so that a stuck run can be killed with everything it
+//! started; it exits by itself when its stdin closes (the relay is gone).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+/// The worker's source, passed as `python -u -c SOURCE`.
+pub const WORKER_SOURCE: &str = include_str!("runner_worker.py");
+/// How long a fresh worker may take to import ansible_runner and say it is ready.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why the worker could not start or carry out a request.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The interpreter could not be started.
+    #[error("cannot start {python}: {source}")]
+    Spawn {
+        /// The interpreter.
+        python: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Reading from or writing to the worker failed.
+    #[error("talking to the worker: {0}")]
+    Io(#[from] std::io::Error),
+    /// The worker closed its stdout (it exited).
+    #[error("the worker exited")]
+    Exited,
+    /// The worker answered something that is not a protocol line.
+    #[error("the worker answered garbage: {0:?}")]
+    Garbage(String),
+    /// The worker did not say it was ready in time.
+    #[error("the worker was not ready within {}s", STARTUP_TIMEOUT.as_secs())]
+    StartupTimeout,
+    /// The worker could not start (e.g. ansible_runner cannot be imported).
+    #[error("the worker could not start: {0}")]
+    NotReady(String),
+}
+
+/// One line from the worker.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Answer {
+    /// The run finished (whatever its status).
+    Finished {
+        /// ansible-runner's status (`successful`, `failed`, `timeout`, ...).
+        status: String,
+        /// ansible-playbook's return code.
+        rc: Option<i32>,
+    },
+    /// The run could not be carried out (ansible_runner.run raised).
+    Error {
+        /// What went wrong.
+        error: String,
+    },
+    /// Sent once, on start.
+    Ready {
+        /// Always true.
+        ready: bool,
+    },
+}
+
+/// A running worker.
+#[derive(Debug)]
+pub struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl Worker {
+    /// Starts `python -u -c WORKER_SOURCE` and waits for its ready line.
+    pub async fn start(python: &Path, env: &BTreeMap<String, String>) -> Result<Self, WorkerError> {
+        let mut child = Command::new(python)
+            .args(["-u", "-c", WORKER_SOURCE])
+            .envs(env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| WorkerError::Spawn {
+                python: python.display().to_string(),
+                source,
+            })?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(WorkerError::Exited);
+        };
+        let mut worker = Self {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout).lines(),
+        };
+        match tokio::time::timeout(STARTUP_TIMEOUT, worker.read_answer()).await {
+            Ok(Ok(Answer::Ready { ready: true })) => Ok(worker),
+            Ok(Ok(Answer::Error { error })) => {
+                worker.kill();
+                Err(WorkerError::NotReady(error))
+            }
+            Ok(Ok(other)) => {
+                worker.kill();
+                Err(WorkerError::Garbage(format!("{other:?}")))
+            }
+            Ok(Err(e)) => {
+                worker.kill();
+                Err(e)
+            }
+            Err(_) => {
+                worker.kill();
+                Err(WorkerError::StartupTimeout)
+            }
+        }
+    }
+
+    /// Sends one request and waits for its answer (the caller bounds the wait).
+    pub async fn call(&mut self, request: &serde_json::Value) -> Result<Answer, WorkerError> {
+        let mut line = request.to_string();
+        line.push('\n');
+        self.stdin.write_all(line.as_bytes()).await?;
+        self.stdin.flush().await?;
+        self.read_answer().await
+    }
+
+    async fn read_answer(&mut self) -> Result<Answer, WorkerError> {
+        let line = self.stdout.next_line().await?.ok_or(WorkerError::Exited)?;
+        serde_json::from_str(&line).map_err(|_| WorkerError::Garbage(line))
+    }
+
+    /// Kills the worker's whole process group (ansible-playbook included); the child is
+    /// reaped in the background.
+    pub fn kill(mut self) {
+        if let Some(pid) = self
+            .child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+        let _ = self.child.start_kill();
+    }
+}
