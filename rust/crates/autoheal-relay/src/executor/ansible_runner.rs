@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 
-use super::resident::{Answer, Worker};
+use super::resident::{Answer, Worker, WorkerError};
 use super::{extra_vars, Executor, RunFuture, RunRequest};
 use crate::config::AnsibleRunnerConfig;
 use crate::journal::RunResult;
@@ -28,6 +28,8 @@ const IDENT: &str = "autoheal";
 
 /// A fleet's resident worker, if one is running (runs of a fleet are serialised).
 type WorkerSlot = Arc<tokio::sync::Mutex<Option<Worker>>>;
+/// A worker being started ahead of need.
+type SpareWorker = tokio::task::JoinHandle<Result<Worker, WorkerError>>;
 
 /// The ansible-runner executor.
 #[derive(Debug)]
@@ -36,6 +38,9 @@ pub struct AnsibleRunner {
     /// The interpreter for resident workers; `None`: CLI mode.
     python: Option<PathBuf>,
     workers: Mutex<HashMap<String, WorkerSlot>>,
+    /// Started at construction and after a worker is killed, so that the next fleet needing
+    /// a worker does not wait for Python to start.
+    spare: Mutex<Option<SpareWorker>>,
     kill_margin: Duration,
 }
 
@@ -76,18 +81,57 @@ fn find_program(program: &Path) -> Option<PathBuf> {
 
 impl AnsibleRunner {
     /// An executor for this configuration (CLI mode, with a warning, when the resident
-    /// worker's Python cannot be found).
+    /// worker's Python cannot be found). Inside a tokio runtime, the first resident worker
+    /// starts right away.
     pub fn new(cfg: AnsibleRunnerConfig) -> Self {
         let python = resident_python(&cfg).unwrap_or_else(|why| {
             tracing::warn!("{why}");
             None
         });
-        Self {
+        let runner = Self {
             cfg,
             python,
             workers: Mutex::new(HashMap::new()),
+            spare: Mutex::new(None),
             kill_margin: KILL_MARGIN,
+        };
+        runner.start_spare();
+        runner
+    }
+
+    /// Starts a spare worker in the background (resident mode, inside a runtime).
+    fn start_spare(&self) {
+        let (Some(python), Ok(runtime)) = (&self.python, tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let (python, env) = (python.clone(), self.cfg.env.clone());
+        let spare = runtime.spawn(async move { Worker::start(&python, &env).await });
+        let previous = self
+            .spare
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(spare);
+        if let Some(previous) = previous {
+            previous.abort();
         }
+    }
+
+    /// A ready worker: the spare if it started, else a new one.
+    async fn fresh_worker(&self, python: &Path) -> Result<Worker, WorkerError> {
+        let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(spare) = spare {
+            match spare.await {
+                Ok(Ok(worker)) => return Ok(worker),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the spare ansible-runner worker did not start; trying again")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the spare ansible-runner worker task failed; trying again")
+                }
+            }
+        }
+        Worker::start(python, &self.cfg.env).await
     }
 
     /// The limit for `fleet`: its own, else the default one.
@@ -170,8 +214,12 @@ impl AnsibleRunner {
                 Arc::clone(workers.entry(request.fleet.clone()).or_default())
             };
             let mut worker = slot.lock().await;
+            if worker.as_mut().is_some_and(Worker::has_exited) {
+                tracing::warn!(fleet = %request.fleet, "the idle resident ansible-runner worker had exited; starting another");
+                *worker = None;
+            }
             if worker.is_none() {
-                match Worker::start(python, &self.cfg.env).await {
+                match self.fresh_worker(python).await {
                     Ok(started) => *worker = Some(started),
                     Err(e) => tracing::warn!(
                         run = request.run_id, fleet = %request.fleet, error = %e,
@@ -209,13 +257,14 @@ impl AnsibleRunner {
                 if let Some(dead) = worker.take() {
                     dead.kill();
                 }
+                self.start_spare();
                 let (status, why) = failure;
                 return Ok(RunResult {
                     status: status.into(),
                     rc: None,
                     duration_ms,
                     detail: format!(
-                        "resident ansible-runner worker: {why}; killed it (a fresh one starts for the next run); see {}",
+                        "resident ansible-runner worker: {why}; killed it (a fresh one is starting for the next run); see {}",
                         dir.display()
                     ),
                 });
@@ -658,11 +707,27 @@ mod tests {
         AnsibleRunner::new(c)
     }
 
-    fn starts(dir: &Path) -> usize {
-        std::fs::read_to_string(dir.join("starts"))
-            .unwrap()
-            .lines()
-            .count()
+    /// Waits (up to 10 s) until the stand-in interpreter has been started `n` times.
+    async fn wait_for_starts(dir: &Path, n: usize) -> usize {
+        let count = || {
+            std::fs::read_to_string(dir.join("starts"))
+                .map(|s| s.lines().count())
+                .unwrap_or(0)
+        };
+        for _ in 0..100 {
+            if count() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        count()
+    }
+
+    #[tokio::test]
+    async fn resident_worker_starts_before_the_first_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let _runner = resident_with_stand_in_python(dir.path(), "sleep 600");
+        assert_eq!(wait_for_starts(dir.path(), 1).await, 1);
     }
 
     #[tokio::test]
@@ -680,12 +745,12 @@ mod tests {
             "{}",
             result.detail
         );
-        assert_eq!(r.run(&request()).await.status, "failed");
         assert_eq!(
-            starts(dir.path()),
+            wait_for_starts(dir.path(), 2).await,
             2,
-            "a fresh worker must start after garbage"
+            "a fresh worker must be started after garbage, before the next run"
         );
+        assert_eq!(r.run(&request()).await.status, "failed");
     }
 
     #[tokio::test]
@@ -699,12 +764,12 @@ mod tests {
             "{}",
             result.detail
         );
-        assert_eq!(r.run(&request()).await.status, "failed");
         assert_eq!(
-            starts(dir.path()),
+            wait_for_starts(dir.path(), 2).await,
             2,
-            "a fresh worker must start after a death"
+            "a fresh worker must be started after a death, before the next run"
         );
+        assert_eq!(r.run(&request()).await.status, "failed");
     }
 
     #[tokio::test]
@@ -735,12 +800,12 @@ mod tests {
             state.is_empty() || state.rsplit(") ").next().unwrap_or("").starts_with('Z'),
             "the worker's child survived the kill: {state}"
         );
-        assert_eq!(r.run(&request()).await.status, "timeout");
         assert_eq!(
-            starts(dir.path()),
+            wait_for_starts(dir.path(), 2).await,
             2,
-            "a fresh worker must start after a timeout"
+            "a fresh worker must be started after a timeout, before the next run"
         );
+        assert_eq!(r.run(&request()).await.status, "timeout");
     }
 
     #[tokio::test]

@@ -137,6 +137,11 @@ impl Worker {
         serde_json::from_str(&line).map_err(|_| WorkerError::Garbage(line))
     }
 
+    /// Whether the worker process has ended (e.g. killed while idle).
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Kills the worker's whole process group (ansible-playbook included); the child is
     /// reaped in the background.
     pub fn kill(mut self) {
