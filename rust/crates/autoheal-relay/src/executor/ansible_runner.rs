@@ -228,7 +228,7 @@ impl AnsibleRunner {
                 }
             }
             if let Some(running) = worker.as_mut() {
-                tracing::info!(run = request.run_id, fleet = %request.fleet, dir = %dir.display(), "starting ansible-runner (resident worker)");
+                tracing::info!(run = request.run_id, fleet = %request.fleet, mode = "resident", dir = %dir.display(), "starting ansible-runner");
                 let call = self.worker_request(&dir, &request.fleet, &stderr_path);
                 let answer = tokio::time::timeout(self.run_limit(), running.call(&call)).await;
                 let duration_ms = elapsed_ms(started);
@@ -283,7 +283,7 @@ impl AnsibleRunner {
         let argv = self.argv(dir, &request.fleet);
         let stderr = std::fs::File::create(stderr_path)
             .map_err(|e| format!("{}: {e}", stderr_path.display()))?;
-        tracing::info!(run = request.run_id, fleet = %request.fleet, argv = ?argv, "starting ansible-runner");
+        tracing::info!(run = request.run_id, fleet = %request.fleet, mode = "cli", argv = ?argv, "starting ansible-runner");
         let mut child = Command::new(&argv[0])
             .args(&argv[1..])
             .envs(&self.cfg.env)
