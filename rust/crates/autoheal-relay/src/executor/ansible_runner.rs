@@ -227,16 +227,20 @@ impl AnsibleRunner {
                     ),
                 }
             }
-            if let Some(running) = worker.as_mut() {
+            // Out of the slot while it works: if this future is dropped mid-run, the worker is
+            // dropped (killed) with it rather than left holding an answer nobody reads.
+            if let Some(mut running) = worker.take() {
                 tracing::info!(run = request.run_id, fleet = %request.fleet, mode = "resident", dir = %dir.display(), "starting ansible-runner");
                 let call = self.worker_request(&dir, &request.fleet, &stderr_path);
                 let answer = tokio::time::timeout(self.run_limit(), running.call(&call)).await;
                 let duration_ms = elapsed_ms(started);
                 let failure = match answer {
                     Ok(Ok(Answer::Finished { status, rc })) => {
+                        *worker = Some(running);
                         return Ok(self.result(&dir, &stderr_path, Some(status), rc, duration_ms));
                     }
                     Ok(Ok(Answer::Error { error })) => {
+                        *worker = Some(running);
                         return Ok(RunResult {
                             status: "failed".into(),
                             rc: None,
@@ -254,9 +258,7 @@ impl AnsibleRunner {
                         format!("no answer after {}s", self.run_limit().as_secs()),
                     ),
                 };
-                if let Some(dead) = worker.take() {
-                    dead.kill();
-                }
+                running.kill();
                 self.start_spare();
                 let (status, why) = failure;
                 return Ok(RunResult {
