@@ -1084,11 +1084,22 @@ level = "info"
             )
         return lines
 
-    def relay_children(self) -> list[int]:
-        """PIDs of the relay's child processes (ansible-runner while a run is in progress)."""
+    def relay_playbooks(self) -> list[int]:
+        """PIDs of the ansible-playbook processes below the relay: a run is in progress. (The relay's
+        resident ansible-runner worker is a child even when idle, so its mere presence says nothing.)"""
         if not self.sup.running("relay"):
             return []
-        return children_of(self.sup.pid("relay"))
+        found, todo = [], children_of(self.sup.pid("relay"))
+        while todo:
+            pid = todo.pop()
+            todo.extend(children_of(pid))
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue  # ended while we looked
+            if any(arg.endswith(b"ansible-playbook") for arg in argv):
+                found.append(pid)
+        return found
 
     def start_all(self) -> None:
         """Everything, in dependency order: backends before HAProxy (else its first checks fail),

@@ -47,7 +47,7 @@ class FaultsTest(StackTestCase):
         self.addCleanup(lambda: s.sup.running("relay") or s.start_relay())
         start = stack.now()
         s.set_cpu("s2", 1.0)
-        self.wait(lambda: s.relay_children(), 60, "the relay starting ansible-runner")
+        self.wait(lambda: s.relay_playbooks(), 60, "a remediation run (ansible-playbook) in progress")
         s.sup.stop("relay", sig=signal.SIGKILL)  # the relay and its runner, as a crashed unit
         self.assertFalse(self.drained_both("s2"), "the run finished before the kill: the test proves nothing")
         s.start_relay()
@@ -69,7 +69,7 @@ class FaultsTest(StackTestCase):
         self.addCleanup(load.stop)
         self.wait(lambda: load.snapshot().total > 50, 15, "traffic through HAProxy")
         s.set_cpu("s3", 1.0)
-        self.wait(lambda: s.relay_children(), 60, "the relay starting ansible-runner")
+        self.wait(lambda: s.relay_playbooks(), 60, "a remediation run (ansible-playbook) in progress")
         s.reload_haproxy()
         self.wait(lambda: self.drained_both("s3"), 60, "s3 drained across the reload")
         pause(1)
