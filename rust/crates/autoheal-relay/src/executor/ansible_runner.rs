@@ -816,11 +816,16 @@ mod tests {
         let runner = fake_runner(dir.path(), 0, "successful");
         let mut c = cfg(dir.path(), runner);
         c.resident = true;
-        c.python = Some("python3".into());
-        c.env.insert(
-            "PYTHONPATH".into(),
-            dir.path().join("empty").to_string_lossy().into_owned(),
-        );
+        // An interpreter whose ansible_runner import fails, whatever python3 is first on PATH.
+        let python = dir.path().join("python-without-ansible-runner");
+        std::fs::write(
+            &python,
+            "#!/bin/sh\necho '{\"error\": \"No module named ansible_runner\"}'\nexit 1\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+        c.python = Some(python);
         let result = AnsibleRunner::new(c).run(&request()).await;
         assert_eq!(result.status, "successful", "{result:?}");
         assert!(
