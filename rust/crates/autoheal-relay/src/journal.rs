@@ -282,33 +282,28 @@ impl Journal {
         source: Source,
         items: Vec<(Alert, Decision)>,
     ) -> Result<AcceptReport, JournalError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::Accept {
+        self.call(|reply| Command::Accept {
             source,
             items,
             reply,
         })
-        .await?;
-        rx.await.map_err(|_| JournalError::Closed)?
+        .await
     }
 
     /// Records what became of a batch; returns the new run's id, if it has one.
     pub async fn settle(&self, settlement: Settlement) -> Result<Option<i64>, JournalError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::Settle { settlement, reply }).await?;
-        rx.await.map_err(|_| JournalError::Closed)?
+        self.call(|reply| Command::Settle { settlement, reply })
+            .await
     }
 
     /// Records a run's result.
     pub async fn finish(&self, run_id: i64, result: RunResult) -> Result<(), JournalError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::Finish {
+        self.call(|reply| Command::Finish {
             run_id,
             result,
             reply,
         })
-        .await?;
-        rx.await.map_err(|_| JournalError::Closed)?
+        .await
     }
 
     /// Whether the writer thread is alive.
@@ -323,6 +318,16 @@ impl Journal {
 
     async fn send(&self, cmd: Command) -> Result<(), JournalError> {
         self.tx.send(cmd).await.map_err(|_| JournalError::Closed)
+    }
+
+    /// Sends a command to the writer and waits for its answer (after the commit that holds it).
+    async fn call<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, JournalError>>) -> Command,
+    ) -> Result<T, JournalError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(command(reply)).await?;
+        answer.await.map_err(|_| JournalError::Closed)?
     }
 }
 
