@@ -965,7 +965,7 @@ restore = true
 fleet = "e2e"
 
 [coalesce]
-window_ms = {self.options.relay_extra.get("window_ms", 200)}
+window_ms = {self.options.relay_extra.get("window_ms", 25)}
 
 [guard]
 max_out_per_backend = {max_out}

@@ -295,13 +295,16 @@ fn default_fleet() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CoalesceConfig {
-    /// Intents arriving within this window share one run.
+    /// How long an intent for an idle fleet waits for others before the run starts; intents
+    /// arriving while the fleet's run is in progress join its next run whatever this is.
     pub window_ms: u64,
 }
 
 impl Default for CoalesceConfig {
     fn default() -> Self {
-        Self { window_ms: 200 }
+        // Alertmanager sends the notifications of groups that fired together within a few
+        // milliseconds of each other; a longer wait only delays the first action.
+        Self { window_ms: 25 }
     }
 }
 
@@ -621,10 +624,10 @@ impl Config {
                 "must be positive".into(),
             ));
         }
-        if self.coalesce.window_ms == 0 || self.coalesce.window_ms > 60_000 {
+        if self.coalesce.window_ms > 60_000 {
             return Err(invalid(
                 "coalesce.window_ms".into(),
-                "must be between 1 and 60000".into(),
+                "must be between 0 and 60000".into(),
             ));
         }
         if let Some(p) = self.guard.max_out_percent {
@@ -842,6 +845,18 @@ action = "drain"
         );
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("rules[0].weight"), "{err}");
+    }
+
+    #[test]
+    fn coalescing_window_may_be_zero_but_not_over_a_minute() {
+        let zero = format!("{MINIMAL}\n[coalesce]\nwindow_ms = 0\n");
+        assert_eq!(parse(&zero).unwrap().coalesce.window_ms, 0);
+        let long = format!("{MINIMAL}\n[coalesce]\nwindow_ms = 60001\n");
+        let err = parse(&long).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::Invalid { ref key, .. } if key == "coalesce.window_ms"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -133,7 +133,8 @@ impl Relay {
             pipe_tx,
         )?;
         let pause = PauseSwitch::new(cfg.guard.paused, cfg.guard.pause_file.clone());
-        let mut coalescer = Coalescer::new();
+        let mut coalescer = Coalescer::new(cfg.coalesce.window_ms);
+        let started_ms = now_ms();
         let mut replays = HashSet::new();
         let mut superseded = Vec::new();
         if !recovered.pending.is_empty() {
@@ -146,7 +147,7 @@ impl Relay {
             if r.replay {
                 replays.insert(r.pending.id);
             }
-            superseded.extend(coalescer.add(r.pending));
+            superseded.extend(coalescer.add(r.pending, started_ms));
         }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let pipeline = Pipeline {
@@ -159,7 +160,6 @@ impl Relay {
             executor,
             metrics: metrics.clone(),
             pause: pause.clone(),
-            window: Duration::from_millis(cfg.coalesce.window_ms),
             shutdown: shutdown_rx,
             grace: Duration::from_secs(cfg.server.shutdown_grace_secs),
             retry: cfg.retry.clone(),
@@ -201,6 +201,18 @@ impl Relay {
     }
 }
 
+/// How often the pipeline looks at the pause file, the breaker gauge and anything it may have
+/// missed, whatever the coalescing window.
+const HOUSEKEEPING: Duration = Duration::from_millis(200);
+
+/// Sleeps until `deadline`, or forever without one (a `select!` branch that never fires).
+async fn sleep_until_if(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 struct RunJob {
     request: RunRequest,
     items: Vec<Pending>,
@@ -231,7 +243,6 @@ struct Pipeline {
     executor: Arc<dyn Executor>,
     metrics: Arc<Metrics>,
     pause: PauseSwitch,
-    window: Duration,
     shutdown: watch::Receiver<bool>,
     grace: Duration,
     retry: RetryConfig,
@@ -244,12 +255,23 @@ impl Pipeline {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<RunDone>();
         let mut workers: HashMap<String, Worker> = HashMap::new();
         let mut busy: HashSet<String> = HashSet::new();
-        let mut tick = tokio::time::interval(self.window);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Sleep until the next idle fleet is due; while paused only the housekeeping tick
+            // looks again (the pause file has no other way to announce its removal).
+            let next_due = if self.pause.is_paused() {
+                None
+            } else {
+                self.coalescer.next_due_ms(&busy)
+            };
+            let wake_at = next_due.map(|due| {
+                let wait = u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0);
+                tokio::time::Instant::now() + Duration::from_millis(wait)
+            });
             tokio::select! {
                 item = self.rx.recv() => match item {
-                    Some(p) => self.superseded.extend(self.coalescer.add(p)),
+                    Some(p) => self.superseded.extend(self.coalescer.add(p, now_ms())),
                     None => break,
                 },
                 Some(done) = done_rx.recv() => {
@@ -262,7 +284,8 @@ impl Pipeline {
                         self.after_failure(done.items);
                     }
                 }
-                _ = tick.tick() => self.flush(&mut workers, &mut busy, &done_tx).await,
+                () = sleep_until_if(wake_at) => self.flush(&mut workers, &mut busy, &done_tx).await,
+                _ = housekeeping.tick() => self.flush(&mut workers, &mut busy, &done_tx).await,
                 _ = self.shutdown.changed() => break,
             }
             self.metrics
@@ -308,7 +331,7 @@ impl Pipeline {
             tracing::warn!(decision = p.id, target = %p.intent.target, attempt = *attempts, "retrying a failed action");
             p.intent.not_before_ms = retry_at;
             self.replays.insert(p.id);
-            self.superseded.extend(self.coalescer.add(p));
+            self.superseded.extend(self.coalescer.add(p, now_ms()));
         }
     }
 
@@ -401,12 +424,16 @@ impl Pipeline {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    // Nothing of this batch was recorded: keep it for the next tick. The guard
+                    // Nothing of this batch was recorded: keep it for a later try. The guard
                     // already counted the admitted ones, so they come back as replays.
-                    tracing::error!(error = %e, "cannot record a batch; retrying on the next tick");
-                    for p in admission.admitted {
+                    tracing::error!(error = %e, "cannot record a batch; retrying shortly");
+                    let retry_at = now.saturating_add(
+                        i64::try_from(HOUSEKEEPING.as_millis()).unwrap_or(i64::MAX),
+                    );
+                    for mut p in admission.admitted {
                         self.replays.insert(p.id);
-                        self.coalescer.add(p);
+                        p.intent.not_before_ms = p.intent.not_before_ms.max(retry_at);
+                        self.coalescer.add(p, now);
                     }
                 }
             }
