@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(haproxy prometheus prometheus-alertmanager prometheus-node-exporter socat make gcc python3-venv curl git shellcheck)
-PIP_PACKAGES=(ansible-core==2.19.14 ansible-runner==2.4.3 ansible-lint==26.10.1)
+PIP_PACKAGES=(ansible-core==2.19.14 ansible-runner==2.4.3 ansible-lint==26.10.1 pytest==8.4.2)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -17,9 +17,17 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if [[ ! -x .venv/bin/ansible-playbook ]] || ! .venv/bin/pip freeze 2>/dev/null | grep -qx 'ansible-core==2.19.14'; then
-  echo "deps: creating .venv with ${PIP_PACKAGES[*]}"
-  /usr/bin/python3 -m venv .venv
+# Every pin must be there (a venv from an older checkout may lack one).
+venv_complete() {
+  local frozen
+  frozen=$(.venv/bin/pip freeze 2>/dev/null) || return 1
+  for pin in "${PIP_PACKAGES[@]}"; do
+    grep -qix "$pin" <<<"$frozen" || return 1
+  done
+}
+if [[ ! -x .venv/bin/ansible-playbook ]] || ! venv_complete; then
+  echo "deps: installing ${PIP_PACKAGES[*]} into .venv"
+  [[ -x .venv/bin/pip ]] || /usr/bin/python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
 fi
 

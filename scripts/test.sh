@@ -14,6 +14,7 @@ tests/relay/run.sh  # autoheal-relay: real Alertmanager -> relay -> real ansible
 echo "== build static binaries"
 scripts/build.sh
 scripts/sanity.sh  # ansible-test sanity on the collection as built (offline pip bootstrap)
+scripts/units.sh  # pytest on tests/unit: the filter and the action plugins' platform choice
 
 echo "== ansible integration targets"
 scripts/lint.sh  # ansible-lint --profile production on roles/ and playbooks/

@@ -92,7 +92,7 @@ class BinaryModuleAction(ActionBase):
         return result
 
     def _target_platform(self, task_vars):
-        """(system, arch, what was seen) of the host the module runs on: gathered facts if present, else uname.
+        """(system, arch, what was seen) of the host the module runs on: gathered facts, this machine, or uname.
 
         Facts are only trusted for the inventory host itself: with delegate_to the module runs elsewhere.
         """
@@ -101,6 +101,12 @@ class BinaryModuleAction(ActionBase):
             if facts.get("system") and facts.get("architecture"):
                 system, arch = normalise_platform(facts["system"], facts["architecture"])
                 return system, arch, "facts: system %s, architecture %s" % (facts["system"], facts["architecture"])
+
+        # A local connection (delegated or not) runs the module on this very machine: no need to spawn uname.
+        if self._connection.transport == "local":
+            uname = os.uname()
+            system, arch = normalise_platform(uname.sysname, uname.machine)
+            return system, arch, "local connection: %s %s" % (uname.sysname, uname.machine)
 
         res = self._low_level_execute_command("uname -s -m", sudoable=False)
         words = res.get("stdout", "").split()

@@ -1,0 +1,67 @@
+# Copyright: autoheal.haproxy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""autoheal.haproxy.action_problems: every problem of an action list, named by index, before anything runs."""
+
+from __future__ import annotations
+
+from ansible_collections.autoheal.haproxy.plugins.filter.action_problems import FilterModule, action_problems
+
+
+def test_well_formed_actions_have_no_problems():
+    actions = [
+        {"server": "web1", "state": "drain"},
+        {"address": "10.0.0.7:80", "backend": "app", "state": "disabled"},
+        {"server": "web2", "state": "enabled", "weight": 0},
+        {"server": "web3", "state": "enabled", "weight": "256"},
+        {"server": "web3", "state": "enabled", "weight": "50%"},
+        {"server": "web4", "state": "enabled", "weight": None,
+         "reason": {"alert": "BackendCpuHigh", "fingerprint": "ab12", "status": "firing"}},
+        {"server": "web5", "state": "absent"},
+    ]
+    assert action_problems(actions) == []
+    assert action_problems([]) == []
+
+
+def test_not_a_list():
+    for value in ("web1", {"server": "web1", "state": "drain"}, 3, None):
+        assert action_problems(value) == ["autoheal_actions must be a list"]
+
+
+def test_every_problem_of_every_action_is_reported_with_its_index():
+    problems = action_problems([
+        {"server": "web1", "state": "drain"},
+        "web2",
+        {"server": "web3", "address": "10.0.0.3", "state": "drain"},
+        {"state": "drain"},
+        {"server": "", "backend": 7, "state": "drain"},
+        {"server": "web6", "state": "sleep", "colour": "red", "Zone": 1},
+        {"server": "web7", "state": "drain", "weight": 5},
+        {"server": "web8", "state": "drain", "reason": "cpu"},
+    ])
+    assert problems == [
+        "autoheal_actions[1] is not an object",
+        "autoheal_actions[2] needs exactly one of server and address",
+        "autoheal_actions[3] needs exactly one of server and address",
+        "autoheal_actions[4].server must be a non-empty string",
+        "autoheal_actions[4].backend must be a non-empty string",
+        "autoheal_actions[5] has unknown keys Zone, colour",
+        "autoheal_actions[5].state must be one of enabled, drain, disabled, absent",
+        "autoheal_actions[6].weight is only allowed with state enabled",
+        "autoheal_actions[7].reason must be an object (alert, fingerprint, status)",
+    ]
+
+
+def test_weights_follow_the_module_rules():
+    def problems_of(weight):
+        return action_problems([{"server": "web1", "state": "enabled", "weight": weight}])
+
+    for good in (0, 1, 256, "7", " 12 ", "0%", "100%", "25 %"):
+        assert problems_of(good) == [], good
+    assert problems_of(257) == ["autoheal_actions[0].weight 257 is out of range (0 to 256)"]
+    assert problems_of("101%") == ["autoheal_actions[0].weight 101% is out of range (0% to 100%)"]
+    for bad in (-1, 1.5, "x%", "", "5%%", True, [1], {"w": 1}):
+        assert problems_of(bad) == ["autoheal_actions[0].weight must be an integer 0..256 or a percentage like 50%"], bad
+
+
+def test_the_filter_is_registered_under_its_documented_name():
+    assert FilterModule().filters() == {"action_problems": action_problems}
