@@ -1,8 +1,9 @@
 //! Coalescing: intents wait here for their fleet's next run; the latest intent per target wins.
 //!
 //! Pure data structure; the pipeline decides when to take from it. A fleet is due once one of its
-//! intents has waited the gather window (and reached its `not_before_ms`); it then takes every
-//! intent that may run, so a burst of notifications shares one run. While a fleet's run is in
+//! intents has waited the gather window since it may run (its arrival, or its `not_before_ms` for
+//! a delayed restore or a retry); it then takes every intent that may run, so a burst of
+//! notifications shares one run. While a fleet's run is in
 //! progress the pipeline does not take from it at all, so a long run lets the next batch grow
 //! instead of queueing many small runs.
 
@@ -27,11 +28,12 @@ struct Queued {
 }
 
 impl Queued {
-    /// When this intent makes its fleet due: after the gather window, and not before it may run.
+    /// When this intent makes its fleet due: one gather window after it may run (so that delayed
+    /// restores whose alerts resolved together also run together).
     fn due_ms(&self, window_ms: i64) -> i64 {
         self.queued_ms
-            .saturating_add(window_ms)
             .max(self.item.intent.not_before_ms)
+            .saturating_add(window_ms)
     }
 }
 
@@ -324,8 +326,26 @@ pub(crate) mod tests {
         // s2 joined within s1's window: both go; the delayed restore stays.
         let batch = c.take_due("default", 1_050);
         assert_eq!(batch.iter().map(|p| p.id).collect::<Vec<_>>(), vec![1, 2]);
-        assert_eq!(c.next_due_ms(&none), Some(5_000));
+        assert_eq!(c.next_due_ms(&none), Some(5_050));
         let busy = HashSet::from(["default".to_owned()]);
         assert_eq!(c.next_due_ms(&busy), None);
+    }
+
+    #[test]
+    fn delayed_restores_that_resolved_together_run_together() {
+        let mut c = Coalescer::new(25);
+        // Two resolves 8 ms apart, each restored 30 s after its own arrival.
+        for (id, server, at) in [(1, "s1", 0), (2, "s2", 8)] {
+            c.add(
+                Pending {
+                    id,
+                    intent: intent(server, DesiredState::Enabled, at + 30_000),
+                },
+                at,
+            );
+        }
+        let due = c.next_due_ms(&HashSet::new()).unwrap();
+        assert_eq!(due, 30_025);
+        assert_eq!(c.take_due("default", due).len(), 2);
     }
 }
