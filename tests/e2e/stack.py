@@ -947,6 +947,9 @@ backend {HAPROXY_BACKEND}
         env = self.ansible_env()
         max_out = len(SERVERS) - self.options.min_active
         q = json.dumps  # a JSON string is a valid TOML basic string
+        # The relay's own coalescing window unless a test asks for another.
+        window = self.options.relay_extra.get("window_ms")
+        coalesce = "" if window is None else f"[coalesce]\nwindow_ms = {window}\n"
         text = f"""# autoheal-relay for the end-to-end stack (loopback only).
 [server]
 listen = {q(f"127.0.0.1:{self.ports.relay}")}
@@ -964,9 +967,7 @@ action = "drain"
 restore = true
 fleet = "e2e"
 
-[coalesce]
-window_ms = {self.options.relay_extra.get("window_ms", 25)}
-
+{coalesce}
 [guard]
 max_out_per_backend = {max_out}
 breaker_max_actions = {self.options.relay_extra.get("breaker_max_actions", 10000)}
