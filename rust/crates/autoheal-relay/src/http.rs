@@ -43,6 +43,9 @@ pub enum ApiError {
     /// 503: the journal cannot take the alerts; the sender should retry.
     #[error("cannot journal the alerts, retry later: {0}")]
     Journal(#[from] crate::journal::JournalError),
+    /// 503: the pause switch could not be recorded, so it was not changed.
+    #[error("cannot record the pause switch, nothing changed: {0}")]
+    Switch(crate::journal::JournalError),
 }
 
 impl ApiError {
@@ -52,7 +55,7 @@ impl ApiError {
             Self::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Body { status, .. } => *status,
             Self::Payload(_) => StatusCode::BAD_REQUEST,
-            Self::Journal(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Journal(_) | Self::Switch(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -63,7 +66,7 @@ impl ApiError {
             Self::Body { status, .. } if *status == StatusCode::PAYLOAD_TOO_LARGE => "too_large",
             Self::Body { .. } => "body",
             Self::Payload(_) => "payload",
-            Self::Journal(_) => "journal",
+            Self::Journal(_) | Self::Switch(_) => "journal",
         }
     }
 }
@@ -225,17 +228,21 @@ async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 async fn pause(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    set_paused(&s, &headers, true)
+    set_paused(&s, &headers, true).await
 }
 
 async fn resume(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    set_paused(&s, &headers, false)
+    set_paused(&s, &headers, false).await
 }
 
-fn set_paused(s: &AppState, headers: &HeaderMap, paused: bool) -> Response {
+/// Journals the switch first, so that a pause an operator was told about survives a restart.
+async fn set_paused(s: &AppState, headers: &HeaderMap, paused: bool) -> Response {
     if let Err(e) = s.inner.auth.check_headers(headers) {
         s.metrics().refuse_request("unauthorized");
         return ApiError::from(e).into_response();
+    }
+    if let Err(e) = s.inner.journal.set_paused(paused).await {
+        return ApiError::Switch(e).into_response();
     }
     s.pause().set(paused);
     tracing::warn!(paused, "pause switch changed through the admin endpoint");

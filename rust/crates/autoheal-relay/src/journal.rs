@@ -125,6 +125,10 @@ enum Command {
         result: RunResult,
         reply: oneshot::Sender<Result<(), JournalError>>,
     },
+    SetPaused {
+        paused: bool,
+        reply: oneshot::Sender<Result<(), JournalError>>,
+    },
 }
 
 /// State found in the database at startup.
@@ -135,6 +139,8 @@ pub struct Recovered {
     pub pending: Vec<Recovery>,
     /// The state last asked for, per target key.
     pub targets: HashMap<String, TargetState>,
+    /// Paused through the admin endpoint when the relay stopped.
+    pub paused: bool,
 }
 
 /// One unfinished decision.
@@ -173,6 +179,7 @@ impl std::fmt::Debug for Command {
             Self::Accept { .. } => "Accept",
             Self::Settle { .. } => "Settle",
             Self::Finish { .. } => "Finish",
+            Self::SetPaused { .. } => "SetPaused",
         })
     }
 }
@@ -221,6 +228,11 @@ CREATE TABLE IF NOT EXISTS targets (
     backend     TEXT NOT NULL,
     state       TEXT NOT NULL,
     weight      TEXT,
+    updated_ms  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS switches (
+    name        TEXT PRIMARY KEY,
+    is_on       INTEGER NOT NULL,
     updated_ms  INTEGER NOT NULL
 );
 ";
@@ -304,6 +316,12 @@ impl Journal {
             reply,
         })
         .await
+    }
+
+    /// Records the admin endpoint's pause switch, so that it survives a restart.
+    pub async fn set_paused(&self, paused: bool) -> Result<(), JournalError> {
+        self.call(|reply| Command::SetPaused { paused, reply })
+            .await
     }
 
     /// Whether the writer thread is alive.
@@ -398,7 +416,7 @@ enum Reply {
         oneshot::Sender<Result<Option<i64>, JournalError>>,
         Option<i64>,
     ),
-    Finish(oneshot::Sender<Result<(), JournalError>>),
+    Done(oneshot::Sender<Result<(), JournalError>>),
 }
 
 impl Writer {
@@ -468,7 +486,10 @@ impl Writer {
                             run_id,
                             result,
                             reply,
-                        } => finish(&tx, now, run_id, &result).map(|()| Reply::Finish(reply)),
+                        } => finish(&tx, now, run_id, &result).map(|()| Reply::Done(reply)),
+                        Command::SetPaused { paused, reply } => {
+                            set_switch(&tx, now, "paused", paused).map(|()| Reply::Done(reply))
+                        }
                     };
                     match result {
                         Ok(r) => replies.push(r),
@@ -489,14 +510,16 @@ impl Writer {
                 match r {
                     Reply::Accept(s, _) => drop(s.send(Err(err()))),
                     Reply::Settle(s, _) => drop(s.send(Err(err()))),
-                    Reply::Finish(s) => drop(s.send(Err(err()))),
+                    Reply::Done(s) => drop(s.send(Err(err()))),
                 }
             }
             for cmd in unprocessed {
                 match cmd {
                     Command::Accept { reply, .. } => drop(reply.send(Err(err()))),
                     Command::Settle { reply, .. } => drop(reply.send(Err(err()))),
-                    Command::Finish { reply, .. } => drop(reply.send(Err(err()))),
+                    Command::Finish { reply, .. } | Command::SetPaused { reply, .. } => {
+                        drop(reply.send(Err(err())));
+                    }
                 }
             }
             return;
@@ -511,7 +534,7 @@ impl Writer {
             match r {
                 Reply::Accept(s, rep) => drop(s.send(Ok(rep))),
                 Reply::Settle(s, id) => drop(s.send(Ok(id))),
-                Reply::Finish(s) => drop(s.send(Ok(()))),
+                Reply::Done(s) => drop(s.send(Ok(()))),
             }
         }
     }
@@ -746,8 +769,29 @@ fn recover(conn: &mut Connection) -> Result<Recovered, JournalError> {
             );
         }
     }
+    let paused = tx
+        .query_row(
+            "SELECT is_on FROM switches WHERE name = 'paused'",
+            [],
+            |r| r.get::<_, bool>(0),
+        )
+        .optional()?
+        .unwrap_or(false);
     tx.commit()?;
-    Ok(Recovered { pending, targets })
+    Ok(Recovered {
+        pending,
+        targets,
+        paused,
+    })
+}
+
+fn set_switch(tx: &Transaction<'_>, now: i64, name: &str, on: bool) -> Result<(), JournalError> {
+    tx.execute(
+        "INSERT INTO switches (name, is_on, updated_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT(name) DO UPDATE SET is_on = excluded.is_on, updated_ms = excluded.updated_ms",
+        params![name, on, now],
+    )?;
+    Ok(())
 }
 
 fn seed_dedup(

@@ -132,7 +132,13 @@ impl Relay {
             },
             pipe_tx,
         )?;
-        let pause = PauseSwitch::new(cfg.guard.paused, cfg.guard.pause_file.clone());
+        if recovered.paused {
+            tracing::warn!("still paused through the admin endpoint before the restart; POST /admin/resume to resume");
+        }
+        let pause = PauseSwitch::new(
+            cfg.guard.paused || recovered.paused,
+            cfg.guard.pause_file.clone(),
+        );
         let mut coalescer = Coalescer::new(cfg.coalesce.window_ms);
         let started_ms = now_ms();
         let mut replays = HashSet::new();

@@ -674,6 +674,61 @@ async fn pause_holds_actions_until_resumed_and_needs_auth() {
     relay.shutdown().await;
 }
 
+fn admin(path: &str) -> Request<Body> {
+    post(path)
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_admin_pause_survives_a_restart_and_so_does_the_resume() {
+    let h = Harness::new("");
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
+    assert_eq!(send(&relay, admin("/admin/pause")).await.1["paused"], true);
+    relay.shutdown().await;
+
+    // Restarted with the same journal: still paused, and alerts wait.
+    let relay = h.start(&rec);
+    let status = Request::get("/admin/status")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&relay, status).await.1["paused"], true);
+    let body = alert_body("firing", &[("BackendCpuHigh", "s1", "01")]);
+    assert_eq!(send(&relay, am_request(body)).await.1["actions"], 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        rec.runs().is_empty(),
+        "paused after the restart: nothing runs"
+    );
+    assert_eq!(
+        send(&relay, admin("/admin/resume")).await.1["paused"],
+        false
+    );
+    wait_for("the held run", || rec.runs().len() == 1).await;
+    relay.shutdown().await;
+
+    // The resume was recorded too: the next start is not paused.
+    let relay = h.start(&rec);
+    let body = alert_body("firing", &[("BackendCpuHigh", "s2", "02")]);
+    assert_eq!(send(&relay, am_request(body)).await.1["actions"], 1);
+    wait_for("a run without any resume", || rec.runs().len() == 2).await;
+
+    // A switch the journal cannot record is refused and left as it was.
+    let conn = rusqlite::Connection::open(h.db()).unwrap();
+    conn.execute_batch("DROP TABLE switches").unwrap();
+    let (code, json) = send(&relay, admin("/admin/pause")).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+    assert!(
+        json["error"].as_str().unwrap().contains("nothing changed"),
+        "{json}"
+    );
+    assert!(!relay.state().pause().is_paused());
+    relay.shutdown().await;
+}
+
 #[tokio::test]
 async fn pause_file_holds_actions() {
     let h = Harness::new("");
