@@ -178,13 +178,18 @@ class Bench:
         crossed = parse_rfc3339(alert["activeAt"])
         notified = s.tap.first(server, "firing", after=change)
         events = read_events(events_file, notified - 0.5)
+        apply = first(events, "task_start", APPLY_ACTIONS[path])
+        # On the relay's warm standby, ansible-playbook started before the alert: its run begins when the
+        # hand-off arrives. (A playbook start after the apply task is the next standby's.)
+        handoff = first(events, "task_ok", ("autoheal.haproxy.relay_handoff",))
+        started = first(events, "playbook_start")
         marks = {
             "change": change,
             "crossed": crossed,
             "notified": notified,
             "drained": drained,
-            "playbook": first(events, "playbook_start"),
-            "apply": first(events, "task_start", APPLY_ACTIONS[path]),
+            "playbook": handoff if handoff is not None else started if started and apply and started < apply else None,
+            "apply": apply,
         }
         if path == "autoheal":
             decision = next(a for a in s.relay_actions(change) if a.server == server and a.state == "drain")
@@ -282,28 +287,28 @@ def report(rounds: dict[str, list[dict]], cycles: dict[str, dict]) -> None:
         ("metric change -> threshold crossed (Prometheus eval)", "change", "crossed", "change", "crossed"),
         ("crossed -> webhook delivered (Prometheus+Alertmanager)", "crossed", "notified", "crossed", "notified"),
         ("webhook -> decision journaled (relay; rulebook: in the next rows)", "notified", "decided", None, None),
-        ("decision -> ansible-runner spawned (coalescing window, guard)", "decided", "runner", None, None),
-        ("ansible-runner spawned -> playbook start", "runner", "playbook", None, None),
+        ("decision -> ansible-runner asked (coalescing window, guard)", "decided", "runner", None, None),
+        ("ansible-runner asked -> playbook start (warm standby: hand-off received)", "runner", "playbook", None, None),
         ("webhook -> playbook start (all of the above)", "notified", "playbook", "notified", "playbook"),
-        ("playbook start -> apply task start", "playbook", "apply", "playbook", "apply"),
+        ("playbook start (hand-off) -> apply task start", "playbook", "apply", "playbook", "apply"),
         ("apply task start -> drained live (module | lineinfile+reload)", "apply", "drained", "apply", "drained"),
         ("webhook -> drained (relay-to-drained)", "notified", "drained", "notified", "drained"),
         ("threshold crossed -> drained", "crossed", "drained", "crossed", "drained"),
     ]
     n = len(rounds["autoheal"])
     print(f"\n== Detection to drain, median of {n} round(s), milliseconds")
-    print(f"{'stage':66} {'autoheal':>8} {'rulebook':>8} {'ratio':>6}")
+    print(f"{'stage':74} {'autoheal':>8} {'rulebook':>8} {'ratio':>6}")
     print("(ratio = rulebook / autoheal; the first two stages are shared and differ only by noise)")
     for label, a0, a1, e0, e1 in rows:
         ours = med("autoheal", a0, a1)
         peer = med("eda", e0, e1) if e0 else None
         shared = a0 in ("change", "crossed") and a1 in ("crossed", "notified")  # same Prometheus+Alertmanager
         ratio = f"{peer / ours:5.1f}x" if ours and peer and not shared else "     -"
-        print(f"{label:66} {fmt(ours):>8} {fmt(peer):>8} {ratio:>6}")
+        print(f"{label:74} {fmt(ours):>8} {fmt(peer):>8} {ratio:>6}")
     restore_ours = statistics.median(r["restore"] for r in rounds["autoheal"])
     restore_peer = statistics.median(r["restore"] for r in rounds["eda"])
     print(
-        f"{'metric falls -> restored live':66} {fmt(restore_ours):>8} {fmt(restore_peer):>8} "
+        f"{'metric falls -> restored live':74} {fmt(restore_ours):>8} {fmt(restore_peer):>8} "
         f"{restore_peer / restore_ours:5.1f}x"
     )
     if cycles:

@@ -18,6 +18,7 @@ class StackTestCase(unittest.TestCase):
 
     stack: stack.Stack
     extra_alertmanagers = 0
+    relay_extra: dict = {}
 
     @classmethod
     def setUpClass(cls) -> None:
@@ -28,6 +29,7 @@ class StackTestCase(unittest.TestCase):
             workdir=WORKROOT / f"{cls.__name__}-{port_base}",
             min_active=2,
             extra_alertmanagers=cls.extra_alertmanagers,
+            relay_extra=dict(cls.relay_extra),
         )
         cls.stack = stack.Stack(options)
         try:

@@ -13,6 +13,7 @@ Standard library only.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import http.client
 import json
 import os
@@ -20,6 +21,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -980,6 +982,7 @@ playbook = "autoheal.haproxy.remediate"
 inventory = {q(str(inventory))}
 work_dir = {q(str(self.relay_dir / "runs"))}
 timeout_secs = 120
+standby = {json.dumps(self.options.relay_extra.get("standby", True))}
 
 [executor.env]
 {chr(10).join(f"{key} = {q(value)}" for key, value in sorted(env.items()))}
@@ -1059,6 +1062,12 @@ level = "info"
             if action.time >= since - 0.5 and action.server == server and action.state == state and row.get("run_id"):
                 return row["run_id"]
         return None
+
+    def relay_run_detail(self, run_id: int) -> str:
+        """What the relay's journal says about a run (the executor's detail), read from its database."""
+        with contextlib.closing(sqlite3.connect(self.relay_dir / "journal.db")) as db:
+            row = db.execute("SELECT detail FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return row[0] if row and row[0] else ""
 
     def relay_saw_all(self, since: float) -> bool:
         decided = {a.server for a in self.relay_actions(since) if a.state != "enabled" and a.outcome != "pending"}

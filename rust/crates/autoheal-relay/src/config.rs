@@ -412,12 +412,21 @@ pub struct AnsibleRunnerConfig {
     /// (no interpreter start per run); false: spawn the `ansible-runner` CLI for each run.
     #[serde(default = "default_resident")]
     pub resident: bool,
+    /// Resident mode: keep the next run started ahead of time (playbook
+    /// `autoheal.haproxy.standby`, waiting for its extra vars), so that a run does not wait for
+    /// ansible-playbook to start and parse the inventory and playbooks.
+    #[serde(default = "default_standby")]
+    pub standby: bool,
     /// The Python that has ansible_runner, for the resident worker (default: the `python3`
     /// beside `binary`).
     pub python: Option<PathBuf>,
 }
 
 fn default_resident() -> bool {
+    true
+}
+
+fn default_standby() -> bool {
     true
 }
 

@@ -173,6 +173,7 @@ impl AnsibleRunner {
             "inventory": self.cfg.inventory,
             "limit": self.limit(fleet),
             "log": log,
+            "standby": self.cfg.standby,
         })
     }
 
@@ -235,9 +236,18 @@ impl AnsibleRunner {
                 let answer = tokio::time::timeout(self.run_limit(), running.call(&call)).await;
                 let duration_ms = elapsed_ms(started);
                 let failure = match answer {
-                    Ok(Ok(Answer::Finished { status, rc })) => {
+                    Ok(Ok(Answer::Finished {
+                        status,
+                        rc,
+                        standby,
+                    })) => {
                         *worker = Some(running);
-                        return Ok(self.result(&dir, &stderr_path, Some(status), rc, duration_ms));
+                        let mut result =
+                            self.result(&dir, &stderr_path, Some(status), rc, duration_ms);
+                        if standby {
+                            result.detail.push_str(" (ran on the warm standby)");
+                        }
+                        return Ok(result);
                     }
                     Ok(Ok(Answer::Error { error })) => {
                         *worker = Some(running);
@@ -443,6 +453,7 @@ mod tests {
             env: BTreeMap::from([("AUTOHEAL_TEST_ENV".to_owned(), "passed".to_owned())]),
             keep_runs: 2,
             resident: false,
+            standby: false,
             python: None,
         }
     }

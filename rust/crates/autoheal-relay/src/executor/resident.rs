@@ -57,6 +57,9 @@ pub enum Answer {
         status: String,
         /// ansible-playbook's return code.
         rc: Option<i32>,
+        /// The run was handed to the warm standby rather than started.
+        #[serde(default)]
+        standby: bool,
     },
     /// The run could not be carried out (ansible_runner.run raised).
     Error {
