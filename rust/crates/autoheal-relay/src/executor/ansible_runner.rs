@@ -610,7 +610,36 @@ mod tests {
              \x20   os.system('echo chatter from a child')\n\
              \x20   print('boom on stderr', file=sys.stderr)\n\
              \x20   if kwargs['playbook'] == 'raise':\n        raise RuntimeError('no such playbook')\n\
-             \x20   return Result('failed', 2) if kwargs['playbook'] == 'fail' else Result('successful', 0)\n",
+             \x20   return Result('failed', 2) if kwargs['playbook'] == 'fail' else Result('successful', 0)\n\
+             # The warm standby: reads the worker's hand-off from the FIFO like relay_handoff does,\n\
+             # records it in STANDBY_LOG and in its artifacts.\n\
+             import select, threading\n\
+             def run_async(**kwargs):\n\
+             \x20   result = Result('running', None)\n\
+             \x20   def standby():\n\
+             \x20       with open(os.path.join(kwargs['private_data_dir'], 'env', 'extravars')) as f:\n\
+             \x20           channel = json.load(f)['autoheal_standby_channel']\n\
+             \x20       fd = os.open(channel, os.O_RDONLY | os.O_NONBLOCK)\n\
+             \x20       poller = select.poll()\n\
+             \x20       poller.register(fd, select.POLLIN)\n\
+             \x20       data = b''\n\
+             \x20       while poller.poll(30000):\n\
+             \x20           chunk = os.read(fd, 65536)\n\
+             \x20           if not chunk:\n\
+             \x20               break\n\
+             \x20           data += chunk\n\
+             \x20       message = json.loads(data)\n\
+             \x20       seen = {'message': message, 'playbook': kwargs['playbook'], 'limit': kwargs['limit']}\n\
+             \x20       with open(os.environ['STANDBY_LOG'], 'a') as log:\n\
+             \x20           log.write(json.dumps(seen) + '\\n')\n\
+             \x20       artifacts = os.path.join(kwargs['private_data_dir'], 'artifacts', kwargs['ident'])\n\
+             \x20       os.makedirs(artifacts)\n\
+             \x20       with open(os.path.join(artifacts, 'handed.json'), 'w') as f:\n\
+             \x20           json.dump(seen, f)\n\
+             \x20       result.status, result.rc = ('canceled', 1) if 'cancel' in message else ('successful', 0)\n\
+             \x20   thread = threading.Thread(target=standby)\n\
+             \x20   thread.start()\n\
+             \x20   return thread, result\n",
         )
         .unwrap();
         let mut c = cfg(dir, "ansible-runner".into());
@@ -620,6 +649,10 @@ mod tests {
             "PYTHONPATH".into(),
             module_dir.to_string_lossy().into_owned(),
         );
+        c.env.insert(
+            "STANDBY_LOG".into(),
+            dir.join("standby.log").to_string_lossy().into_owned(),
+        );
         AnsibleRunner::new(c)
     }
 
@@ -627,6 +660,7 @@ mod tests {
         let mut runs: Vec<PathBuf> = std::fs::read_dir(dir.join("runs"))
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("run-"))
             .collect();
         runs.sort();
         runs.pop().unwrap()
@@ -673,6 +707,75 @@ mod tests {
         assert_eq!(
             again["pid"], kwargs["pid"],
             "the edge fleet's worker was not reused"
+        );
+    }
+
+    #[tokio::test]
+    async fn resident_worker_hands_the_next_run_to_a_warm_standby() {
+        let dir = tempfile::tempdir().unwrap();
+        let standby_log = dir.path().join("standby.log");
+        let mut r = resident_with_stand_in_module(dir.path());
+        r.cfg.standby = true;
+        let mut req = request();
+        let first = r.run(&req).await;
+        assert_eq!(first.status, "successful", "{first:?}");
+        assert!(!first.detail.contains("warm standby"), "{first:?}");
+
+        // Same inputs: the standby the first run left behind takes the second, with its extra vars.
+        req.run_id = 8;
+        req.actions[0].server = Some("s9".into());
+        let second = r.run(&req).await;
+        assert_eq!(second.status, "successful", "{second:?}");
+        assert!(second.detail.contains("warm standby"), "{second:?}");
+        let pdd = newest_run_dir(dir.path());
+        let extra_vars: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(pdd.join("env/extravars")).unwrap())
+                .unwrap();
+        let seen: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(pdd.join("artifacts/autoheal/handed.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(seen["message"]["vars"], extra_vars);
+        assert_eq!(
+            seen["message"]["vars"]["autoheal_actions"][0]["server"],
+            "s9"
+        );
+        assert_eq!(seen["playbook"], "autoheal.haproxy.standby");
+        assert_eq!(seen["limit"], "edge_lbs");
+        assert!(
+            !pdd.join("kwargs.json").exists(),
+            "the run was also started from scratch"
+        );
+
+        // Other inputs: the waiting standby is retired and the run starts from scratch.
+        req.run_id = 9;
+        r.cfg.playbook = "other".into();
+        let third = r.run(&req).await;
+        assert_eq!(third.status, "successful", "{third:?}");
+        assert!(!third.detail.contains("warm standby"), "{third:?}");
+        assert_eq!(kwargs_of(&newest_run_dir(dir.path()))["playbook"], "other");
+        let retired = || {
+            std::fs::read_to_string(&standby_log)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        };
+        // The retired standby reads its cancel in the background.
+        for _ in 0..200 {
+            if retired().len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let lines = retired();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[1]["message"]["cancel"]
+                .as_str()
+                .unwrap()
+                .contains("changed"),
+            "{lines:?}"
         );
     }
 

@@ -134,26 +134,30 @@ class Standby:
         remove_orphaned_standby_dirs(work_dir)
         self.dir = tempfile.mkdtemp(prefix="standby-%d-" % os.getpid(), dir=work_dir)
         self.channel = os.path.join(self.dir, "handoff")
-        os.mkfifo(self.channel, 0o600)
-        os.mkdir(os.path.join(self.dir, "env"))
-        with open(os.path.join(self.dir, "env", "extravars"), "w", encoding="utf-8") as out:
-            json.dump({
-                "autoheal_standby_channel": self.channel,
-                "autoheal_standby_playbook": request["playbook"],
-                "autoheal_standby_timeout": STANDBY_MAX_AGE_S + 60,
-                "autoheal_standby_owner": os.getpid(),
-            }, out)
         self.started = time.monotonic()
         self.retired = False
-        self.thread, self.runner = ansible_runner.run_async(
-            private_data_dir=self.dir,
-            playbook=STANDBY_PLAYBOOK,
-            ident=request["ident"],
-            inventory=request["inventory"],
-            limit=request.get("limit"),
-            quiet=True,
-            cancel_callback=lambda: self.retired,
-        )
+        try:
+            os.mkfifo(self.channel, 0o600)
+            os.mkdir(os.path.join(self.dir, "env"))
+            with open(os.path.join(self.dir, "env", "extravars"), "w", encoding="utf-8") as out:
+                json.dump({
+                    "autoheal_standby_channel": self.channel,
+                    "autoheal_standby_playbook": request["playbook"],
+                    "autoheal_standby_timeout": STANDBY_MAX_AGE_S + 60,
+                    "autoheal_standby_owner": os.getpid(),
+                }, out)
+            self.thread, self.runner = ansible_runner.run_async(
+                private_data_dir=self.dir,
+                playbook=STANDBY_PLAYBOOK,
+                ident=request["ident"],
+                inventory=request["inventory"],
+                limit=request.get("limit"),
+                quiet=True,
+                cancel_callback=lambda: self.retired,
+            )
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
 
     def stale_for(self, request):
         """Why this standby cannot carry out `request`, or None."""
@@ -199,7 +203,9 @@ class Standby:
             out.write("ran on the warm standby started in %s\n" % self.dir)
         self.thread.join()
         # The run's artifacts belong with its private data dir, where the relay looks for them.
-        shutil.move(os.path.join(self.dir, "artifacts"), os.path.join(request["private_data_dir"], "artifacts"))
+        artifacts = os.path.join(self.dir, "artifacts")
+        if os.path.isdir(artifacts):
+            shutil.move(artifacts, os.path.join(request["private_data_dir"], "artifacts"))
         shutil.rmtree(self.dir, ignore_errors=True)
         return {"status": self.runner.status, "rc": self.runner.rc, "standby": True}
 
@@ -290,7 +296,11 @@ while True:
         answer({"error": "request is not JSON: %s" % exc})
         continue
     running.set()
-    reply = worker.serve(request)
+    try:
+        reply = worker.serve(request)
+    except Exception as exc:  # noqa: BLE001 - reported to the relay; the worker stays up
+        traceback.print_exc()
+        reply = {"error": "the worker failed: %s: %s" % (type(exc).__name__, exc)}
     running.clear()
     answer(reply)
 worker.stop()
