@@ -894,7 +894,11 @@ mod tests {
         let pid_file = dir.path().join("grandchild.pid");
         let mut r = resident_with_stand_in_python(
             dir.path(),
-            &format!("sleep 600 &\necho $! > '{}'\nwait", pid_file.display()),
+            // In a session of its own, as ansible-runner starts ansible-playbook (on a pty).
+            &format!(
+                "setsid sleep 600 &\necho $! > '{}'\nwait",
+                pid_file.display()
+            ),
         );
         r.cfg.timeout_secs = 1;
         r.kill_margin = Duration::ZERO;

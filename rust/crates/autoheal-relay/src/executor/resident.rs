@@ -145,17 +145,86 @@ impl Worker {
         !matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Kills the worker's whole process group (ansible-playbook included); the child is
-    /// reaped in the background.
-    pub fn kill(mut self) {
-        if let Some(pid) = self
-            .child
-            .id()
-            .and_then(|id| i32::try_from(id).ok())
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    /// Kills the worker with everything it started (as dropping it does); the child is reaped in
+    /// the background.
+    pub fn kill(self) {
+        drop(self);
+    }
+
+    /// ansible-runner starts `ansible-playbook` on a pty, in a session of its own, and ansible
+    /// starts its own workers in theirs: neither is in the worker's process group, and both would
+    /// outlive the worker (reparented to init) and go on changing things unobserved. So the whole
+    /// tree of descendants is stopped first (a stopped process cannot fork), then killed.
+    fn kill_tree(&mut self) {
+        if let Some(root) = self.child.id() {
+            let mut tree = Vec::new();
+            for _ in 0..2 {
+                for pid in descendants(root) {
+                    if !tree.contains(&pid) {
+                        signal(pid, rustix::process::Signal::STOP);
+                        tree.push(pid);
+                    }
+                }
+            }
+            for pid in tree {
+                signal(pid, rustix::process::Signal::KILL);
+            }
+            if let Some(pid) = i32::try_from(root)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
         }
         let _ = self.child.start_kill();
     }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill_tree();
+    }
+}
+
+fn signal(pid: u32, sig: rustix::process::Signal) {
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+/// Every process below `root` (any depth), from the parent pids in /proc.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut children: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue; // ended meanwhile
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut found = Vec::new();
+    let mut todo = vec![root];
+    while let Some(pid) = todo.pop() {
+        for &child in children.get(&pid).into_iter().flatten() {
+            found.push(child);
+            todo.push(child);
+        }
+    }
+    found
 }

@@ -58,10 +58,52 @@ requests = queue.Queue()
 running = threading.Event()
 
 
+def descendants(root):
+    """Every process below `root` (any depth), from the parent pids in /proc."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry, encoding="utf-8", errors="replace") as stat:
+                # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_descendants():
+    """ansible-runner starts ansible-playbook in a session of its own (a pty), and ansible starts its
+    workers in theirs: they are not in this process group and would outlive this worker. Stop the
+    whole tree (a stopped process cannot fork), then kill it."""
+    tree = []
+    for _ in range(2):
+        for pid in descendants(os.getpid()):
+            if pid not in tree:
+                tree.append(pid)
+                try:
+                    os.kill(pid, signal.SIGSTOP)
+                except OSError:
+                    pass
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def read_requests():
     for line in sys.stdin:
         requests.put(line)
-    # The relay is gone. An unfinished run has nobody to report to: stop it with ourselves.
+    # The relay is gone: a run in progress and the warm standby have nobody to report to.
+    kill_descendants()
     if running.is_set() and os.getpgrp() == os.getpid():
         os.killpg(os.getpgrp(), signal.SIGKILL)
     requests.put(None)
