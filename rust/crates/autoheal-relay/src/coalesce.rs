@@ -3,9 +3,8 @@
 //! Pure data structure; the pipeline decides when to take from it. A fleet is due once one of its
 //! intents has waited the gather window since it may run (its arrival, or its `not_before_ms` for
 //! a delayed restore or a retry); it then takes every intent that may run, so a burst of
-//! notifications shares one run. While a fleet's run is in
-//! progress the pipeline does not take from it at all, so a long run lets the next batch grow
-//! instead of queueing many small runs.
+//! notifications shares one run. While a fleet's run is in progress the pipeline does not take
+//! from it at all, so a long run lets the next batch grow instead of queueing many small runs.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 

@@ -963,6 +963,29 @@ async fn retries_stop_after_the_configured_attempts() {
     relay.shutdown().await;
 }
 
+/// Sends one firing BackendCpuHigh for `server` (backend `be`) and returns its decision once it
+/// is no longer pending.
+async fn fire_and_settle(
+    relay: &Relay,
+    db: &Path,
+    server: &str,
+    fingerprint: &str,
+) -> journal::HistoryRow {
+    let body = alert_body("firing", &[("BackendCpuHigh", server, fingerprint)]);
+    send(relay, am_request(body)).await;
+    let target = format!("be/{server}");
+    let decision = || {
+        history(db)
+            .into_iter()
+            .find(|r| r.target.as_deref() == Some(target.as_str()))
+    };
+    wait_for(&format!("{server} settled"), || {
+        decision().is_some_and(|r| r.outcome != "pending")
+    })
+    .await;
+    decision().unwrap()
+}
+
 #[tokio::test]
 async fn a_failed_restore_still_counts_against_the_budget() {
     let h = Harness::new("");
@@ -989,41 +1012,13 @@ async fn a_failed_restore_still_counts_against_the_budget() {
             .any(|r| r.state.as_deref() == Some("enabled") && r.outcome == "failed")
     })
     .await;
-    send(
-        &relay,
-        am_request(alert_body("firing", &[("BackendCpuHigh", "s2", "02")])),
-    )
-    .await;
-    wait_for("s2 settled", || {
-        history(&h.db())
-            .iter()
-            .any(|r| r.target.as_deref() == Some("be/s2") && r.outcome != "pending")
-    })
-    .await;
-    let s2 = history(&h.db())
-        .into_iter()
-        .find(|r| r.target.as_deref() == Some("be/s2"))
-        .unwrap();
+    let s2 = fire_and_settle(&relay, &h.db(), "s2", "02").await;
     assert_eq!(s2.outcome, "refused", "{s2:?}");
     assert!(s2.detail.unwrap().contains("budget"));
     relay.shutdown().await;
     // The same holds after a restart: the journal remembers the target's state as unknown.
     let relay = Relay::start(&cfg, rec.clone()).unwrap();
-    send(
-        &relay,
-        am_request(alert_body("firing", &[("BackendCpuHigh", "s3", "03")])),
-    )
-    .await;
-    wait_for("s3 settled", || {
-        history(&h.db())
-            .iter()
-            .any(|r| r.target.as_deref() == Some("be/s3") && r.outcome != "pending")
-    })
-    .await;
-    let s3 = history(&h.db())
-        .into_iter()
-        .find(|r| r.target.as_deref() == Some("be/s3"))
-        .unwrap();
+    let s3 = fire_and_settle(&relay, &h.db(), "s3", "03").await;
     assert_eq!(s3.outcome, "refused", "{s3:?}");
     relay.shutdown().await;
 }

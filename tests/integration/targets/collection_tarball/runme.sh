@@ -40,19 +40,9 @@ echo "ok: installed; ansible-doc shows and lists the modules"
 python3 "$lab_py" start "$lab" ../setup_haproxy/files/haproxy.cfg.in >"$work/lab.json"
 cfg="$lab/haproxy.cfg"
 cp "$cfg" "$work/original.cfg"
-cat >"$work/inventory" <<INI
-[haproxy]
-lb1 ansible_connection=local ansible_python_interpreter="{{ ansible_playbook_python }}"
-[haproxy:vars]
-autoheal_remediate_config=$cfg
-autoheal_remediate_socket=$lab/admin.sock
-autoheal_remediate_reload_method=signal
-autoheal_remediate_pidfile=$lab/pids/haproxy.pid
-INI
-live() {
-  python3 "$lab_py" state "$lab" |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["summary"].get(sys.argv[1], "missing"))' "$1"
-}
+# shellcheck source=../setup_haproxy/files/lab.sh
+source ../setup_haproxy/files/lab.sh
+lab_inventory "$work/inventory"
 
 actions='{"autoheal_actions": [{"backend": "app", "server": "web2", "state": "drain",
   "reason": {"alert": "AutohealNodeCpuBusy", "fingerprint": "tarball", "status": "firing"}}]}'

@@ -15,18 +15,11 @@ trap 'python3 "$lab_py" stop "$lab" >/dev/null 2>&1 || true; rm -rf "$work"' EXI
 
 python3 "$lab_py" start "$lab" ../setup_haproxy/files/haproxy.cfg.in >/dev/null
 cfg="$lab/haproxy.cfg"
-cat >"$work/inventory" <<INI
-[haproxy]
-lb1 ansible_connection=local ansible_python_interpreter="{{ ansible_playbook_python }}"
-[haproxy:vars]
-autoheal_remediate_config=$cfg
-autoheal_remediate_socket=$lab/admin.sock
-autoheal_remediate_reload_method=signal
-autoheal_remediate_pidfile=$lab/pids/haproxy.pid
-INI
+# shellcheck source=../setup_haproxy/files/lab.sh
+source ../setup_haproxy/files/lab.sh
+lab_inventory "$work/inventory"
 
 fail() { echo "FAIL: $*"; exit 1; }
-live() { python3 "$lab_py" state "$lab" | python3 -c 'import json, sys; print(json.load(sys.stdin)["summary"][sys.argv[1]])' "$1"; }
 channel="$work/handoff"
 
 # standby OWNER [ansible-playbook args...]: starts the standby in the background; its log is $work/standby.log.

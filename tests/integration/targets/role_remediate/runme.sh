@@ -23,22 +23,13 @@ cfg="$lab/haproxy.cfg"
 cp "$cfg" "$work/original.cfg"
 frontend=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["frontend"])' <"$work/lab.json")
 
-cat >"$work/inventory" <<INI
-[haproxy]
-lb1 ansible_connection=local ansible_python_interpreter="{{ ansible_playbook_python }}"
-[haproxy:vars]
-autoheal_remediate_config=$cfg
-autoheal_remediate_socket=$lab/admin.sock
-autoheal_remediate_reload_method=signal
-autoheal_remediate_pidfile=$lab/pids/haproxy.pid
-autoheal_remediate_master_socket=$lab/master.sock
-autoheal_remediate_state_file=$lab/server-state
-INI
+# shellcheck source=../setup_haproxy/files/lab.sh
+source ../setup_haproxy/files/lab.sh
+lab_inventory "$work/inventory"
 
 fail() { echo "FAIL: $*"; exit 1; }
 # Small JSON readers over the lab's output (python3 only: no jq on a fresh machine).
 pyjson() { python3 -c "import json, sys; d = json.load(sys.stdin); a = sys.argv[1:]; $1" "${@:2}"; }
-live() { python3 "$lab_py" state "$lab" | pyjson 'print(d["summary"].get(a[0], "missing"))' "$1"; }
 live_all() { python3 "$lab_py" state "$lab" | pyjson 'print(json.dumps(d["summary"], sort_keys=True))'; }
 worker() { python3 "$lab_py" state "$lab" | pyjson 'print(d["worker_pid"])'; }
 file_line() {

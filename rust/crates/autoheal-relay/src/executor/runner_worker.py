@@ -230,9 +230,11 @@ class Standby:
                 time.sleep(0.002)
         os.set_blocking(fd, True)
         try:
-            os.write(fd, json.dumps(message).encode())
-        finally:
-            os.close(fd)
+            with os.fdopen(fd, "wb") as out:
+                out.write(json.dumps(message).encode())
+        except BrokenPipeError:
+            # The standby ended between opening and reading: it ran nothing of this message.
+            return False
         return True
 
     def hand_over(self, request):
