@@ -211,6 +211,16 @@ pub fn environment_warnings(cfg: &Config) -> Vec<String> {
         }
         _ => {}
     }
+    if let Some(pause) = &cfg.guard.pause_file {
+        if pause.starts_with("/tmp") || pause.starts_with("/var/tmp") {
+            warnings.push(format!(
+                "guard.pause_file {} is under /tmp or /var/tmp: the relay's unit has PrivateTmp=yes, so it \
+                 sees its own private /tmp and a file an operator creates there does not pause it; \
+                 use a directory such as /run/autoheal or /var/lib/autoheal-relay",
+                pause.display()
+            ));
+        }
+    }
     warnings
 }
 
@@ -278,16 +288,34 @@ pub fn history_table(rows: &[HistoryRow]) -> String {
             "{:>6}  {:<24} {:<28} {:<9} {:<10} {:<24} {:<10} {:<22} {}\n",
             r.id,
             format_ms(r.decided_ms),
-            r.alert,
-            r.alert_status,
+            printable(&r.alert),
+            printable(&r.alert_status),
             r.outcome,
-            r.target.as_deref().unwrap_or("-"),
+            printable(r.target.as_deref().unwrap_or("-")),
             r.state.as_deref().unwrap_or("-"),
             run,
-            r.detail.as_deref().unwrap_or("")
+            printable(r.detail.as_deref().unwrap_or(""))
         ));
     }
     out
+}
+
+/// `text` with its control characters escaped (`\u{1b}`): an alert name comes from outside and
+/// must not move the cursor, clear the screen or forge lines on the operator's terminal.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// Milliseconds since the epoch as UTC `YYYY-MM-DD hh:mm:ss.mmm` (the raw number if out of range).
@@ -656,6 +684,50 @@ mod tests {
         let line = table.lines().nth(1).unwrap();
         assert!(line.contains("#4 running "), "{line}");
         assert!(!line.contains("rc=") && !line.contains("ms "), "{line}");
+    }
+
+    #[test]
+    fn history_table_escapes_control_characters_from_alerts() {
+        let hostile = HistoryRow {
+            alert: "Evil\x1b[2J\rForged\nrow".into(),
+            detail: Some("label server: \x07bell".into()),
+            ..row(5, 0, "rejected")
+        };
+        let table = history_table(&[hostile]);
+        assert_eq!(table.lines().count(), 2, "{table}");
+        assert!(
+            !table.chars().any(|c| c.is_control() && c != '\n'),
+            "{table:?}"
+        );
+        assert!(
+            table.contains("Evil\\u{1b}[2J\\u{d}Forged\\u{a}row"),
+            "{table}"
+        );
+        assert!(table.contains("\\u{7}bell"), "{table}");
+    }
+
+    #[test]
+    fn a_pause_file_under_a_private_tmp_is_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.toml");
+        for (pause, warned) in [
+            ("/tmp/autoheal.pause", true),
+            ("/var/tmp/p", true),
+            ("/run/autoheal/pause", false),
+        ] {
+            std::fs::write(
+                &file,
+                format!("[auth]\nallow_unauthenticated = true\n[guard]\npause_file = \"{pause}\"\n[executor]\nkind = \"dry-run\"\n"),
+            )
+            .unwrap();
+            let cfg = Config::load(&file).unwrap();
+            let warnings = environment_warnings(&cfg);
+            assert_eq!(
+                warnings.iter().any(|w| w.contains("PrivateTmp")),
+                warned,
+                "{pause}: {warnings:?}"
+            );
+        }
     }
 
     #[test]

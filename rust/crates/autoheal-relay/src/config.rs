@@ -93,8 +93,12 @@ pub struct ServerConfig {
     pub header_read_timeout_ms: u64,
     /// Seconds to wait for in-flight requests on shutdown.
     pub shutdown_grace_secs: u64,
-    /// Requests handled at once; more get 503 at once (bounds memory: this times the body limit).
+    /// Requests handled at once, all routes together; more get 503 at once (bounds memory:
+    /// this times the body limit).
     pub max_concurrent_requests: usize,
+    /// Connections open at once; a new one beyond this is closed at once (keep it well under
+    /// the process's descriptor limit, `LimitNOFILE`).
+    pub max_connections: usize,
     /// PEM certificate chain; with `tls_key`, enables HTTPS.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key.
@@ -110,6 +114,7 @@ impl Default for ServerConfig {
             header_read_timeout_ms: 5_000,
             shutdown_grace_secs: 10,
             max_concurrent_requests: 1024,
+            max_connections: 4096,
             tls_cert: None,
             tls_key: None,
         }
@@ -129,6 +134,9 @@ pub struct AuthConfig {
     pub basic_auth_file: Option<PathBuf>,
     /// Grafana's HMAC-SHA256 signature, checked on `/hooks/grafana`.
     pub grafana_hmac: Option<HmacConfig>,
+    /// File holding the admin endpoints' bearer token (they are off without it, unless
+    /// `allow_unauthenticated`); the webhook senders' credentials do not open them.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// Grafana webhook HMAC settings.
@@ -140,8 +148,11 @@ pub struct HmacConfig {
     /// Header carrying the hex signature.
     #[serde(default = "default_hmac_header")]
     pub header: String,
-    /// Header carrying a Unix timestamp; when set, the signed text is `timestamp:body`.
-    pub timestamp_header: Option<String>,
+    /// Header carrying a Unix timestamp, required; the signed text is `timestamp:body`. Empty
+    /// turns the timestamp off (the signed text is the body; a captured request can then be
+    /// replayed once the dedup window has passed).
+    #[serde(default = "default_timestamp_header")]
+    pub timestamp_header: String,
     /// Largest accepted clock difference for the timestamp, in seconds.
     #[serde(default = "default_max_skew")]
     pub max_skew_secs: u64,
@@ -149,6 +160,10 @@ pub struct HmacConfig {
 
 fn default_hmac_header() -> String {
     "X-Grafana-Alerting-Signature".to_owned()
+}
+
+fn default_timestamp_header() -> String {
+    "X-Grafana-Alerting-Signature-Timestamp".to_owned()
 }
 
 fn default_max_skew() -> u64 {
@@ -616,6 +631,12 @@ impl Config {
                 "must be positive".into(),
             ));
         }
+        if self.server.max_connections == 0 {
+            return Err(invalid(
+                "server.max_connections".into(),
+                "must be positive".into(),
+            ));
+        }
         if self.server.max_body_bytes == 0 {
             return Err(invalid(
                 "server.max_body_bytes".into(),
@@ -765,6 +786,7 @@ impl Config {
         fix_opt(&mut self.server.tls_key);
         fix_opt(&mut self.auth.bearer_token_file);
         fix_opt(&mut self.auth.basic_auth_file);
+        fix_opt(&mut self.auth.admin_token_file);
         if let Some(h) = &mut self.auth.grafana_hmac {
             fix(&mut h.secret_file);
         }

@@ -1,16 +1,17 @@
 //! The HTTP surface: `app(state) -> Router`. Handlers are thin: authenticate, check the content
 //! type, read the body within its limit, parse, decide, journal, answer.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{BoxError, Json, Router};
+use axum::{Json, Router};
 use serde_json::json;
-use tower::ServiceBuilder;
-use tower_http::timeout::TimeoutLayer;
+use tokio::sync::Semaphore;
 
 use crate::auth::AuthError;
 use crate::decide::{decide, Decision};
@@ -23,7 +24,7 @@ use crate::relay::AppState;
 /// Why a request was refused; each maps to one status and a JSON body `{"error": "..."}`.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 401.
+    /// 401 (403 for admin endpoints that are off).
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// 415.
@@ -51,6 +52,7 @@ pub enum ApiError {
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
+            Self::Auth(AuthError::AdminDisabled) => StatusCode::FORBIDDEN,
             Self::Auth(_) => StatusCode::UNAUTHORIZED,
             Self::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Body { status, .. } => *status,
@@ -88,8 +90,10 @@ impl IntoResponse for ApiError {
 /// The relay's router.
 pub fn app(state: AppState) -> Router {
     let limit = state.inner.max_body_bytes;
-    let timeout = state.inner.request_timeout;
-    let concurrency = state.inner.max_concurrent_requests;
+    let gate = Arc::new(RequestGate {
+        slots: Arc::new(Semaphore::new(state.inner.max_concurrent_requests)),
+        timeout: state.inner.request_timeout,
+    });
     Router::new()
         .route("/hooks/alertmanager", post(alertmanager))
         .route("/hooks/grafana", post(grafana))
@@ -100,23 +104,40 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/resume", post(resume))
         .route("/admin/status", get(status))
         .layer(DefaultBodyLimit::max(limit))
-        // Over the limit, answer 503 at once (retried by Alertmanager) rather than queue.
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|_: BoxError| async {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        Json(json!({ "error": "too many requests in progress, retry later" })),
-                    )
-                }))
-                .load_shed()
-                .concurrency_limit(concurrency),
-        )
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
+        .layer(axum::middleware::from_fn_with_state(gate, admit))
         .with_state(state)
+}
+
+/// What every request passes through, shared by all routes (a router layer is cloned per
+/// route, so the slots live behind one `Arc`).
+#[derive(Debug)]
+struct RequestGate {
+    slots: Arc<Semaphore>,
+    timeout: std::time::Duration,
+}
+
+/// Over the concurrency limit, answers 503 at once (retried by Alertmanager) rather than queue;
+/// past the request timeout, answers 503 too: the alerts may not have been journaled, and only
+/// a 5xx makes the sender try again.
+async fn admit(State(gate): State<Arc<RequestGate>>, req: Request, next: Next) -> Response {
+    let Ok(_slot) = gate.slots.clone().try_acquire_owned() else {
+        return unavailable("too many requests in progress, retry later");
+    };
+    match tokio::time::timeout(gate.timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(timeout = ?gate.timeout, "request timed out; answered 503 so that the sender retries");
+            unavailable("request timed out before its alerts were journaled, retry later")
+        }
+    }
+}
+
+fn unavailable(message: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "error": message })),
+    )
+        .into_response()
 }
 
 async fn alertmanager(State(s): State<AppState>, headers: HeaderMap, req: Request) -> Response {
@@ -152,7 +173,9 @@ async fn intake(
     // Grafana with a configured HMAC proves itself with the signature (checked once the body
     // is read); everything else needs the Authorization header before the body is read.
     let signed = source == Source::Grafana && inner.auth.has_hmac();
-    if !signed {
+    if signed {
+        inner.auth.check_hmac_headers(headers)?;
+    } else {
         inner.auth.check_headers(headers)?;
     }
     if !is_json(headers) {
@@ -164,10 +187,12 @@ async fn intake(
             status: r.status(),
             message: r.body_text(),
         })?;
-    if signed {
+    let signature = if signed {
         let now = u64::try_from(now_ms() / 1000).unwrap_or(0);
-        inner.auth.check_hmac(headers, &body, now)?;
-    }
+        inner.auth.check_hmac(headers, &body, now)?
+    } else {
+        None
+    };
     let alerts = payload::parse(source, &body)?;
     inner
         .metrics
@@ -193,6 +218,9 @@ async fn intake(
         .journal
         .accept(source, alerts.into_iter().zip(decisions).collect())
         .await?;
+    if let Some(signature) = signature {
+        inner.auth.remember(signature);
+    }
     inner
         .metrics
         .alerts_deduplicated
@@ -208,11 +236,19 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// Ready while the journal can take alerts; otherwise says why (webhooks get 503 meanwhile).
 async fn readyz(State(s): State<AppState>) -> Response {
-    if s.inner.journal.is_running() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "journal not running\n").into_response()
+    let journal = &s.inner.journal;
+    if !journal.is_running() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "journal not running\n").into_response();
+    }
+    match journal.failing() {
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("journal cannot commit: {why}\n"),
+        )
+            .into_response(),
+        None => (StatusCode::OK, "ready\n").into_response(),
     }
 }
 
@@ -236,10 +272,15 @@ async fn resume(State(s): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 /// Journals the switch first, so that a pause an operator was told about survives a restart.
+/// A JSON content type is required: a cross-site HTML form cannot send one.
 async fn set_paused(s: &AppState, headers: &HeaderMap, paused: bool) -> Response {
-    if let Err(e) = s.inner.auth.check_headers(headers) {
+    if let Err(e) = s.inner.auth.check_admin(headers) {
         s.metrics().refuse_request("unauthorized");
         return ApiError::from(e).into_response();
+    }
+    if !is_json(headers) {
+        s.metrics().refuse_request("content_type");
+        return ApiError::ContentType.into_response();
     }
     if let Err(e) = s.inner.journal.set_paused(paused).await {
         return ApiError::Switch(e).into_response();
@@ -250,7 +291,7 @@ async fn set_paused(s: &AppState, headers: &HeaderMap, paused: bool) -> Response
 }
 
 async fn status(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(e) = s.inner.auth.check_headers(&headers) {
+    if let Err(e) = s.inner.auth.check_admin(&headers) {
         return ApiError::from(e).into_response();
     }
     status_body(&s)

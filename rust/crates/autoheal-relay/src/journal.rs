@@ -7,8 +7,8 @@
 //! and rejections), runs and their results.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -16,10 +16,11 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::coalesce::Pending;
-use crate::config::Synchronous;
+use crate::config::{RetryConfig, Synchronous};
 use crate::decide::Decision;
+use crate::dedup::{self, DedupKey, RecentKeys};
 use crate::guard::{TargetState, UNKNOWN_COUNTS_AS};
-use crate::model::{now_ms, Alert, AlertStatus, DesiredState, Intent, Source};
+use crate::model::{now_ms, Alert, DesiredState, Intent, Source};
 
 /// Why the journal failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,12 @@ pub enum JournalError {
         id: i64,
         /// The JSON error.
         source: serde_json::Error,
+    },
+    /// Another relay holds the journal's lock.
+    #[error("{path} is in use by another autoheal-relay (it holds the journal's lock); stop that one, or give this one its own journal.path")]
+    Locked {
+        /// The database file.
+        path: PathBuf,
     },
     /// The database directory could not be created.
     #[error("cannot create {path}: {source}")]
@@ -123,19 +130,32 @@ enum Command {
     Finish {
         run_id: i64,
         result: RunResult,
-        reply: oneshot::Sender<Result<(), JournalError>>,
+        reply: oneshot::Sender<Result<Vec<Retry>, JournalError>>,
     },
     SetPaused {
         paused: bool,
         reply: oneshot::Sender<Result<(), JournalError>>,
     },
+    /// Commits nothing more, closes the database and releases its lock, then answers.
+    Close { reply: oneshot::Sender<()> },
+}
+
+/// A decision of a failed run that is to be tried again, journaled as `retrying`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Decision id.
+    pub id: i64,
+    /// Failed attempts so far.
+    pub attempt: u32,
+    /// Not before this time (ms since the epoch).
+    pub at_ms: i64,
 }
 
 /// State found in the database at startup.
 #[derive(Debug, Default)]
 pub struct Recovered {
     /// Decisions not yet carried out, oldest first; `replay` is set on those whose run was
-    /// interrupted (they were admitted once and are re-run as they are).
+    /// interrupted or is to be retried (they were admitted once and are re-run as they are).
     pub pending: Vec<Recovery>,
     /// The state last asked for, per target key.
     pub targets: HashMap<String, TargetState>,
@@ -156,6 +176,8 @@ pub struct Recovery {
 #[derive(Debug, Clone)]
 pub struct Journal {
     tx: mpsc::Sender<Command>,
+    /// Why the last commit failed, until one succeeds (for `/readyz`).
+    failing: Arc<Mutex<Option<String>>>,
 }
 
 /// Settings for the journal thread.
@@ -165,12 +187,16 @@ pub struct JournalOptions {
     pub path: PathBuf,
     /// Dedup window.
     pub dedup_ttl: Duration,
+    /// Most recent dedup keys kept in memory (the whole window is in the database).
+    pub dedup_cache: usize,
     /// Most commands per transaction (also the channel capacity).
     pub max_batch: usize,
     /// SQLite `synchronous`.
     pub synchronous: Synchronous,
     /// Finished history older than this is deleted (hourly).
     pub retention: Duration,
+    /// Retries of the actions of a failed run.
+    pub retry: RetryConfig,
 }
 
 impl std::fmt::Debug for Command {
@@ -180,6 +206,7 @@ impl std::fmt::Debug for Command {
             Self::Settle { .. } => "Settle",
             Self::Finish { .. } => "Finish",
             Self::SetPaused { .. } => "SetPaused",
+            Self::Close { .. } => "Close",
         })
     }
 }
@@ -211,6 +238,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     run_id      INTEGER REFERENCES runs(id)
 );
 CREATE INDEX IF NOT EXISTS decisions_open ON decisions(outcome) WHERE outcome IN ('pending', 'running');
+CREATE INDEX IF NOT EXISTS decisions_retrying ON decisions(outcome) WHERE outcome = 'retrying';
 CREATE TABLE IF NOT EXISTS runs (
     id          INTEGER PRIMARY KEY,
     fleet       TEXT NOT NULL,
@@ -230,6 +258,15 @@ CREATE TABLE IF NOT EXISTS targets (
     weight      TEXT,
     updated_ms  INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dedup (
+    key         INTEGER PRIMARY KEY,
+    seen_ms     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS retries (
+    decision_id   INTEGER PRIMARY KEY REFERENCES decisions(id),
+    attempts      INTEGER NOT NULL,
+    not_before_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS switches (
     name        TEXT PRIMARY KEY,
     is_on       INTEGER NOT NULL,
@@ -237,14 +274,40 @@ CREATE TABLE IF NOT EXISTS switches (
 );
 ";
 
-/// Opens (or creates) the database with the relay's pragmas and schema.
-pub fn open_db(path: &Path, synchronous: Synchronous) -> Result<Connection, JournalError> {
+/// Creates the database file readable by its owner only (SQLite gives its WAL and shared-memory
+/// files the same mode) and takes an exclusive lock on it, held as long as the returned file is
+/// open: a second relay on the same journal would re-run the first one's work.
+pub fn lock_db(path: &Path) -> Result<std::fs::File, JournalError> {
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| JournalError::Dir {
             path: dir.to_owned(),
             source,
         })?;
     }
+    let io_err = |source| JournalError::Dir {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err)?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(JournalError::Locked {
+            path: path.to_owned(),
+        }),
+        Err(e) => Err(io_err(e.into())),
+    }
+}
+
+/// Opens (or creates) the database with the relay's pragmas and schema.
+pub fn open_db(path: &Path, synchronous: Synchronous) -> Result<Connection, JournalError> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL (the default): a commit is on disk before the request that waited for it is answered.
@@ -262,19 +325,22 @@ impl Journal {
         opts: &JournalOptions,
         pipeline: mpsc::UnboundedSender<Pending>,
     ) -> Result<(Self, Recovered), JournalError> {
+        let lock = lock_db(&opts.path)?;
         let mut conn = open_db(&opts.path, opts.synchronous)?;
         let recovered = recover(&mut conn)?;
-        let hasher = RandomState::new();
-        let dedup = seed_dedup(&conn, opts.dedup_ttl, &hasher)?;
+        let dedup_ttl_ms = i64::try_from(opts.dedup_ttl.as_millis()).unwrap_or(i64::MAX);
+        dedup::seed_from_events(&conn, now_ms().saturating_sub(dedup_ttl_ms))?;
         let (tx, rx) = mpsc::channel(opts.max_batch);
-        let mut writer = Writer {
+        let failing = Arc::new(Mutex::new(None));
+        let writer = Writer {
+            failing: failing.clone(),
             conn,
+            _lock: lock,
+            retry: opts.retry.clone(),
             rx,
             pipeline,
-            dedup,
-            hasher,
-            dedup_ttl_ms: i64::try_from(opts.dedup_ttl.as_millis()).unwrap_or(i64::MAX),
-            prune_at: MIN_PRUNE_AT,
+            recent: RecentKeys::new(opts.dedup_cache),
+            dedup_ttl_ms,
             retention_ms: i64::try_from(opts.retention.as_millis()).unwrap_or(i64::MAX),
             max_batch: opts.max_batch,
         };
@@ -285,7 +351,7 @@ impl Journal {
                 path: opts.path.clone(),
                 source,
             })?;
-        Ok((Self { tx }, recovered))
+        Ok((Self { tx, failing }, recovered))
     }
 
     /// Journals a webhook's alerts and decisions; returns after the commit.
@@ -308,8 +374,9 @@ impl Journal {
             .await
     }
 
-    /// Records a run's result.
-    pub async fn finish(&self, run_id: i64, result: RunResult) -> Result<(), JournalError> {
+    /// Records a run's result; if it failed, schedules the retries its decisions have left
+    /// and returns them.
+    pub async fn finish(&self, run_id: i64, result: RunResult) -> Result<Vec<Retry>, JournalError> {
         self.call(|reply| Command::Finish {
             run_id,
             result,
@@ -324,9 +391,26 @@ impl Journal {
             .await
     }
 
+    /// Stops the writer once the commands before this one are committed, and waits until the
+    /// database is closed and its lock released. Later commands fail with [`JournalError::Closed`].
+    pub async fn close(&self) {
+        let (reply, closed) = oneshot::channel();
+        if self.send(Command::Close { reply }).await.is_ok() {
+            let _ = closed.await;
+        }
+    }
+
     /// Whether the writer thread is alive.
     pub fn is_running(&self) -> bool {
         !self.tx.is_closed()
+    }
+
+    /// Why the last commit failed, if no commit has succeeded since (a full disk, say).
+    pub fn failing(&self) -> Option<String> {
+        self.failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Commands waiting for the writer.
@@ -349,30 +433,25 @@ impl Journal {
     }
 }
 
-/// A 64-bit keyed hash of (fingerprint, status, startsAt): the dedup memory stays small (a few
-/// MB for a million recent alerts) and a collision, at odds of about 2^-64 per pair, can at
-/// worst drop one alert as a duplicate.
-type DedupKey = u64;
-
-fn dedup_key(
-    hasher: &RandomState,
-    fingerprint: &str,
-    status: AlertStatus,
-    starts_at: &str,
-) -> DedupKey {
-    hasher.hash_one((fingerprint, status, starts_at))
-}
-
-const MIN_PRUNE_AT: usize = 4096;
-
 /// How often finished history past its retention is deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Deletes finished decisions older than `horizon_ms`, then the events and runs nothing refers
-/// to any more. Unfinished work (`pending`, `running`) is never deleted. Returns the rows deleted.
-pub fn prune(conn: &Connection, horizon_ms: i64) -> Result<usize, JournalError> {
+/// to any more, and targets back in service since before it; and dedup keys older than
+/// `dedup_horizon_ms`. Unfinished work (`pending`, `running`, `retrying`) and targets the relay
+/// took out are never deleted. Returns the rows deleted.
+pub fn prune(
+    conn: &Connection,
+    horizon_ms: i64,
+    dedup_horizon_ms: i64,
+) -> Result<usize, JournalError> {
+    conn.execute(
+        "DELETE FROM retries WHERE decision_id IN
+         (SELECT id FROM decisions WHERE updated_ms < ?1 AND outcome NOT IN ('pending', 'running', 'retrying'))",
+        params![horizon_ms],
+    )?;
     let decisions = conn.execute(
-        "DELETE FROM decisions WHERE updated_ms < ?1 AND outcome NOT IN ('pending', 'running')",
+        "DELETE FROM decisions WHERE updated_ms < ?1 AND outcome NOT IN ('pending', 'running', 'retrying')",
         params![horizon_ms],
     )?;
     let events = conn.execute(
@@ -384,18 +463,24 @@ pub fn prune(conn: &Connection, horizon_ms: i64) -> Result<usize, JournalError> 
          AND id NOT IN (SELECT run_id FROM decisions WHERE run_id IS NOT NULL)",
         params![horizon_ms],
     )?;
-    Ok(decisions + events + runs)
+    let targets = conn.execute(
+        "DELETE FROM targets WHERE state = 'enabled' AND updated_ms < ?1",
+        params![horizon_ms],
+    )?;
+    let keys = dedup::prune(conn, dedup_horizon_ms)?;
+    Ok(decisions + events + runs + targets + keys)
 }
 
 struct Writer {
     conn: Connection,
+    /// The exclusive lock on the database file, released when the writer stops.
+    _lock: std::fs::File,
+    failing: Arc<Mutex<Option<String>>>,
+    retry: RetryConfig,
     rx: mpsc::Receiver<Command>,
     pipeline: mpsc::UnboundedSender<Pending>,
-    dedup: HashMap<DedupKey, i64>,
-    hasher: RandomState,
+    recent: RecentKeys,
     dedup_ttl_ms: i64,
-    /// Prune expired dedup entries once the map reaches this size.
-    prune_at: usize,
     retention_ms: i64,
     max_batch: usize,
 }
@@ -416,35 +501,57 @@ enum Reply {
         oneshot::Sender<Result<Option<i64>, JournalError>>,
         Option<i64>,
     ),
+    Finish(
+        oneshot::Sender<Result<Vec<Retry>, JournalError>>,
+        Vec<Retry>,
+    ),
     Done(oneshot::Sender<Result<(), JournalError>>),
 }
 
 impl Writer {
-    fn run(&mut self) {
+    fn run(mut self) {
         let mut last_prune: Option<std::time::Instant> = None;
+        let mut closed = None;
         while let Some(first) = self.rx.blocking_recv() {
             if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
                 last_prune = Some(std::time::Instant::now());
-                let horizon = now_ms().saturating_sub(self.retention_ms);
-                match prune(&self.conn, horizon) {
+                let now = now_ms();
+                let horizon = now.saturating_sub(self.retention_ms);
+                match prune(&self.conn, horizon, now.saturating_sub(self.dedup_ttl_ms)) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(rows = n, "pruned journal history past its retention"),
                     Err(e) => tracing::warn!(error = %e, "cannot prune the journal"),
                 }
             }
-            let mut batch = vec![first];
-            while batch.len() < self.max_batch {
-                match self.rx.try_recv() {
-                    Ok(cmd) => batch.push(cmd),
-                    Err(_) => break,
+            let mut batch = Vec::new();
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                if let Command::Close { reply } = cmd {
+                    closed = Some(reply);
+                    break;
+                }
+                batch.push(cmd);
+                if batch.len() < self.max_batch {
+                    next = self.rx.try_recv().ok();
                 }
             }
             self.commit_batch(batch);
+            if closed.is_some() {
+                break;
+            }
         }
+        // Close the database and release the lock before saying so.
+        drop(self);
         tracing::debug!("journal writer stopped");
+        if let Some(reply) = closed {
+            let _ = reply.send(());
+        }
     }
 
     fn commit_batch(&mut self, batch: Vec<Command>) {
+        if batch.is_empty() {
+            return;
+        }
         let now = now_ms();
         let mut staged = Staged::default();
         let mut replies = Vec::with_capacity(batch.len());
@@ -472,8 +579,7 @@ impl Writer {
                             now,
                             source,
                             items,
-                            &self.dedup,
-                            &self.hasher,
+                            &self.recent,
                             self.dedup_ttl_ms,
                             &mut batch_keys,
                             &mut staged,
@@ -486,10 +592,12 @@ impl Writer {
                             run_id,
                             result,
                             reply,
-                        } => finish(&tx, now, run_id, &result).map(|()| Reply::Done(reply)),
+                        } => finish(&tx, now, run_id, &result, &self.retry)
+                            .map(|r| Reply::Finish(reply, r)),
                         Command::SetPaused { paused, reply } => {
                             set_switch(&tx, now, "paused", paused).map(|()| Reply::Done(reply))
                         }
+                        Command::Close { .. } => unreachable!("Close never enters a batch"),
                     };
                     match result {
                         Ok(r) => replies.push(r),
@@ -503,6 +611,12 @@ impl Writer {
                 }
             }
         }
+        let mut failing = self
+            .failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *failing = failed.as_ref().map(ToString::to_string);
+        drop(failing);
         if let Some(err) = failed {
             tracing::error!(error = %err, "journal commit failed; the batch is refused");
             let err = || JournalError::Commit(err.to_string());
@@ -510,6 +624,7 @@ impl Writer {
                 match r {
                     Reply::Accept(s, _) => drop(s.send(Err(err()))),
                     Reply::Settle(s, _) => drop(s.send(Err(err()))),
+                    Reply::Finish(s, _) => drop(s.send(Err(err()))),
                     Reply::Done(s) => drop(s.send(Err(err()))),
                 }
             }
@@ -517,15 +632,16 @@ impl Writer {
                 match cmd {
                     Command::Accept { reply, .. } => drop(reply.send(Err(err()))),
                     Command::Settle { reply, .. } => drop(reply.send(Err(err()))),
-                    Command::Finish { reply, .. } | Command::SetPaused { reply, .. } => {
-                        drop(reply.send(Err(err())));
-                    }
+                    Command::Finish { reply, .. } => drop(reply.send(Err(err()))),
+                    Command::SetPaused { reply, .. } => drop(reply.send(Err(err()))),
+                    Command::Close { .. } => {}
                 }
             }
             return;
         }
-        self.dedup.extend(staged.dedup);
-        self.prune_dedup(now);
+        for (key, seen_ms) in staged.dedup {
+            self.recent.insert(key, seen_ms);
+        }
         for p in staged.forward {
             // The pipeline is gone only at shutdown; the decision stays pending in the journal.
             let _ = self.pipeline.send(p);
@@ -534,18 +650,9 @@ impl Writer {
             match r {
                 Reply::Accept(s, rep) => drop(s.send(Ok(rep))),
                 Reply::Settle(s, id) => drop(s.send(Ok(id))),
+                Reply::Finish(s, retries) => drop(s.send(Ok(retries))),
                 Reply::Done(s) => drop(s.send(Ok(()))),
             }
-        }
-    }
-
-    fn prune_dedup(&mut self, now: i64) {
-        // Amortised: prune when the map has doubled since the last prune, so the common path
-        // stays O(1) and the map never holds more than twice the live entries.
-        if self.dedup.len() >= self.prune_at {
-            let horizon = now.saturating_sub(self.dedup_ttl_ms);
-            self.dedup.retain(|_, seen| *seen > horizon);
-            self.prune_at = (self.dedup.len() * 2).max(MIN_PRUNE_AT);
         }
     }
 }
@@ -556,8 +663,7 @@ fn accept(
     now: i64,
     source: Source,
     items: Vec<(Alert, Decision)>,
-    dedup: &HashMap<DedupKey, i64>,
-    hasher: &RandomState,
+    recent: &RecentKeys,
     ttl_ms: i64,
     batch_keys: &mut HashSet<DedupKey>,
     staged: &mut Staged,
@@ -575,13 +681,19 @@ fn accept(
          VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     for (alert, decision) in items {
-        let key = dedup_key(hasher, &alert.fingerprint, alert.status, &alert.starts_at);
-        let seen_recently = dedup.get(&key).is_some_and(|t| now - *t < ttl_ms);
+        let key = dedup::key(&alert.fingerprint, alert.status, &alert.starts_at);
+        let seen_recently = dedup::last_seen(tx, recent, key)?.is_some_and(|t| now - t < ttl_ms);
         if seen_recently || !batch_keys.insert(key) {
             report.duplicates += 1;
             continue;
         }
-        let labels = serde_json::to_string(&alert.labels).unwrap_or_default();
+        // An alert no rule wants keeps its name in the audit, not its labels (they are the bulk
+        // of what the relay is sent, and nothing needs them).
+        let labels = if matches!(decision, Decision::Ignored { .. }) {
+            "{}".to_owned()
+        } else {
+            serde_json::to_string(&alert.labels).unwrap_or_default()
+        };
         ins_event.execute(params![
             now,
             source.as_str(),
@@ -592,6 +704,7 @@ fn accept(
             labels
         ])?;
         let event_id = tx.last_insert_rowid();
+        dedup::record(tx, key, now)?;
         staged.dedup.push((key, now));
         match decision {
             Decision::Act(intent) => {
@@ -649,6 +762,15 @@ fn accept(
 fn settle(tx: &Transaction<'_>, now: i64, s: Settlement) -> Result<Option<i64>, JournalError> {
     let mut set_outcome =
         tx.prepare_cached("UPDATE decisions SET outcome = ?2, detail = COALESCE(?3, detail), updated_ms = ?4 WHERE id = ?1")?;
+    let mut forget_retry = tx.prepare_cached("DELETE FROM retries WHERE decision_id = ?1")?;
+    let settled = s
+        .superseded
+        .iter()
+        .chain(&s.noop)
+        .chain(s.refused.iter().map(|(id, _)| id));
+    for id in settled {
+        forget_retry.execute(params![id])?;
+    }
     for id in &s.superseded {
         set_outcome.execute(params![
             id,
@@ -691,25 +813,68 @@ fn settle(tx: &Transaction<'_>, now: i64, s: Settlement) -> Result<Option<i64>, 
     Ok(Some(run_id))
 }
 
-fn finish(tx: &Transaction<'_>, now: i64, run_id: i64, r: &RunResult) -> Result<(), JournalError> {
+/// Records a run's result. The decisions of a failed run that have retries left become
+/// `retrying` (a retry is work owed: it resumes after a restart, with the attempts it has used);
+/// the others become `failed`.
+fn finish(
+    tx: &Transaction<'_>,
+    now: i64,
+    run_id: i64,
+    r: &RunResult,
+    policy: &RetryConfig,
+) -> Result<Vec<Retry>, JournalError> {
     tx.execute(
         "UPDATE runs SET finished_ms = ?2, status = ?3, rc = ?4, duration_ms = ?5, detail = ?6 WHERE id = ?1",
         params![run_id, now, r.status, r.rc, r.duration_ms, r.detail],
     )?;
-    let outcome = if r.succeeded() { "done" } else { "failed" };
-    if !r.succeeded() {
-        // What the run did to its targets is unknown: the guard counts them as out.
+    if r.succeeded() {
         tx.execute(
-            "UPDATE targets SET state = 'unknown', weight = NULL, updated_ms = ?2
-             WHERE key IN (SELECT target FROM decisions WHERE run_id = ?1)",
+            "DELETE FROM retries WHERE decision_id IN (SELECT id FROM decisions WHERE run_id = ?1)",
+            params![run_id],
+        )?;
+        tx.execute(
+            "UPDATE decisions SET outcome = 'done', updated_ms = ?2 WHERE run_id = ?1 AND outcome = 'running'",
             params![run_id, now],
         )?;
+        return Ok(Vec::new());
     }
+    // What the run did to its targets is unknown: the guard counts them as out.
     tx.execute(
-        "UPDATE decisions SET outcome = ?2, updated_ms = ?3 WHERE run_id = ?1 AND outcome = 'running'",
-        params![run_id, outcome, now],
+        "UPDATE targets SET state = 'unknown', weight = NULL, updated_ms = ?2
+         WHERE key IN (SELECT target FROM decisions WHERE run_id = ?1)",
+        params![run_id, now],
     )?;
-    Ok(())
+    let failed: Vec<(i64, u32)> = tx
+        .prepare_cached(
+            "SELECT d.id, COALESCE(r.attempts, 0) FROM decisions d LEFT JOIN retries r ON r.decision_id = d.id
+             WHERE d.run_id = ?1 AND d.outcome = 'running'",
+        )?
+        .query_map(params![run_id], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let at_ms = now.saturating_add(i64::try_from(policy.delay_ms).unwrap_or(i64::MAX));
+    let mut retries = Vec::new();
+    for (id, used) in failed {
+        let attempt = used.saturating_add(1);
+        if attempt <= policy.attempts {
+            tx.execute(
+                "INSERT INTO retries (decision_id, attempts, not_before_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(decision_id) DO UPDATE SET attempts = ?2, not_before_ms = ?3",
+                params![id, attempt, at_ms],
+            )?;
+            tx.execute(
+                "UPDATE decisions SET outcome = 'retrying', updated_ms = ?2 WHERE id = ?1",
+                params![id, now],
+            )?;
+            retries.push(Retry { id, attempt, at_ms });
+        } else {
+            tx.execute("DELETE FROM retries WHERE decision_id = ?1", params![id])?;
+            tx.execute(
+                "UPDATE decisions SET outcome = 'failed', updated_ms = ?2 WHERE id = ?1",
+                params![id, now],
+            )?;
+        }
+    }
+    Ok(retries)
 }
 
 fn recover(conn: &mut Connection) -> Result<Recovered, JournalError> {
@@ -725,22 +890,28 @@ fn recover(conn: &mut Connection) -> Result<Recovered, JournalError> {
     }
     let mut pending = Vec::new();
     {
-        let mut stmt =
-            tx.prepare("SELECT id, intent, outcome FROM decisions WHERE outcome IN ('pending', 'running') ORDER BY id")?;
+        let mut stmt = tx.prepare(
+            "SELECT d.id, d.intent, d.outcome, r.not_before_ms FROM decisions d LEFT JOIN retries r ON r.decision_id = d.id
+             WHERE d.outcome IN ('pending', 'running', 'retrying') ORDER BY d.id",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
+                r.get::<_, Option<i64>>(3)?,
             ))
         })?;
         for row in rows {
-            let (id, json, outcome) = row?;
-            let intent: Intent = serde_json::from_str(&json)
+            let (id, json, outcome, retry_at) = row?;
+            let mut intent: Intent = serde_json::from_str(&json)
                 .map_err(|source| JournalError::Corrupt { id, source })?;
+            if outcome == "retrying" {
+                intent.not_before_ms = intent.not_before_ms.max(retry_at.unwrap_or(0));
+            }
             pending.push(Recovery {
                 pending: Pending { id, intent },
-                replay: outcome == "running",
+                replay: outcome != "pending",
             });
         }
     }
@@ -794,36 +965,6 @@ fn set_switch(tx: &Transaction<'_>, now: i64, name: &str, on: bool) -> Result<()
     Ok(())
 }
 
-fn seed_dedup(
-    conn: &Connection,
-    ttl: Duration,
-    hasher: &RandomState,
-) -> Result<HashMap<DedupKey, i64>, JournalError> {
-    let horizon = now_ms().saturating_sub(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
-    let mut stmt = conn.prepare(
-        "SELECT fingerprint, status, starts_at, received_ms FROM events WHERE received_ms > ?1",
-    )?;
-    let rows = stmt.query_map(params![horizon], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, i64>(3)?,
-        ))
-    })?;
-    let mut map = HashMap::new();
-    for row in rows {
-        let (fp, status, starts_at, at) = row?;
-        let status = if status == "firing" {
-            AlertStatus::Firing
-        } else {
-            AlertStatus::Resolved
-        };
-        map.insert(dedup_key(hasher, &fp, status, &starts_at), at);
-    }
-    Ok(map)
-}
-
 /// One line of `autoheal-relay history`.
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryRow {
@@ -835,7 +976,7 @@ pub struct HistoryRow {
     pub alert: String,
     /// Alert status.
     pub alert_status: String,
-    /// pending, running, done, failed, refused, superseded, noop, rejected, ignored.
+    /// pending, running, retrying, done, failed, refused, superseded, noop, rejected, ignored.
     pub outcome: String,
     /// Rule.
     pub rule: Option<String>,

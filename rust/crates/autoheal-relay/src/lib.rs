@@ -10,6 +10,7 @@ pub mod cli;
 pub mod coalesce;
 pub mod config;
 pub mod decide;
+pub mod dedup;
 pub mod executor;
 pub mod guard;
 pub mod http;

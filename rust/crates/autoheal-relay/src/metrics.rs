@@ -46,6 +46,8 @@ pub struct Metrics {
     pub alerts_deduplicated: Counter,
     /// Alerts rejected (unsafe label values), per reason.
     pub alerts_rejected: Family<ReasonLabel, Counter>,
+    /// Connections closed at once because `server.max_connections` were open.
+    pub connections_refused: Counter,
     /// Requests refused before parsing (auth, size, content type, JSON), per reason.
     pub requests_refused: Family<ReasonLabel, Counter>,
     /// Actions decided, per desired state.
@@ -56,6 +58,8 @@ pub struct Metrics {
     pub runs_started: Counter,
     /// Runs finished, per result.
     pub runs_finished: Family<ResultLabel, Counter>,
+    /// Runs whose executor panicked (each also counted as finished with `error`).
+    pub runs_panicked: Counter,
     /// Run wall time.
     pub run_duration: Histogram,
     /// Intents waiting in the coalescer.
@@ -80,11 +84,13 @@ impl Metrics {
             alerts_received: Family::default(),
             alerts_deduplicated: Counter::default(),
             alerts_rejected: Family::default(),
+            connections_refused: Counter::default(),
             requests_refused: Family::default(),
             actions_decided: Family::default(),
             actions_refused: Family::default(),
             runs_started: Counter::default(),
             runs_finished: Family::default(),
+            runs_panicked: Counter::default(),
             run_duration: Histogram::new(exponential_buckets(0.25, 2.0, 12)),
             queue_depth: Gauge::default(),
             breaker_open: Gauge::default(),
@@ -105,6 +111,11 @@ impl Metrics {
             "alerts_rejected",
             "Alerts refused for unsafe label values",
             m.alerts_rejected.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at once because the connection limit was reached",
+            m.connections_refused.clone(),
         );
         registry.register(
             "requests_refused",
@@ -130,6 +141,11 @@ impl Metrics {
             "runs_finished",
             "Remediation runs finished, by result",
             m.runs_finished.clone(),
+        );
+        registry.register(
+            "runs_panicked",
+            "Remediation runs whose executor panicked",
+            m.runs_panicked.clone(),
         );
         registry.register(
             "run_duration_seconds",

@@ -2,7 +2,7 @@
 //! the HTTP handlers share.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +12,10 @@ use tokio::task::JoinHandle;
 
 use crate::auth::Authenticator;
 use crate::coalesce::{Coalescer, Pending};
-use crate::config::{Config, RetryConfig, Rule, TargetsConfig};
+use crate::config::{Config, Rule, TargetsConfig};
 use crate::executor::{Executor, RunRequest};
 use crate::guard::Guard;
-use crate::journal::{Journal, JournalError, JournalOptions, NewRun, Settlement};
+use crate::journal::{Journal, JournalError, JournalOptions, NewRun, Retry, RunResult, Settlement};
 use crate::metrics::{Metrics, ReasonLabel, ResultLabel, StateLabel};
 use crate::model::now_ms;
 
@@ -24,6 +24,8 @@ use crate::model::now_ms;
 pub struct PauseSwitch {
     flag: Arc<AtomicBool>,
     file: Option<PathBuf>,
+    /// The file could not be looked at last time (logged once per change).
+    file_unreadable: Arc<AtomicBool>,
 }
 
 impl PauseSwitch {
@@ -32,6 +34,7 @@ impl PauseSwitch {
         Self {
             flag: Arc::new(AtomicBool::new(paused)),
             file,
+            file_unreadable: Arc::default(),
         }
     }
 
@@ -40,9 +43,26 @@ impl PauseSwitch {
         self.flag.store(paused, Ordering::SeqCst);
     }
 
-    /// Whether actions are held.
+    /// Whether actions are held: the flag is set, or the file exists, or whether it exists
+    /// cannot be told (an operator may have paused; failing closed is the safe side).
     pub fn is_paused(&self) -> bool {
-        self.flag.load(Ordering::SeqCst) || self.file.as_ref().is_some_and(|f| f.exists())
+        self.flag.load(Ordering::SeqCst) || self.file.as_ref().is_some_and(|f| self.file_pauses(f))
+    }
+
+    fn file_pauses(&self, file: &Path) -> bool {
+        let looked = std::fs::metadata(file);
+        let unreadable = matches!(&looked, Err(e) if e.kind() != std::io::ErrorKind::NotFound);
+        if self.file_unreadable.swap(unreadable, Ordering::SeqCst) != unreadable {
+            match &looked {
+                Err(e) if unreadable => {
+                    tracing::error!(file = %file.display(), error = %e, "cannot tell whether the pause file exists; paused until it can")
+                }
+                _ => {
+                    tracing::warn!(file = %file.display(), "the pause file can be looked at again")
+                }
+            }
+        }
+        looked.is_ok() || unreadable
     }
 }
 
@@ -126,9 +146,11 @@ impl Relay {
             &JournalOptions {
                 path: cfg.journal.path.clone(),
                 dedup_ttl: Duration::from_secs(cfg.journal.dedup_ttl_secs),
+                dedup_cache: crate::dedup::CACHE_ENTRIES,
                 max_batch: cfg.journal.max_batch,
                 synchronous: cfg.journal.synchronous,
                 retention: Duration::from_secs(cfg.journal.retention_days.saturating_mul(86_400)),
+                retry: cfg.retry.clone(),
             },
             pipe_tx,
         )?;
@@ -168,8 +190,6 @@ impl Relay {
             pause: pause.clone(),
             shutdown: shutdown_rx,
             grace: Duration::from_secs(cfg.server.shutdown_grace_secs),
-            retry: cfg.retry.clone(),
-            attempts: HashMap::new(),
         };
         let pipeline = tokio::spawn(pipeline.run());
         let state = AppState {
@@ -198,12 +218,14 @@ impl Relay {
     }
 
     /// Stops the pipeline (waiting up to the grace period for a run in progress; whatever is
-    /// not finished stays in the journal and resumes on the next start).
+    /// not finished stays in the journal and resumes on the next start), then closes the
+    /// journal and releases its lock.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         if let Err(e) = self.pipeline.await {
             tracing::error!(error = %e, "pipeline task failed");
         }
+        self.state.inner.journal.close().await;
     }
 }
 
@@ -229,6 +251,8 @@ struct RunDone {
     fleet: String,
     items: Vec<Pending>,
     succeeded: bool,
+    /// The decisions journaled as `retrying` (the others of a failed run gave up).
+    retries: Vec<Retry>,
 }
 
 /// One fleet's worker: runs its jobs one after the other.
@@ -251,9 +275,6 @@ struct Pipeline {
     pause: PauseSwitch,
     shutdown: watch::Receiver<bool>,
     grace: Duration,
-    retry: RetryConfig,
-    /// Failed attempts per decision id.
-    attempts: HashMap<i64, u32>,
 }
 
 impl Pipeline {
@@ -282,12 +303,8 @@ impl Pipeline {
                 },
                 Some(done) = done_rx.recv() => {
                     busy.remove(&done.fleet);
-                    if done.succeeded {
-                        for p in &done.items {
-                            self.attempts.remove(&p.id);
-                        }
-                    } else {
-                        self.after_failure(done.items);
+                    if !done.succeeded {
+                        self.after_failure(done.items, &done.retries);
                     }
                 }
                 () = sleep_until_if(wake_at) => self.flush(&mut workers, &mut busy, &done_tx).await,
@@ -320,22 +337,18 @@ impl Pipeline {
     }
 
     /// A run failed: its targets' real state is unknown, so the guard counts them as out
-    /// (a failed restore must not free budget); each action is retried after the retry delay,
-    /// as it was admitted, unless a newer intent for its target arrived meanwhile.
-    fn after_failure(&mut self, items: Vec<Pending>) {
-        let retry_at =
-            now_ms().saturating_add(i64::try_from(self.retry.delay_ms).unwrap_or(i64::MAX));
+    /// (a failed restore must not free budget); each action the journal scheduled a retry for
+    /// is retried at that time, as it was admitted, unless a newer intent for its target
+    /// arrived meanwhile.
+    fn after_failure(&mut self, items: Vec<Pending>, retries: &[Retry]) {
         for mut p in items {
             self.guard.mark_unknown(&p.intent.target);
-            let attempts = self.attempts.entry(p.id).or_insert(0);
-            *attempts += 1;
-            if *attempts > self.retry.attempts {
-                tracing::error!(decision = p.id, target = %p.intent.target, attempts = *attempts, "giving up on a failed action");
-                self.attempts.remove(&p.id);
+            let Some(retry) = retries.iter().find(|r| r.id == p.id) else {
+                tracing::error!(decision = p.id, target = %p.intent.target, "giving up on a failed action");
                 continue;
-            }
-            tracing::warn!(decision = p.id, target = %p.intent.target, attempt = *attempts, "retrying a failed action");
-            p.intent.not_before_ms = retry_at;
+            };
+            tracing::warn!(decision = p.id, target = %p.intent.target, attempt = retry.attempt, "retrying a failed action");
+            p.intent.not_before_ms = retry.at_ms;
             self.replays.insert(p.id);
             self.superseded.extend(self.coalescer.add(p, now_ms()));
         }
@@ -473,7 +486,7 @@ fn spawn_worker(
     let task = tokio::spawn(async move {
         while let Some(job) = rx.recv().await {
             metrics.runs_started.inc();
-            let result = executor.run(&job.request).await;
+            let result = run_catching_panics(&executor, &job.request, &metrics).await;
             metrics
                 .runs_finished
                 .get_or_create(&ResultLabel {
@@ -490,15 +503,68 @@ fn spawn_worker(
                 tracing::error!(run = job.request.run_id, fleet = %fleet, status = %result.status, rc = ?result.rc, detail = %result.detail, "run failed");
             }
             let succeeded = result.succeeded();
-            if let Err(e) = journal.finish(job.request.run_id, result).await {
-                tracing::error!(run = job.request.run_id, error = %e, "cannot record the run result");
-            }
+            let retries = match journal.finish(job.request.run_id, result).await {
+                Ok(retries) => retries,
+                Err(e) => {
+                    // The run stays `running` in the journal, so a restart re-runs it; until
+                    // then, give it one more try.
+                    tracing::error!(run = job.request.run_id, error = %e, "cannot record the run result");
+                    job.items
+                        .iter()
+                        .map(|p| Retry {
+                            id: p.id,
+                            attempt: 0,
+                            at_ms: now_ms(),
+                        })
+                        .collect()
+                }
+            };
             let _ = done.send(RunDone {
                 fleet: fleet.clone(),
                 items: job.items,
                 succeeded,
+                retries,
             });
         }
     });
     Worker { jobs, task }
+}
+
+/// Runs one job in its own task, so that a panic in the executor fails that run (recorded with
+/// the panic message) instead of taking the fleet's worker, and the fleet, down with it.
+async fn run_catching_panics(
+    executor: &Arc<dyn Executor>,
+    request: &RunRequest,
+    metrics: &Metrics,
+) -> RunResult {
+    let started = std::time::Instant::now();
+    let run = {
+        let executor = executor.clone();
+        let request = request.clone();
+        tokio::spawn(async move { executor.run(&request).await })
+    };
+    match run.await {
+        Ok(result) => result,
+        Err(e) => {
+            let why = if e.is_panic() {
+                metrics.runs_panicked.inc();
+                let payload = e.into_panic();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(ToString::to_string)
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                format!("the executor panicked: {message}")
+            } else {
+                "the executor's task was cancelled".to_owned()
+            };
+            tracing::error!(run = request.run_id, fleet = %request.fleet, error = %why, "run failed");
+            RunResult {
+                status: "error".into(),
+                rc: None,
+                duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+                detail: why,
+            }
+        }
+    }
 }

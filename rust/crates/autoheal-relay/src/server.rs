@@ -1,4 +1,9 @@
-//! Serving [`crate::app`] on a socket, over HTTP or HTTPS (rustls), with graceful shutdown.
+//! Serving [`crate::app`] on a socket, over HTTP/1.1 or HTTPS (rustls), with graceful shutdown.
+//!
+//! HTTP/1.1 only (Alertmanager and Grafana use it): a connection that has not sent a complete
+//! request head within `header_read_timeout_ms` of being accepted (or of its previous request)
+//! is closed, silent or trickling, and at most `max_connections` are open at once (beyond that
+//! a new connection is closed at once), so that idle sockets cannot use up the descriptors.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -6,7 +11,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum_server::tls_rustls::RustlsConfig;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::executor::Executor;
@@ -36,9 +48,24 @@ pub enum ServeError {
     },
 }
 
-/// Starts the relay and serves it until `shutdown` completes; then stops accepting, lets
-/// in-flight requests finish (up to `server.shutdown_grace_secs`) and stops the pipeline.
+/// Binds `server.listen`, then serves as [`serve_on`] does.
 pub async fn serve(
+    cfg: &Config,
+    executor: Arc<dyn Executor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let addr = cfg.server.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    serve_on(listener, cfg, executor, shutdown).await
+}
+
+/// Starts the relay and serves it on `listener` until `shutdown` completes; then stops
+/// accepting, lets in-flight requests finish (up to `server.shutdown_grace_secs`) and stops the
+/// pipeline.
+pub async fn serve_on(
+    listener: TcpListener,
     cfg: &Config,
     executor: Arc<dyn Executor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -48,48 +75,103 @@ pub async fn serve(
         _ => None,
     };
     let relay = Relay::start(cfg, executor)?;
-    let handle = axum_server::Handle::new();
-    let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
-    tokio::spawn({
-        let handle = handle.clone();
-        async move {
-            shutdown.await;
-            tracing::info!("stopping: no new connections, finishing in-flight requests");
-            handle.graceful_shutdown(Some(grace));
-        }
-    });
-    let router = crate::app(relay.state()).into_make_service();
-    let header_timeout = Duration::from_millis(cfg.server.header_read_timeout_ms);
-    let addr = cfg.server.listen;
-    let served = match tls {
-        Some(tls) => {
-            let mut server = axum_server::bind_rustls(addr, tls).handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            tracing::info!(%addr, "listening (https)");
-            server.serve(router).await
-        }
-        None => {
-            let mut server = axum_server::bind(addr).handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            tracing::info!(%addr, "listening (http)");
-            server.serve(router).await
-        }
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: cfg.server.listen,
+        source,
+    })?;
+    tracing::info!(%addr, tls = tls.is_some(), "listening");
+    let connections = Connections {
+        router: crate::app(relay.state()),
+        tls,
+        header_timeout: Duration::from_millis(cfg.server.header_read_timeout_ms),
+        slots: Arc::new(Semaphore::new(cfg.server.max_connections)),
     };
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors or memory: back off rather than spin.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = connections.slots.clone().try_acquire_owned() else {
+            relay.state().metrics().connections_refused.inc();
+            tracing::debug!("connection limit reached; closing a new connection");
+            continue;
+        };
+        let connections = connections.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            connections.handle(stream, watcher).await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tracing::info!("stopping: no new connections, finishing in-flight requests");
+    let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests still running after the grace period; stopping anyway");
+    }
     relay.shutdown().await;
-    served.map_err(|source| ServeError::Listen { addr, source })
+    Ok(())
 }
 
-/// Loads a PEM certificate chain and private key into a rustls server config (ring provider,
-/// TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by ALPN).
-pub fn tls_config(cert: &Path, key: &Path) -> Result<RustlsConfig, ServeError> {
+/// What each accepted connection needs.
+#[derive(Clone)]
+struct Connections {
+    router: axum::Router,
+    tls: Option<TlsAcceptor>,
+    header_timeout: Duration,
+    slots: Arc<Semaphore>,
+}
+
+impl Connections {
+    async fn handle(
+        &self,
+        stream: tokio::net::TcpStream,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) {
+        match &self.tls {
+            None => self.serve_http(stream, watcher).await,
+            // The handshake gets the same deadline as a request head.
+            Some(tls) => {
+                match tokio::time::timeout(self.header_timeout, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => self.serve_http(stream, watcher).await,
+                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                }
+            }
+        }
+    }
+
+    async fn serve_http<S>(&self, stream: S, watcher: hyper_util::server::graceful::Watcher)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout);
+        let service = TowerToHyperService::new(self.router.clone());
+        let connection = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "connection closed with an error");
+        }
+    }
+}
+
+/// Loads a PEM certificate chain and private key into a rustls acceptor (ring provider,
+/// TLS 1.2 and 1.3, HTTP/1.1 by ALPN).
+pub fn tls_config(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServeError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let tls_err = |path: &Path, message: String| ServeError::Tls {
@@ -116,8 +198,8 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<RustlsConfig, ServeError> {
                 format!("certificate and key do not match or are unusable: {e}"),
             )
         })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(RustlsConfig::from_config(Arc::new(config)))
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 #[cfg(test)]
@@ -128,11 +210,11 @@ mod tests {
     fn missing_or_empty_tls_files_are_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.pem");
-        let err = tls_config(&missing, &missing).unwrap_err().to_string();
+        let err = tls_config(&missing, &missing).err().unwrap().to_string();
         assert!(err.contains("missing.pem"), "{err}");
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "").unwrap();
-        let err = tls_config(&empty, &empty).unwrap_err().to_string();
+        let err = tls_config(&empty, &empty).err().unwrap().to_string();
         assert!(err.contains("no certificate"), "{err}");
     }
 }

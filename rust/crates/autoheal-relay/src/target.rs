@@ -326,6 +326,29 @@ mod tests {
     }
 
     #[test]
+    fn the_alphabets_are_the_ones_the_filter_and_the_module_enforce() {
+        // Shared with plugins/filter/action_problems.py's and the module's tests.
+        let cases: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../../tests/unit/plugins/filter/label_alphabet.json"
+        ))
+        .unwrap();
+        let checks: [(&str, fn(&str) -> Result<(), TargetError>); 4] = [
+            ("name", validate_name),
+            ("host", validate_host),
+            ("alert", validate_alert_name),
+            ("fingerprint", validate_fingerprint),
+        ];
+        for (kind, check) in checks {
+            for (verdict, accepted) in [("accept", true), ("refuse", false)] {
+                for value in cases[kind][verdict].as_array().unwrap() {
+                    let value = value.as_str().unwrap();
+                    assert_eq!(check(value).is_ok(), accepted, "{kind} {value:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn weights() {
         for ok in ["0", "256", "50%", "100%", "0%"] {
             assert!(is_valid_weight(ok), "{ok}");

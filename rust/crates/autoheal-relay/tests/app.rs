@@ -17,6 +17,14 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 const TOKEN: &str = "test-token-1234";
+const ADMIN_TOKEN: &str = "admin-token-5678";
+
+/// Writes a secret file readable by its owner only (the relay refuses any other).
+fn write_secret(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
 
 fn corpus(rel: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -33,6 +41,8 @@ struct Recorder {
     hold: std::sync::atomic::AtomicBool,
     /// The next this many runs fail.
     fail_next: std::sync::atomic::AtomicUsize,
+    /// The next run panics.
+    panic_next: std::sync::atomic::AtomicBool,
 }
 
 impl Recorder {
@@ -49,6 +59,12 @@ impl Executor for Recorder {
     fn run<'a>(&'a self, request: &'a RunRequest) -> RunFuture<'a> {
         Box::pin(async move {
             self.runs.lock().unwrap().push(request.clone());
+            assert!(
+                !self
+                    .panic_next
+                    .swap(false, std::sync::atomic::Ordering::SeqCst),
+                "boom in the executor"
+            );
             while self.hold.load(std::sync::atomic::Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -80,9 +96,10 @@ impl Harness {
     fn new(extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_owned();
-        std::fs::write(path.join("token"), format!("{TOKEN}\n")).unwrap();
-        std::fs::write(path.join("users"), "alertmanager:pw-1\n").unwrap();
-        std::fs::write(path.join("hmac"), "grafana-secret").unwrap();
+        write_secret(&path.join("token"), &format!("{TOKEN}\n"));
+        write_secret(&path.join("users"), "alertmanager:pw-1\n");
+        write_secret(&path.join("hmac"), "grafana-secret");
+        write_secret(&path.join("admin"), ADMIN_TOKEN);
         let text = format!(
             r#"
 [server]
@@ -91,7 +108,8 @@ max_body_bytes = 65536
 [auth]
 bearer_token_file = "token"
 basic_auth_file = "users"
-grafana_hmac = {{ secret_file = "hmac", timestamp_header = "X-Grafana-Alerting-Signature-Timestamp" }}
+admin_token_file = "admin"
+grafana_hmac = {{ secret_file = "hmac" }}
 
 [journal]
 path = "journal.db"
@@ -653,11 +671,7 @@ async fn pause_holds_actions_until_resumed_and_needs_auth() {
     let relay = h.start(&rec);
     let unauth = post("/admin/pause").body(Body::empty()).unwrap();
     assert_eq!(send(&relay, unauth).await.0, StatusCode::UNAUTHORIZED);
-    let pause = post("/admin/pause")
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-        .body(Body::empty())
-        .unwrap();
-    let (status, json) = send(&relay, pause).await;
+    let (status, json) = send(&relay, admin("/admin/pause")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json["paused"], true);
     let body = alert_body("firing", &[("BackendCpuHigh", "s1", "01")]);
@@ -665,20 +679,81 @@ async fn pause_holds_actions_until_resumed_and_needs_auth() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(rec.runs().is_empty(), "paused: nothing runs");
     assert_eq!(history(&h.db())[0].outcome, "pending");
-    let resume = post("/admin/resume")
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-        .body(Body::empty())
-        .unwrap();
-    assert_eq!(send(&relay, resume).await.1["paused"], false);
+    assert_eq!(
+        send(&relay, admin("/admin/resume")).await.1["paused"],
+        false
+    );
     wait_for("the held run", || rec.runs().len() == 1).await;
     relay.shutdown().await;
 }
 
 fn admin(path: &str) -> Request<Body> {
     post(path)
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
+        .header(header::CONTENT_TYPE, "application/json")
         .body(Body::empty())
         .unwrap()
+}
+
+#[tokio::test]
+async fn the_admin_endpoints_refuse_sender_credentials_and_cross_site_forms() {
+    let h = Harness::new("");
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alertmanager:pw-1")
+    );
+    for sender in [format!("Bearer {TOKEN}"), basic] {
+        let req = post("/admin/resume")
+            .header(header::AUTHORIZATION, sender.as_str())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            send(&relay, req).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{sender}"
+        );
+        let req = Request::get("/admin/status")
+            .header(header::AUTHORIZATION, sender.as_str())
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            send(&relay, req).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{sender}"
+        );
+    }
+    // What an HTML form can send: no JSON content type.
+    let form = post("/admin/pause")
+        .header(header::AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("a=b"))
+        .unwrap();
+    assert_eq!(
+        send(&relay, form).await.0,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    assert!(!relay.state().pause().is_paused());
+    relay.shutdown().await;
+
+    // Without an admin token, the admin endpoints are off.
+    let mut cfg = h.config.clone();
+    cfg.auth.admin_token_file = None;
+    let relay = Relay::start(&cfg, rec.clone()).unwrap();
+    let req = post("/admin/pause")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::empty())
+        .unwrap();
+    let (status, json) = send(&relay, req).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{json}");
+    assert!(
+        json["error"].as_str().unwrap().contains("admin_token_file"),
+        "{json}"
+    );
+    relay.shutdown().await;
 }
 
 #[tokio::test]
@@ -692,7 +767,7 @@ async fn the_admin_pause_survives_a_restart_and_so_does_the_resume() {
     // Restarted with the same journal: still paused, and alerts wait.
     let relay = h.start(&rec);
     let status = Request::get("/admin/status")
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
         .body(Body::empty())
         .unwrap();
     assert_eq!(send(&relay, status).await.1["paused"], true);
@@ -1048,7 +1123,7 @@ async fn pruning_removes_finished_history_and_keeps_unfinished_work() {
     relay.shutdown().await;
     let conn = rusqlite::Connection::open(h.db()).unwrap();
     let far_future = autoheal_relay::model::now_ms() + 1_000_000;
-    let deleted = journal::prune(&conn, far_future).unwrap();
+    let deleted = journal::prune(&conn, far_future, 0).unwrap();
     assert_eq!(deleted, 3, "s1's decision, its event and its run");
     let rows = history(&h.db());
     assert_eq!(rows.len(), 1);
@@ -1093,4 +1168,429 @@ async fn requests_over_the_concurrency_limit_get_503_at_once() {
     let response = router.clone().oneshot(am_request(body)).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_commit_stalled_past_the_request_timeout_is_503_and_the_retry_is_acted_on() {
+    let h = Harness::new("");
+    let mut cfg = h.config.clone();
+    cfg.server.request_timeout_ms = 300;
+    let rec = Arc::new(Recorder::default());
+    let relay = Relay::start(&cfg, rec.clone()).unwrap();
+    // Another writer holds the database's write lock: the journal's commit waits on it (SQLite's
+    // busy timeout), past the request timeout.
+    let blocker = rusqlite::Connection::open(h.db()).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let body = alert_body("firing", &[("BackendCpuHigh", "s1", "01")]);
+    let (status, json) = send(&relay, am_request(body.clone())).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+    assert!(json["error"].as_str().unwrap().contains("retry"), "{json}");
+    blocker.execute_batch("ROLLBACK").unwrap();
+    // Alertmanager retries a 5xx: the retry is accepted and the action is carried out once.
+    let (status, json) = send(&relay, am_request(body)).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    wait_for("the run", || rec.runs().len() == 1).await;
+    assert_eq!(rec.runs()[0].actions[0].server.as_deref(), Some("s1"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(rec.runs().len(), 1, "acted on once, not twice");
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_concurrency_limit_is_one_for_all_routes() {
+    let h = Harness::new("");
+    let mut cfg = h.config.clone();
+    cfg.server.max_concurrent_requests = 1;
+    let rec = Arc::new(Recorder::default());
+    let relay = Relay::start(&cfg, rec.clone()).unwrap();
+    let router = app(relay.state());
+    let stuck = post("/hooks/alertmanager")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::from_stream(futures_util::stream::pending::<
+            Result<axum::body::Bytes, std::io::Error>,
+        >()))
+        .unwrap();
+    let holder = tokio::spawn(router.clone().oneshot(stuck));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The slot held on one route is the slot of every route.
+    let response = router
+        .clone()
+        .oneshot(post("/hooks/grafana").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    holder.abort();
+    let _ = holder.await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_second_relay_on_the_same_journal_is_refused_and_the_journal_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Harness::new("");
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
+    let mode = std::fs::metadata(h.db()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "journal mode {mode:o}");
+    let err = Relay::start(&h.config, rec.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("in use by another autoheal-relay"), "{err}");
+    assert!(err.contains("journal.db"), "{err}");
+    // Stopping releases the lock.
+    relay.shutdown().await;
+    let relay = h.start(&rec);
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_panicking_executor_fails_its_run_and_frees_the_fleet() {
+    let h = Harness::new("");
+    let mut cfg = h.config.clone();
+    cfg.retry.attempts = 0;
+    let rec = Arc::new(Recorder::default());
+    rec.panic_next
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let relay = Relay::start(&cfg, rec.clone()).unwrap();
+    send(
+        &relay,
+        am_request(alert_body("firing", &[("BackendCpuHigh", "s1", "01")])),
+    )
+    .await;
+    wait_for("the failed run", || {
+        history(&h.db())
+            .first()
+            .is_some_and(|r| r.outcome == "failed")
+    })
+    .await;
+    let conn = rusqlite::Connection::open(h.db()).unwrap();
+    let (status, detail): (String, String) = conn
+        .query_row("SELECT status, detail FROM runs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(status, "error");
+    assert!(detail.contains("boom in the executor"), "{detail}");
+    let (_, metrics) = send(
+        &relay,
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("autoheal_relay_runs_panicked_total 1"),
+        "{metrics}"
+    );
+    // The fleet is free for the next run.
+    send(
+        &relay,
+        am_request(alert_body("firing", &[("BackendCpuHigh", "s2", "02")])),
+    )
+    .await;
+    wait_for("the next run", || rec.runs().len() == 2).await;
+    wait_for("s2 done", || history(&h.db())[0].outcome == "done").await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_retry_waiting_at_a_restart_is_resumed_with_the_attempts_it_has_used() {
+    for fails_again in [false, true] {
+        let h = Harness::new("");
+        let mut cfg = h.config.clone();
+        cfg.retry.attempts = 1;
+        cfg.retry.delay_ms = 500;
+        let rec = Arc::new(Recorder::default());
+        rec.fail_next.store(1, std::sync::atomic::Ordering::SeqCst);
+        let relay = Relay::start(&cfg, rec.clone()).unwrap();
+        send(
+            &relay,
+            am_request(alert_body("firing", &[("BackendCpuHigh", "s1", "01")])),
+        )
+        .await;
+        wait_for("the retry to be scheduled", || {
+            history(&h.db())
+                .first()
+                .is_some_and(|r| r.outcome == "retrying")
+        })
+        .await;
+        relay.shutdown().await;
+        assert_eq!(rec.runs().len(), 1, "stopped before the retry was due");
+
+        let after = Arc::new(Recorder::default());
+        after.fail_next.store(
+            usize::from(fails_again),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        let relay = Relay::start(&cfg, after.clone()).unwrap();
+        wait_for("the resumed retry", || after.runs().len() == 1).await;
+        assert_eq!(after.runs()[0].actions, rec.runs()[0].actions);
+        let expected = if fails_again { "failed" } else { "done" };
+        wait_for(expected, || history(&h.db())[0].outcome == expected).await;
+        // The retry used the last attempt: there is no other.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(after.runs().len(), 1);
+        relay.shutdown().await;
+    }
+}
+
+/// A tmpfs of `size` mounted on `dir` for the life of the value (the test runs as root, as CI
+/// does; it fails rather than skips when it cannot mount).
+struct SmallFilesystem {
+    dir: PathBuf,
+}
+
+impl SmallFilesystem {
+    fn mount(dir: PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs and needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { dir }
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_gets_503s_readyz_says_why_and_nothing_acknowledged_is_lost() {
+    use std::io::Write;
+    let h = Harness::new("");
+    let fs = SmallFilesystem::mount(h.dir.join("small"), "1m");
+    let mut cfg = h.config.clone();
+    cfg.journal.path = fs.dir.join("journal.db");
+    let rec = Arc::new(Recorder::default());
+    let relay = Relay::start(&cfg, rec.clone()).unwrap();
+    let post = |n: usize| {
+        let fingerprint = format!("{n:04}");
+        am_request(alert_body(
+            "firing",
+            &[("BackendCpuHigh", &format!("s{n}"), &fingerprint)],
+        ))
+    };
+    let mut acknowledged = Vec::new();
+    for n in 0..5 {
+        let (status, json) = send(&relay, post(n)).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        acknowledged.push(n);
+    }
+    // Fill the filesystem.
+    let mut filler = std::fs::File::create(fs.dir.join("filler")).unwrap();
+    while filler.write_all(&[0u8; 4096]).is_ok() {}
+    let _ = filler.sync_all();
+    // Alerts go on arriving: each is either committed (200) or refused with a 503, never a 4xx;
+    // the journal's free pages run out within a few hundred.
+    let mut refused = Vec::new();
+    for n in 5..1000 {
+        let (status, json) = send(&relay, post(n)).await;
+        match status {
+            StatusCode::OK => acknowledged.push(n),
+            StatusCode::SERVICE_UNAVAILABLE => refused.push(n),
+            other => panic!("{other}: {json}"),
+        }
+        if refused.len() == 20 {
+            break;
+        }
+    }
+    assert_eq!(refused.len(), 20, "the full disk never refused a commit");
+    let (status, why) = send(&relay, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(why.as_str().unwrap().contains("full"), "{why}");
+
+    // Space is back: the senders' retries are accepted and the relay is ready again.
+    drop(filler);
+    std::fs::remove_file(fs.dir.join("filler")).unwrap();
+    for n in refused {
+        let (status, json) = send(&relay, post(n)).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        acknowledged.push(n);
+    }
+    let (status, _) = send(&relay, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    relay.shutdown().await;
+
+    let conn = rusqlite::Connection::open(&cfg.journal.path).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    for n in acknowledged {
+        let stored: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM events e JOIN decisions d ON d.event_id = e.id WHERE e.fingerprint = ?1",
+                [format!("{n:04}")],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            stored, 1,
+            "acknowledged alert {n} is missing from the journal"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_grafana_request_without_signature_is_refused_before_its_body_and_a_replay_is_refused() {
+    let h = Harness::new("");
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
+    // A body that never ends: refused at once, not after the request timeout.
+    let unsigned = post("/hooks/grafana")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("X-Grafana-Alerting-Signature-Timestamp", "1")
+        .body(Body::from_stream(futures_util::stream::pending::<
+            Result<axum::body::Bytes, std::io::Error>,
+        >()))
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(send(&relay, unsigned).await.0, StatusCode::UNAUTHORIZED);
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    let body = serde_json::to_vec(&serde_json::json!({
+        "receiver": "relay", "status": "firing", "orgId": 1, "version": "1", "state": "alerting",
+        "alerts": [{"status": "firing", "labels": {"alertname": "High memory usage", "server": "web2"},
+                    "startsAt": "2026-01-01T00:00:00Z", "fingerprint": "c6eadffa33fcdf37"}]
+    }))
+    .unwrap();
+    let now = (autoheal_relay::model::now_ms() / 1000).to_string();
+    let mut message = format!("{now}:").into_bytes();
+    message.extend_from_slice(&body);
+    let signature = autoheal_relay::auth::sign(b"grafana-secret", &message);
+    let signed = || {
+        post("/hooks/grafana")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("X-Grafana-Alerting-Signature-Timestamp", now.as_str())
+            .header("X-Grafana-Alerting-Signature", signature.as_str())
+            .body(Body::from(body.clone()))
+            .unwrap()
+    };
+    // The timestamp is required by default: the same signature without it is refused.
+    let untimed = post("/hooks/grafana")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("X-Grafana-Alerting-Signature", signature.as_str())
+        .body(Body::from(body.clone()))
+        .unwrap();
+    assert_eq!(send(&relay, untimed).await.0, StatusCode::UNAUTHORIZED);
+    let (status, json) = send(&relay, signed()).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let (status, json) = send(&relay, signed()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a replay: {json}");
+    assert!(
+        json["error"].as_str().unwrap().contains("already used"),
+        "{json}"
+    );
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pause_file_that_cannot_be_looked_at_holds_actions() {
+    let h = Harness::new("");
+    let mut cfg = h.config.clone();
+    // A symbolic link to itself: stat fails with "too many levels of symbolic links".
+    let flag = h.dir.join("PAUSE");
+    std::os::unix::fs::symlink(&flag, &flag).unwrap();
+    cfg.guard.pause_file = Some(flag.clone());
+    let rec = Arc::new(Recorder::default());
+    let relay = Relay::start(&cfg, rec.clone()).unwrap();
+    assert!(relay.state().pause().is_paused());
+    send(
+        &relay,
+        am_request(alert_body("firing", &[("BackendCpuHigh", "s1", "01")])),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rec.runs().is_empty(), "cannot tell: held");
+    std::fs::remove_file(&flag).unwrap();
+    wait_for("the held run", || rec.runs().len() == 1).await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn pruning_forgets_targets_back_in_service_and_old_dedup_keys_and_ignored_alerts_keep_no_labels(
+) {
+    let h = Harness::new("");
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
+    for (status, server, fingerprint) in [
+        ("firing", "s1", "01"),
+        ("resolved", "s1", "01"),
+        ("firing", "s2", "02"),
+    ] {
+        send(
+            &relay,
+            am_request(alert_body(
+                status,
+                &[("BackendCpuHigh", server, fingerprint)],
+            )),
+        )
+        .await;
+        wait_for("settled", || {
+            history(&h.db())
+                .first()
+                .is_some_and(|r| r.outcome == "done")
+        })
+        .await;
+    }
+    let (_, json) = send(
+        &relay,
+        am_request(alert_body("firing", &[("NobodyCares", "s3", "03")])),
+    )
+    .await;
+    assert_eq!(json["ignored"], 1, "{json}");
+    relay.shutdown().await;
+
+    let conn = rusqlite::Connection::open(h.db()).unwrap();
+    let labels: Vec<(String, String)> = conn
+        .prepare("SELECT alertname, labels FROM events ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(labels[0].1.contains("\"server\":\"s1\""), "{labels:?}");
+    assert_eq!(labels[3], ("NobodyCares".to_owned(), "{}".to_owned()));
+
+    let count = |table: &str| -> i64 {
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(count("targets"), 2);
+    assert_eq!(count("dedup"), 4);
+    let far_future = autoheal_relay::model::now_ms() + 1_000_000;
+    journal::prune(&conn, far_future, far_future).unwrap();
+    let targets: Vec<(String, String)> = conn
+        .prepare("SELECT key, state FROM targets")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        targets,
+        [("be/s2".to_owned(), "drain".to_owned())],
+        "s1 is back in service; s2 is still out and must stay counted"
+    );
+    assert_eq!(count("dedup"), 0);
 }

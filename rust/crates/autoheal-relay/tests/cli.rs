@@ -53,7 +53,13 @@ kind = "dry-run"
 
 fn setup(config: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("token"), "t0ken\n").unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0ken\n").unwrap();
+    std::fs::set_permissions(
+        &token,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .unwrap();
     let file = dir.path().join("relay.toml");
     std::fs::write(&file, config).unwrap();
     (dir, file)
@@ -184,4 +190,20 @@ async fn history_shows_what_the_relay_journaled() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn serve_refuses_a_journal_another_relay_holds() {
+    let config = format!("[server]\nlisten = \"127.0.0.1:0\"\n{CONFIG}");
+    let (_dir, file) = setup(&config);
+    let cfg = Config::load(&file).unwrap();
+    let first = Relay::start(&cfg, Arc::new(DryRun)).unwrap();
+    let out = relay(&["serve", "--config", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("journal.db is in use by another autoheal-relay"),
+        "{err}"
+    );
+    first.shutdown().await;
 }

@@ -4,8 +4,9 @@
 //! `ansible_runner.run()` with the same inputs the CLI gets (see [`super::resident`]), which
 //! saves starting Python and importing ansible_runner on every run. CLI mode (the fallback, or
 //! `resident = false`): `ansible-runner run DIR -p PLAYBOOK`, built as an argv vector (never
-//! through a shell). Either way the actions reach the playbook as `env/extravars` (JSON, which
-//! is YAML); ansible-runner enforces `job_timeout` from `env/settings`, and the relay kills
+//! through a shell). Either way the actions reach the playbook as `env/extravars` (YAML in JSON
+//! flow style, every string tagged `!unsafe` so that Ansible never templates it); ansible-runner
+//! enforces `job_timeout` from `env/settings`, and the relay kills
 //! ansible-runner (or the worker) itself if it overstays that by a margin.
 
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::process::Command;
 
 use super::resident::{Answer, Worker, WorkerError};
-use super::{extra_vars, Executor, RunFuture, RunRequest};
+use super::{extra_vars_unsafe_yaml, Executor, RunFuture, RunRequest};
 use crate::config::AnsibleRunnerConfig;
 use crate::journal::RunResult;
 
@@ -188,7 +189,7 @@ impl AnsibleRunner {
         std::fs::create_dir_all(&env)?;
         write_private(
             &env.join("extravars"),
-            &extra_vars(&request.actions).to_string(),
+            &extra_vars_unsafe_yaml(&request.actions),
         )?;
         let settings = serde_json::json!({ "job_timeout": self.cfg.timeout_secs });
         write_private(&env.join("settings"), &settings.to_string())?;
@@ -441,6 +442,26 @@ mod tests {
     use crate::model::{Action, AlertStatus, DesiredState, Reason};
     use std::collections::BTreeMap;
 
+    /// The extravars file as data, after checking that every string in it is tagged `!unsafe`.
+    fn read_unsafe_yaml(path: &Path) -> serde_json::Value {
+        let text = std::fs::read_to_string(path).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&text.replace("!unsafe \"", "\"")).unwrap();
+        let strings = |v: &serde_json::Value| -> usize {
+            fn count(v: &serde_json::Value) -> usize {
+                match v {
+                    serde_json::Value::String(_) => 1,
+                    serde_json::Value::Array(a) => a.iter().map(count).sum(),
+                    serde_json::Value::Object(o) => o.values().map(count).sum(),
+                    _ => 0,
+                }
+            }
+            count(v)
+        };
+        assert_eq!(text.matches("!unsafe \"").count(), strings(&json), "{text}");
+        json
+    }
+
     fn cfg(dir: &Path, binary: PathBuf) -> AnsibleRunnerConfig {
         AnsibleRunnerConfig {
             binary,
@@ -527,9 +548,7 @@ mod tests {
             .unwrap()
             .unwrap()
             .path();
-        let vars: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(pdd.join("env/extravars")).unwrap())
-                .unwrap();
+        let vars = read_unsafe_yaml(&pdd.join("env/extravars"));
         assert_eq!(vars["autoheal_actions"][0]["server"], "s1");
         assert_eq!(vars["autoheal_actions"][0]["state"], "drain");
         assert_eq!(vars["autoheal_actions"][0]["reason"]["status"], "firing");
@@ -728,9 +747,7 @@ mod tests {
         assert_eq!(second.status, "successful", "{second:?}");
         assert!(second.detail.contains("warm standby"), "{second:?}");
         let pdd = newest_run_dir(dir.path());
-        let extra_vars: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(pdd.join("env/extravars")).unwrap())
-                .unwrap();
+        let extra_vars = read_unsafe_yaml(&pdd.join("env/extravars"));
         let seen: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(pdd.join("artifacts/autoheal/handed.json")).unwrap(),
         )

@@ -73,3 +73,46 @@ impl Executor for DryRun {
 pub fn extra_vars(actions: &[Action]) -> serde_json::Value {
     serde_json::json!({ ACTIONS_VAR: actions })
 }
+
+/// [`extra_vars`] as YAML for an `-e @file` (ansible-runner's `env/extravars`), every string
+/// tagged `!unsafe`: Ansible then never templates what came from an alert label, even if a value
+/// slipped past the relay's alphabet. JSON flow style with tags, which YAML parsers read.
+pub fn extra_vars_unsafe_yaml(actions: &[Action]) -> String {
+    let mut out = String::new();
+    write_unsafe_yaml(&extra_vars(actions), &mut out);
+    out.push('\n');
+    out
+}
+
+fn write_unsafe_yaml(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => {
+            out.push_str("!unsafe ");
+            out.push_str(&Value::String(s.clone()).to_string());
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_unsafe_yaml(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (key, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push_str(": ");
+                write_unsafe_yaml(item, out);
+            }
+            out.push('}');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}

@@ -166,6 +166,19 @@ def inputs(request):
     return (request["playbook"], request["inventory"], request.get("limit"), request["ident"])
 
 
+def read_extra_vars(path):
+    """A run's extra vars, YAML whose strings the relay tagged !unsafe: read as plain strings here, the
+    hand-off's receiver (relay_handoff) marks them unsafe again."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+    with open(path, encoding="utf-8") as src:
+        return yaml.load(src, Loader=Loader)  # noqa: S506 - a SafeLoader with one more scalar tag
+
+
 class Standby:
     """The next run, started ahead of time and waiting for its extra vars."""
 
@@ -239,8 +252,7 @@ class Standby:
 
     def hand_over(self, request):
         """Runs `request` on this standby; None if it could not take it (then nothing ran)."""
-        with open(os.path.join(request["private_data_dir"], "env", "extravars"), encoding="utf-8") as src:
-            extra_vars = json.load(src)
+        extra_vars = read_extra_vars(os.path.join(request["private_data_dir"], "env", "extravars"))
         if not self.send({"vars": extra_vars}, HANDOFF_WAIT_S):
             return None
         with open(request["log"], "w", encoding="utf-8") as out:
