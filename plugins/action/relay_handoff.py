@@ -10,6 +10,7 @@ import select
 import time
 
 from ansible.plugins.action import ActionBase
+from ansible.utils.unsafe_proxy import wrap_var
 
 ARGUMENT_SPEC = {
     "channel": {"type": "path", "required": True},
@@ -35,8 +36,9 @@ def process_exists(pid):
 
 
 def receive(channel, timeout, owner_pid=None):
-    """The JSON object one writer put into the FIFO ``channel``, read within ``timeout`` seconds, unless the
-    process ``owner_pid`` (the only writer there will be) is gone first."""
+    """The vars of the JSON object one writer put into the FIFO ``channel`` (every string marked unsafe),
+    read within ``timeout`` seconds, unless the process ``owner_pid`` (the only writer there will be) is gone
+    first."""
     deadline = time.monotonic() + timeout
     try:
         # Non-blocking, so that opening never waits for a writer; poll() then waits for its data.
@@ -71,7 +73,8 @@ def receive(channel, timeout, owner_pid=None):
         raise HandoffError("the standby was retired: %s" % message["cancel"])
     if not isinstance(message.get("vars"), dict):
         raise HandoffError("the hand-off on %s has no vars object" % channel)
-    return message["vars"]
+    # Values from alert labels: marked unsafe, so that nothing that uses them templates them.
+    return wrap_var(message["vars"])
 
 
 class ActionModule(ActionBase):

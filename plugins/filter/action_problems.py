@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 
@@ -19,6 +20,11 @@ description:
   - An action is an object with exactly one of C(server) and C(address), optionally C(backend), a C(state)
     (C(enabled), C(drain), C(disabled) or C(absent)), a C(weight) (only with C(state=enabled); an integer
     0 to 256 or a percentage 0% to 100%, as M(autoheal.haproxy.server) takes it) and a C(reason) object.
+  - Names and the reason keep to the alphabets autoheal-relay enforces on alert labels (C(server),
+    C(backend)) ASCII letters, digits, C(.), C(_), C(-), C(:), starting with a letter or digit, no C(..), at
+    most 128 characters; C(address) a host name or IP address, with an optional port; C(reason.alert) the
+    same as a name plus spaces; C(reason.fingerprint) hexadecimal), so that a value that did not come
+    through the relay (AWX, a person running the playbook) cannot carry a template or a command either.
 options:
   _input:
     description: The actions.
@@ -43,6 +49,51 @@ _value:
 STATES = ("enabled", "drain", "disabled", "absent")
 KEYS = ("server", "address", "backend", "state", "weight", "reason")
 WEIGHT = re.compile(r"^\s*([0-9]+)\s*(%?)\s*$")
+# The alphabets of autoheal-relay's label check (rust/crates/autoheal-relay/src/target.rs); the shared
+# cases in tests/unit/plugins/filter/label_alphabet.json keep the two the same.
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
+HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+ALERT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9 ._:-]{0,127}\Z")
+FINGERPRINT = re.compile(r"^[0-9A-Fa-f]{1,64}\Z")
+PORT = re.compile(r"^[0-9]{1,5}\Z")
+
+
+def is_name(value):
+    """A server or backend name as the relay accepts it from a label."""
+    return isinstance(value, str) and bool(NAME.match(value)) and ".." not in value
+
+
+def is_host(value):
+    """A host name (RFC 1123 labels) or an IP address."""
+    if not isinstance(value, str) or not value or len(value) > 253:
+        return False
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return all(HOST_LABEL.match(label) for label in value.split("."))
+
+
+def is_address(value):
+    """A host, optionally with a port: ``host:port``, ``[v6]:port``."""
+    if not isinstance(value, str):
+        return False
+    if value.startswith("["):
+        host, _, port = value[1:].partition("]:")
+        return is_host(host) and ":" in host and bool(PORT.match(port)) and 0 < int(port) < 65536
+    if is_host(value):
+        return True
+    host, _, port = value.rpartition(":")
+    return is_host(host) and bool(PORT.match(port)) and 0 < int(port) < 65536
+
+
+def is_alert_name(value):
+    """An alert name as the relay accepts it (a name, and spaces)."""
+    return isinstance(value, str) and bool(ALERT.match(value)) and ".." not in value
+
+
+def is_fingerprint(value):
+    return isinstance(value, str) and bool(FINGERPRINT.match(value))
 
 
 def weight_problem(weight):
@@ -75,9 +126,13 @@ def action_problems(actions):
             problems.append("%s has unknown keys %s" % (where, ", ".join(unknown)))
         if ("server" in action) == ("address" in action):
             problems.append("%s needs exactly one of server and address" % where)
-        for key in ("server", "address", "backend"):
-            if key in action and (not isinstance(action[key], str) or not action[key]):
+        for key, valid in (("server", is_name), ("address", is_address), ("backend", is_name)):
+            if key not in action:
+                continue
+            if not isinstance(action[key], str) or not action[key]:
                 problems.append("%s.%s must be a non-empty string" % (where, key))
+            elif not valid(action[key]):
+                problems.append("%s.%s has characters or a form autoheal-relay never sends" % (where, key))
         state = action.get("state")
         if state not in STATES:
             problems.append("%s.state must be one of %s" % (where, ", ".join(STATES)))
@@ -88,8 +143,21 @@ def action_problems(actions):
                 why = weight_problem(action["weight"])
                 if why:
                     problems.append("%s.weight %s" % (where, why))
-        if "reason" in action and not isinstance(action["reason"], Mapping):
-            problems.append("%s.reason must be an object (alert, fingerprint, status)" % where)
+        if "reason" in action:
+            problems.extend(reason_problems(action["reason"], where))
+    return problems
+
+
+def reason_problems(reason, where):
+    if not isinstance(reason, Mapping):
+        return ["%s.reason must be an object (alert, fingerprint, status)" % where]
+    problems = []
+    if "alert" in reason and not is_alert_name(reason["alert"]):
+        problems.append("%s.reason.alert has characters autoheal-relay never sends" % where)
+    if "fingerprint" in reason and not is_fingerprint(reason["fingerprint"]):
+        problems.append("%s.reason.fingerprint must be hexadecimal" % where)
+    if "status" in reason and reason["status"] not in ("firing", "resolved"):
+        problems.append("%s.reason.status must be firing or resolved" % where)
     return problems
 
 

@@ -11,6 +11,8 @@ import sys
 import threading
 import time
 
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar
 from ansible_collections.autoheal.haproxy.plugins.action.relay_handoff import HandoffError, receive
 
 
@@ -46,6 +48,17 @@ def test_the_vars_arrive_whole_even_past_the_pipe_buffer(tmp_path):
     writer = write_later(path, json.dumps({"vars": {"autoheal_actions": actions}}).encode())
     assert receive(path, 5) == {"autoheal_actions": actions}
     writer.join()
+
+
+def test_handed_over_strings_are_never_templated(tmp_path):
+    # ansible-core 2.19 already distrusts strings from an action's result; older cores (the collection
+    # supports 2.15+) template them unless they are marked unsafe.
+    path = fifo(tmp_path)
+    action = {"server": "web1", "state": "drain", "reason": {"alert": "{{ 6 * 7 }}"}}
+    writer = write_later(path, json.dumps({"vars": {"autoheal_actions": [action]}}).encode())
+    received = receive(path, 5)["autoheal_actions"][0]
+    writer.join()
+    assert Templar(loader=DataLoader()).template(received["reason"]["alert"]) == "{{ 6 * 7 }}"
 
 
 def test_a_cancel_is_a_refusal_with_its_reason(tmp_path):

@@ -4,7 +4,20 @@
 
 from __future__ import annotations
 
-from ansible_collections.autoheal.haproxy.plugins.filter.action_problems import FilterModule, action_problems
+import json
+import os
+
+from ansible_collections.autoheal.haproxy.plugins.filter.action_problems import (
+    FilterModule,
+    action_problems,
+    is_alert_name,
+    is_fingerprint,
+    is_host,
+    is_name,
+)
+
+with open(os.path.join(os.path.dirname(__file__), "label_alphabet.json"), encoding="utf-8") as cases_file:
+    ALPHABET_CASES = json.load(cases_file)
 
 
 def test_well_formed_actions_have_no_problems():
@@ -65,3 +78,32 @@ def test_weights_follow_the_module_rules():
 
 def test_the_filter_is_registered_under_its_documented_name():
     assert FilterModule().filters() == {"action_problems": action_problems}
+
+
+def test_the_alphabets_are_the_relays():
+    checks = {"name": is_name, "host": is_host, "alert": is_alert_name, "fingerprint": is_fingerprint}
+    for kind, check in checks.items():
+        for value in ALPHABET_CASES[kind]["accept"]:
+            assert check(value), (kind, value)
+        for value in ALPHABET_CASES[kind]["refuse"]:
+            assert not check(value), (kind, value)
+
+
+def test_values_that_could_be_templated_or_run_are_problems():
+    problems = action_problems([
+        {"server": "{{ lookup('pipe', 'id') }}", "state": "drain"},
+        {"server": "web1", "backend": "be;reboot", "state": "drain"},
+        {"address": "10.0.0.1:80;id", "state": "drain"},
+        {"server": "web1", "state": "drain",
+         "reason": {"alert": "{% raw %}", "fingerprint": "zz", "status": "pending"}},
+        {"address": "[::1]:9100", "state": "drain"},
+        {"address": "web-1.example.com", "state": "drain"},
+    ])
+    assert problems == [
+        "autoheal_actions[0].server has characters or a form autoheal-relay never sends",
+        "autoheal_actions[1].backend has characters or a form autoheal-relay never sends",
+        "autoheal_actions[2].address has characters or a form autoheal-relay never sends",
+        "autoheal_actions[3].reason.alert has characters autoheal-relay never sends",
+        "autoheal_actions[3].reason.fingerprint must be hexadecimal",
+        "autoheal_actions[3].reason.status must be firing or resolved",
+    ]
