@@ -88,9 +88,21 @@ unit="$prefix/etc/systemd/system/autoheal-relay.service"
 for directive in NoNewPrivileges=yes ProtectSystem=strict PrivateTmp=yes ProtectHome=yes "User=$user" \
   "ExecStart=$prefix/bin/autoheal-relay serve --config $prefix/etc/autoheal/relay.toml" \
   "ExecStartPre=$prefix/bin/autoheal-relay check-config $prefix/etc/autoheal/relay.toml" \
-  "ReadWritePaths=$prefix/var/lib/autoheal-relay -$prefix/var/lib/autoheal-relay/runs -$prefix/run/autoheal"; do
+  "ReadWritePaths=$prefix/var/lib/autoheal-relay -$prefix/var/lib/autoheal-relay/runs -$prefix/run/autoheal" \
+  LimitNOFILE=8192 TasksMax=512 MemoryMax=1G; do
   grep -qx -- "$directive" "$unit" || fail "the unit lacks $directive"
 done
+# systemd's own checks on the rendered unit: it parses, and its exposure stays at 2.0 or better ("OK").
+if command -v systemd-analyze >/dev/null; then
+  systemd-analyze verify "$unit" >"$work/verify.out" 2>&1 || { cat "$work/verify.out"; fail "systemd-analyze verify"; }
+  ! grep -q "$(basename "$unit")" "$work/verify.out" || { cat "$work/verify.out"; fail "systemd-analyze verify warns about the unit"; }
+  exposure=$(systemd-analyze security --offline=true "$unit" 2>/dev/null | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')
+  [[ -n $exposure ]] || fail "systemd-analyze security printed no exposure level"
+  awk -v e="$exposure" 'BEGIN { exit !(e <= 2.0) }' || fail "the unit's exposure is $exposure, more than 2.0"
+  echo "ok: systemd-analyze verify, exposure $exposure"
+else
+  fail "systemd-analyze is missing (Debian package systemd)"
+fi
 echo "ok: user, secrets 0600, check-config, hardened unit"
 
 # A config change restarts the service (the handler runs; here it is skipped for lack of systemd).
