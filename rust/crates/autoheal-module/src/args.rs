@@ -262,6 +262,48 @@ impl Options {
     }
 }
 
+/// Longest server or backend name, as autoheal-relay takes it from an alert label.
+const MAX_NAME_LEN: usize = 128;
+
+/// A server or backend name in autoheal-relay's label alphabet (ASCII letters, digits, `.`, `_`,
+/// `-`, `:`, starting with a letter or digit, no `..`): the same check whoever calls the module
+/// (the relay's playbook, AWX, a person), so no value carries a template or a command.
+fn check_label_name(option: &'static str, name: &str) -> Result<(), ArgsError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':');
+    let ok = name.len() <= MAX_NAME_LEN
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(allowed)
+        && !name.contains("..");
+    require(
+        ok,
+        option,
+        "must be ASCII letters, digits, '.', '_', '-' or ':', start with a letter or digit, \
+         have no '..' and at most 128 characters",
+    )
+}
+
+/// An address: a host name or IP address with an optional port (`host:port`, `[v6]:port`).
+fn check_label_address(address: &str) -> Result<(), ArgsError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    let ok = address.len() <= 261
+        && address.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '[' || c == ':')
+        && address.chars().all(allowed)
+        && !address.contains("..");
+    require(
+        ok,
+        "address",
+        "must be a host name or IP address, optionally with a port",
+    )
+}
+
+fn require(ok: bool, option: &'static str, reason: &str) -> Result<(), ArgsError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(option, reason))
+    }
+}
+
 fn invalid(option: &'static str, reason: impl Into<String>) -> ArgsError {
     ArgsError::Invalid {
         option,
@@ -374,9 +416,14 @@ impl ServerArgs {
             .string("path")?
             .map_or_else(|| PathBuf::from(DEFAULT_PATH), PathBuf::from);
         let backend = options.string("backend")?;
+        if let Some(name) = &backend {
+            check_label_name("backend", name)?;
+        }
         let target = match (options.string("server")?, options.string("address")?) {
-            (Some(name), None) => Target::Name(name),
-            (None, Some(address)) => Target::Address(address),
+            (Some(name), None) => Target::Name(check_label_name("server", &name).map(|()| name)?),
+            (None, Some(address)) => {
+                Target::Address(check_label_address(&address).map(|()| address)?)
+            }
             (Some(_), Some(_)) => {
                 return Err(ArgsError::Conflict(
                     "options `server` and `address` are mutually exclusive".into(),
@@ -607,6 +654,52 @@ mod tests {
         }
         let err = server(r#"{"server": "a", "weight": 5, "state": "drain"}"#).unwrap_err();
         assert!(err.to_string().contains("state=drain"), "{err}");
+    }
+
+    #[test]
+    fn names_keep_to_the_relays_label_alphabet() {
+        // The cases autoheal-relay's and the action_problems filter's tests read too.
+        let cases: Value = serde_json::from_str(include_str!(
+            "../../../../tests/unit/plugins/filter/label_alphabet.json"
+        ))
+        .unwrap();
+        let as_strs = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_owned())
+                .collect()
+        };
+        for name in as_strs(&cases["name"]["accept"]) {
+            let json = serde_json::json!({"server": name, "backend": name}).to_string();
+            assert!(server(&json).is_ok(), "{name:?}");
+        }
+        for name in as_strs(&cases["name"]["refuse"]) {
+            for option in ["server", "backend"] {
+                let mut args = serde_json::json!({"server": "web1"});
+                args[option] = Value::String(name.clone());
+                let err = server(&args.to_string()).unwrap_err().to_string();
+                assert!(
+                    err.contains(&format!("option `{option}`")),
+                    "{name:?}: {err}"
+                );
+            }
+        }
+        for address in [
+            "10.0.0.1",
+            "10.0.0.1:80",
+            "[::1]:9100",
+            "fe80::1",
+            "web-1.example.com",
+        ] {
+            let json = serde_json::json!({ "address": address }).to_string();
+            assert!(server(&json).is_ok(), "{address}");
+        }
+        for address in ["10.0.0.1:80;id", "{{x}}", "a b", "../x", "-x", "$(id)"] {
+            let json = serde_json::json!({ "address": address }).to_string();
+            let err = server(&json).unwrap_err().to_string();
+            assert!(err.contains("option `address`"), "{address}: {err}");
+        }
     }
 
     #[test]
