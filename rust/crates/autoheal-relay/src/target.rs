@@ -332,7 +332,8 @@ mod tests {
             "../../../../tests/unit/plugins/filter/label_alphabet.json"
         ))
         .unwrap();
-        let checks: [(&str, fn(&str) -> Result<(), TargetError>); 4] = [
+        type Check = fn(&str) -> Result<(), TargetError>;
+        let checks: [(&str, Check); 4] = [
             ("name", validate_name),
             ("host", validate_host),
             ("alert", validate_alert_name),
