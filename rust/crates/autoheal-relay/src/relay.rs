@@ -530,6 +530,17 @@ fn spawn_worker(
     Worker { jobs, task }
 }
 
+/// A run's task, aborted when the worker that waits for it is (at a stop), as the run itself
+/// would be if it ran in the worker's task: its process is killed and it resumes on the next
+/// start.
+struct AbortOnDrop(JoinHandle<RunResult>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs one job in its own task, so that a panic in the executor fails that run (recorded with
 /// the panic message) instead of taking the fleet's worker, and the fleet, down with it.
 async fn run_catching_panics(
@@ -538,12 +549,12 @@ async fn run_catching_panics(
     metrics: &Metrics,
 ) -> RunResult {
     let started = std::time::Instant::now();
-    let run = {
+    let mut run = AbortOnDrop({
         let executor = executor.clone();
         let request = request.clone();
         tokio::spawn(async move { executor.run(&request).await })
-    };
-    match run.await {
+    });
+    match (&mut run.0).await {
         Ok(result) => result,
         Err(e) => {
             let why = if e.is_panic() {
