@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::coalesce::Pending;
 use crate::config::{RetryConfig, Synchronous};
 use crate::decide::Decision;
-use crate::dedup::{self, DedupKey, RecentKeys};
+use crate::dedup::{self, DedupKey, DedupStore};
 use crate::guard::{TargetState, UNKNOWN_COUNTS_AS};
 use crate::model::{now_ms, Alert, DesiredState, Intent, Source};
 
@@ -187,7 +187,7 @@ pub struct JournalOptions {
     pub path: PathBuf,
     /// Dedup window.
     pub dedup_ttl: Duration,
-    /// Most recent dedup keys kept in memory (the whole window is in the database).
+    /// Most recent dedup keys kept in memory (the whole window is on disk).
     pub dedup_cache: usize,
     /// Most commands per transaction (also the channel capacity).
     pub max_batch: usize,
@@ -258,10 +258,6 @@ CREATE TABLE IF NOT EXISTS targets (
     weight      TEXT,
     updated_ms  INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS dedup (
-    key         INTEGER PRIMARY KEY,
-    seen_ms     INTEGER NOT NULL
-);
 CREATE TABLE IF NOT EXISTS retries (
     decision_id   INTEGER PRIMARY KEY REFERENCES decisions(id),
     attempts      INTEGER NOT NULL,
@@ -329,7 +325,12 @@ impl Journal {
         let mut conn = open_db(&opts.path, opts.synchronous)?;
         let recovered = recover(&mut conn)?;
         let dedup_ttl_ms = i64::try_from(opts.dedup_ttl.as_millis()).unwrap_or(i64::MAX);
-        dedup::seed_from_events(&conn, now_ms().saturating_sub(dedup_ttl_ms))?;
+        let dedup = DedupStore::open(
+            &opts.path,
+            &conn,
+            now_ms().saturating_sub(dedup_ttl_ms),
+            opts.dedup_cache,
+        )?;
         let (tx, rx) = mpsc::channel(opts.max_batch);
         let failing = Arc::new(Mutex::new(None));
         let writer = Writer {
@@ -339,7 +340,7 @@ impl Journal {
             retry: opts.retry.clone(),
             rx,
             pipeline,
-            recent: RecentKeys::new(opts.dedup_cache),
+            dedup,
             dedup_ttl_ms,
             retention_ms: i64::try_from(opts.retention.as_millis()).unwrap_or(i64::MAX),
             max_batch: opts.max_batch,
@@ -437,14 +438,10 @@ impl Journal {
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Deletes finished decisions older than `horizon_ms`, then the events and runs nothing refers
-/// to any more, and targets back in service since before it; and dedup keys older than
-/// `dedup_horizon_ms`. Unfinished work (`pending`, `running`, `retrying`) and targets the relay
-/// took out are never deleted. Returns the rows deleted.
-pub fn prune(
-    conn: &Connection,
-    horizon_ms: i64,
-    dedup_horizon_ms: i64,
-) -> Result<usize, JournalError> {
+/// to any more, and targets back in service since before it. Unfinished work (`pending`,
+/// `running`, `retrying`) and targets the relay took out are never deleted. Returns the rows
+/// deleted.
+pub fn prune(conn: &Connection, horizon_ms: i64) -> Result<usize, JournalError> {
     conn.execute(
         "DELETE FROM retries WHERE decision_id IN
          (SELECT id FROM decisions WHERE updated_ms < ?1 AND outcome NOT IN ('pending', 'running', 'retrying'))",
@@ -467,8 +464,7 @@ pub fn prune(
         "DELETE FROM targets WHERE state = 'enabled' AND updated_ms < ?1",
         params![horizon_ms],
     )?;
-    let keys = dedup::prune(conn, dedup_horizon_ms)?;
-    Ok(decisions + events + runs + targets + keys)
+    Ok(decisions + events + runs + targets)
 }
 
 struct Writer {
@@ -479,7 +475,7 @@ struct Writer {
     retry: RetryConfig,
     rx: mpsc::Receiver<Command>,
     pipeline: mpsc::UnboundedSender<Pending>,
-    recent: RecentKeys,
+    dedup: DedupStore,
     dedup_ttl_ms: i64,
     retention_ms: i64,
     max_batch: usize,
@@ -517,10 +513,13 @@ impl Writer {
                 last_prune = Some(std::time::Instant::now());
                 let now = now_ms();
                 let horizon = now.saturating_sub(self.retention_ms);
-                match prune(&self.conn, horizon, now.saturating_sub(self.dedup_ttl_ms)) {
+                match prune(&self.conn, horizon) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(rows = n, "pruned journal history past its retention"),
                     Err(e) => tracing::warn!(error = %e, "cannot prune the journal"),
+                }
+                if let Err(e) = self.dedup.prune(now.saturating_sub(self.dedup_ttl_ms)) {
+                    tracing::warn!(error = %e, "cannot prune the dedup window");
                 }
             }
             let mut batch = Vec::new();
@@ -579,7 +578,7 @@ impl Writer {
                             now,
                             source,
                             items,
-                            &self.recent,
+                            &self.dedup,
                             self.dedup_ttl_ms,
                             &mut batch_keys,
                             &mut staged,
@@ -639,8 +638,9 @@ impl Writer {
             }
             return;
         }
-        for (key, seen_ms) in staged.dedup {
-            self.recent.insert(key, seen_ms);
+        if let Err(e) = self.dedup.record(&staged.dedup) {
+            // Committed, so answered 200: a missing key can only let a repeat through.
+            tracing::warn!(error = %e, "cannot record dedup keys; repeats of these alerts may be journaled again");
         }
         for p in staged.forward {
             // The pipeline is gone only at shutdown; the decision stays pending in the journal.
@@ -663,7 +663,7 @@ fn accept(
     now: i64,
     source: Source,
     items: Vec<(Alert, Decision)>,
-    recent: &RecentKeys,
+    dedup: &DedupStore,
     ttl_ms: i64,
     batch_keys: &mut HashSet<DedupKey>,
     staged: &mut Staged,
@@ -682,7 +682,7 @@ fn accept(
     )?;
     for (alert, decision) in items {
         let key = dedup::key(&alert.fingerprint, alert.status, &alert.starts_at);
-        let seen_recently = dedup::last_seen(tx, recent, key)?.is_some_and(|t| now - t < ttl_ms);
+        let seen_recently = dedup.last_seen(key)?.is_some_and(|t| now - t < ttl_ms);
         if seen_recently || !batch_keys.insert(key) {
             report.duplicates += 1;
             continue;
@@ -704,7 +704,6 @@ fn accept(
             labels
         ])?;
         let event_id = tx.last_insert_rowid();
-        dedup::record(tx, key, now)?;
         staged.dedup.push((key, now));
         match decision {
             Decision::Act(intent) => {

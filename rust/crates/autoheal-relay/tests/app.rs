@@ -1123,7 +1123,7 @@ async fn pruning_removes_finished_history_and_keeps_unfinished_work() {
     relay.shutdown().await;
     let conn = rusqlite::Connection::open(h.db()).unwrap();
     let far_future = autoheal_relay::model::now_ms() + 1_000_000;
-    let deleted = journal::prune(&conn, far_future, 0).unwrap();
+    let deleted = journal::prune(&conn, far_future).unwrap();
     assert_eq!(deleted, 3, "s1's decision, its event and its run");
     let rows = history(&h.db());
     assert_eq!(rows.len(), 1);
@@ -1528,8 +1528,7 @@ async fn a_pause_file_that_cannot_be_looked_at_holds_actions() {
 }
 
 #[tokio::test]
-async fn pruning_forgets_targets_back_in_service_and_old_dedup_keys_and_ignored_alerts_keep_no_labels(
-) {
+async fn pruning_forgets_targets_back_in_service_and_ignored_alerts_keep_no_labels() {
     let h = Harness::new("");
     let rec = Arc::new(Recorder::default());
     let relay = h.start(&rec);
@@ -1577,9 +1576,8 @@ async fn pruning_forgets_targets_back_in_service_and_old_dedup_keys_and_ignored_
             .unwrap()
     };
     assert_eq!(count("targets"), 2);
-    assert_eq!(count("dedup"), 4);
     let far_future = autoheal_relay::model::now_ms() + 1_000_000;
-    journal::prune(&conn, far_future, far_future).unwrap();
+    journal::prune(&conn, far_future).unwrap();
     let targets: Vec<(String, String)> = conn
         .prepare("SELECT key, state FROM targets")
         .unwrap()
@@ -1592,5 +1590,4 @@ async fn pruning_forgets_targets_back_in_service_and_old_dedup_keys_and_ignored_
         [("be/s2".to_owned(), "drain".to_owned())],
         "s1 is back in service; s2 is still out and must stay counted"
     );
-    assert_eq!(count("dedup"), 0);
 }
