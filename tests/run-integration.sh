@@ -4,7 +4,7 @@
 #   tests/run-integration.sh [TARGET...]     # default: every target
 #   AUTOHEAL_VENV=DIR tests/run-integration.sh ...   # with another ansible-core (default: the checkout's .venv)
 #
-# The collection (with the binaries that scripts/build.sh put in plugins/modules/) is copied to a temporary
+# The collection (with the binaries that scripts/build.sh put in plugins/modules/__bin__/) is copied to a temporary
 # ansible_collections/autoheal/haproxy tree, which ANSIBLE_COLLECTIONS_PATH points at. Each target follows the
 # ansible-test conventions:
 #   - a target with runme.sh is run as `./runme.sh` from its directory (OUTPUT_DIR set, venv on PATH);
