@@ -9,13 +9,15 @@
 # download get-pip.py: an offline stand-in (tests/sanity/get_pip_standin.py) goes into its cache first.
 #
 #   scripts/sanity.sh [ansible-test sanity options, e.g. --test pylint]
+#   AUTOHEAL_VENV=DIR scripts/sanity.sh   # with another ansible-core (default: the checkout's .venv)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-export PATH="$repo/.venv/bin:$PATH"
+venv="${AUTOHEAL_VENV:-$repo/.venv}"
+export PATH="$venv/bin:$PATH"
 
 for bin in server server_info; do
-  if [[ ! -x "$repo/plugins/modules/${bin}_linux_x86_64" ]]; then
-    echo "sanity: plugins/modules/${bin}_linux_x86_64 is missing; run scripts/build.sh first" >&2
+  if [[ ! -x "$repo/plugins/modules/__bin__/${bin}_linux_x86_64" ]]; then
+    echo "sanity: plugins/modules/__bin__/${bin}_linux_x86_64 is missing; run scripts/build.sh first" >&2
     exit 1
   fi
 done

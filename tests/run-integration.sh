@@ -2,8 +2,9 @@
 # Runs the Ansible integration targets under tests/integration/targets/ on this machine, with no containers.
 #
 #   tests/run-integration.sh [TARGET...]     # default: every target
+#   AUTOHEAL_VENV=DIR tests/run-integration.sh ...   # with another ansible-core (default: the checkout's .venv)
 #
-# The collection (with the binaries that scripts/build.sh put in plugins/modules/) is copied to a temporary
+# The collection (with the binaries that scripts/build.sh put in plugins/modules/__bin__/) is copied to a temporary
 # ansible_collections/autoheal/haproxy tree, which ANSIBLE_COLLECTIONS_PATH points at. Each target follows the
 # ansible-test conventions:
 #   - a target with runme.sh is run as `./runme.sh` from its directory (OUTPUT_DIR set, venv on PATH);
@@ -14,7 +15,8 @@
 # Prints PASS/FAIL/SKIP per target, then a last line `N passed, M failed`; exits 1 if anything failed.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-export PATH="$repo/.venv/bin:$PATH"
+venv="${AUTOHEAL_VENV:-$repo/.venv}"
+export PATH="$venv/bin:$PATH"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/autoheal-integration.XXXXXX")"
 keep_work="${AUTOHEAL_KEEP_WORK:-}"
@@ -56,11 +58,11 @@ export ANSIBLE_REMOTE_TEMP="$work/ansible-remote"
 export ANSIBLE_RETRY_FILES_ENABLED=false
 export ANSIBLE_NOCOLOR=1
 export ANSIBLE_DEPRECATION_WARNINGS=true
-export ANSIBLE_PYTHON_INTERPRETER="$repo/.venv/bin/python"
+export ANSIBLE_PYTHON_INTERPRETER="$venv/bin/python"
 
 cat >"$work/inventory.ini" <<EOF
 [testgroup]
-testhost ansible_connection=local ansible_python_interpreter=$repo/.venv/bin/python
+testhost ansible_connection=local ansible_python_interpreter=$venv/bin/python
 EOF
 
 if (($#)); then

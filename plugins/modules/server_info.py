@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-# Documentation only: the module is a static binary (plugins/modules/server_info_<system>_<arch>, built from
+# Documentation only: the module is a static binary (plugins/modules/__bin__/server_info_<system>_<arch>, built from
 # rust/crates/autoheal-module) that the action plugin of the same name runs on the target.
 
 from __future__ import annotations

@@ -3,9 +3,12 @@
 """Controller-side dispatch of a module shipped as per-platform static binaries.
 
 A module NAME of this collection is documented by ``plugins/modules/NAME.py`` and implemented by
-binaries ``plugins/modules/NAME_<system>_<arch>`` (for example ``server_linux_x86_64``). The action
-plugin finds out which system and architecture the target runs, and runs the matching binary. It
-holds no business logic: options, check mode and diff mode are handled by the binary itself.
+binaries ``plugins/modules/__bin__/NAME_<system>_<arch>`` (for example ``server_linux_x86_64``). The
+binaries sit in a directory whose name starts with ``__`` so that ansible-doc and ansible-test do not read
+them as module sources; the plugin loader still finds them by their FQCN
+(``autoheal.haproxy.__bin__.server_linux_x86_64``). The action plugin finds out which system and
+architecture the target runs, and runs the matching binary. It holds no business logic: options, check mode
+and diff mode are handled by the binary itself.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import re
 from ansible.plugins.action import ActionBase
 
 COLLECTION = "autoheal.haproxy"
+# The binaries' directory under plugins/modules/, also the FQCN's subdirectory part.
+BINARIES_DIR = "__bin__"
 
 # Systems a binary may be built for (uname -s, lowercased). Listed so that the binaries of `server` and of
 # `server_info` can be told apart by name (server_info_linux_x86_64 is not a `server` binary for system "info").
@@ -78,7 +83,7 @@ class BinaryModuleAction(ActionBase):
             return result
 
         binary = "%s_%s_%s" % (self.MODULE, system, arch)
-        fqcn = "%s.%s" % (COLLECTION, binary)
+        fqcn = "%s.%s.%s" % (COLLECTION, BINARIES_DIR, binary)
         if not self._shared_loader_obj.module_loader.find_plugin_with_context(fqcn, "").resolved:
             result.update(failed=True, msg=self._missing_binary_message(system, arch, seen, binary))
             self._remove_tmp_path(self._connection._shell.tmpdir)
@@ -119,15 +124,15 @@ class BinaryModuleAction(ActionBase):
         return system, arch, "uname -s -m: %s" % " ".join(words)
 
     def _missing_binary_message(self, system, arch, seen, binary):
-        modules_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "modules")
-        shipped = shipped_binaries(modules_dir, self.MODULE)
+        plugins_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        shipped = shipped_binaries(os.path.join(plugins_dir, "modules", BINARIES_DIR), self.MODULE)
         return (
-            "%s.%s has no binary for this target (%s): plugins/modules/%s does not exist in the collection. "
+            "%s.%s has no binary for this target (%s): plugins/modules/%s/%s does not exist in the collection. "
             "Binaries it has: %s. To add one, build on a %s/%s machine or with a cross toolchain "
             "(in rust/: RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target %s "
-            "-p autoheal-module) and install the executable as plugins/modules/%s, mode 0755; see the README."
-            % (COLLECTION, self.MODULE, seen, binary, ", ".join(shipped) or "none",
-               system, arch, rust_target(system, arch), binary)
+            "-p autoheal-module) and install the executable as plugins/modules/%s/%s, mode 0755; see the README."
+            % (COLLECTION, self.MODULE, seen, BINARIES_DIR, binary, ", ".join(shipped) or "none",
+               system, arch, rust_target(system, arch), BINARIES_DIR, binary)
         )
 
 

@@ -466,9 +466,9 @@ async fn shutdown_signal() {
 mod tests {
     use super::*;
 
-    fn corpus(rel: &str) -> PathBuf {
+    fn fixture(rel: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../../shared/corpus/payloads")
+            .join("tests/fixtures/payloads")
             .join(rel)
     }
 
@@ -496,11 +496,11 @@ mod tests {
         kind = "dry-run"
     "#;
 
-    /// Replays a corpus payload; returns the per-alert text and the `autoheal_actions` array.
-    fn replay_corpus(rel: &str) -> (String, serde_json::Value) {
+    /// Replays a fixture payload; returns the per-alert text and the `autoheal_actions` array.
+    fn replay_fixture(rel: &str) -> (String, serde_json::Value) {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path(), RULES);
-        let file = corpus(rel);
+        let file = fixture(rel);
         let body = std::fs::read(&file).unwrap();
         let out = replay_payload(&cfg, Source::Alertmanager, &body, &file, 1_000_000).unwrap();
         let (decisions, actions) = out
@@ -511,12 +511,11 @@ mod tests {
 
     #[test]
     fn replay_of_a_firing_alert_drains_the_server_its_labels_name() {
-        let (decisions, actions) =
-            replay_corpus("alertmanager/debian-alertmanager-0.25__captured__firing.json");
+        let (decisions, actions) = replay_fixture("alertmanager/firing.json");
         let mut lines = decisions.lines();
         let first = lines.next().unwrap();
         assert!(first.starts_with("1 alert(s) in "), "{decisions}");
-        assert!(first.ends_with("debian-alertmanager-0.25__captured__firing.json"));
+        assert!(first.ends_with("alertmanager/firing.json"));
         let decision = lines.next().unwrap();
         assert!(
             decision.starts_with("  firing BackendCpuHigh ["),
@@ -540,8 +539,7 @@ mod tests {
 
     #[test]
     fn replay_of_a_resolved_alert_restores_after_the_rule_delay() {
-        let (decisions, actions) =
-            replay_corpus("alertmanager/debian-alertmanager-0.25__captured__resolved.json");
+        let (decisions, actions) = replay_fixture("alertmanager/resolved.json");
         assert!(
             decisions.contains("resolved BackendCpuHigh")
                 && decisions.contains("-> enabled be/s1 after 60s"),
@@ -552,9 +550,9 @@ mod tests {
 
     #[test]
     fn replay_names_the_rejected_label_and_produces_no_action() {
-        // The alert's only target label is `instance="instance-with-hyphen_and_underscore"`.
+        // The alert's only target label is `instance="web-7_internal"`.
         let (decisions, actions) =
-            replay_corpus("alertmanager/prometheus-msteams__alert_testdata_prom_post_request.json");
+            replay_fixture("alertmanager/old-without-status-and-fingerprint.json");
         let line = decisions.lines().nth(1).unwrap();
         assert!(
             line.contains("rule drain-on-memory -> REJECTED, label instance:"),
@@ -565,11 +563,9 @@ mod tests {
 
     #[test]
     fn replay_says_when_no_rule_matches() {
-        let (decisions, actions) = replay_corpus(
-            "alertmanager/alertmanager__notify-webhook-test__TestWebhookDefaultPayload__body-reconstructed.json",
-        );
+        let (decisions, actions) = replay_fixture("alertmanager/no-matching-rule.json");
         assert!(
-            decisions.contains("TestAlert") && decisions.contains("nothing (no rule matches)"),
+            decisions.contains("Watchdog") && decisions.contains("nothing (no rule matches)"),
             "{decisions}"
         );
         assert_eq!(actions, serde_json::json!([]));

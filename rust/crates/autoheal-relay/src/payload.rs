@@ -111,54 +111,67 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    fn corpus_dir() -> PathBuf {
-        let dir =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../../shared/corpus/payloads");
-        assert!(
-            dir.is_dir(),
-            "the shared payload corpus is missing: expected it at {}",
-            dir.display()
-        );
-        dir
+    /// The project's own payloads (tests/fixtures/payloads); the shared corpus is tests/corpus.rs.
+    fn fixtures_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/payloads")
     }
 
     fn read(rel: &str) -> Vec<u8> {
-        let path = corpus_dir().join(rel);
+        let path = fixtures_dir().join(rel);
         std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
-    /// Every payload in the corpus, with what a reader of the file sees in it: the number of
-    /// alerts for webhook-shaped bodies, `None` for custom-template bodies that must be refused.
-    const CORPUS: &[(&str, Source, Option<usize>)] = &[
-        ("alertmanager/alertmanager__notify-webhook-test__TestWebhookCustomPayloadList__expected-body.json", Source::Alertmanager, None),
-        ("alertmanager/alertmanager__notify-webhook-test__TestWebhookCustomPayloadMap__expected-body-reconstructed.json", Source::Alertmanager, None),
-        ("alertmanager/alertmanager__notify-webhook-test__TestWebhookCustomPayloadPreservesYAMLLikeStrings__expected-body.json", Source::Alertmanager, None),
-        ("alertmanager/alertmanager__notify-webhook-test__TestWebhookCustomPayloadStringList__expected-body.json", Source::Alertmanager, None),
-        ("alertmanager/alertmanager__notify-webhook-test__TestWebhookCustomPayloadString__expected-body.json", Source::Alertmanager, None),
-        ("alertmanager/alertmanager__notify-webhook-test__TestWebhookDefaultPayload__body-reconstructed.json", Source::Alertmanager, Some(1)),
-        ("alertmanager/debian-alertmanager-0.25__captured__firing.json", Source::Alertmanager, Some(1)),
-        ("alertmanager/debian-alertmanager-0.25__captured__resolved.json", Source::Alertmanager, Some(1)),
-        ("alertmanager/prometheus-msteams__alert_testdata_large_prom_post_request.json", Source::Alertmanager, Some(19)),
-        ("alertmanager/prometheus-msteams__alert_testdata_prom_post_request.json", Source::Alertmanager, Some(1)),
-        ("alertmanager/prometheus-msteams__alert_testdata_prom_post_request_12_alerts.json", Source::Alertmanager, Some(12)),
-        ("alertmanager/prometheus-msteams__alert_testdata_prom_post_request_2_alerts.json", Source::Alertmanager, Some(2)),
-        ("alertmanager/prometheus-msteams__alert_testdata_prom_post_request_without_common_summary.json", Source::Alertmanager, Some(1)),
-        ("alertmanager/prometheus-msteams__pkg_card_testdata_prom_post_request.json", Source::Alertmanager, Some(1)),
-        ("grafana/grafana-alerting__webhook-v1-test__TestNotify_CustomPayload__alertmanager-like-payload.json", Source::Grafana, None),
-        ("grafana/grafana-alerting__webhook-v1-test__TestNotify_CustomPayload__custom-payload-with-one-alert.json", Source::Grafana, Some(1)),
-        ("grafana/grafana-alerting__webhook-v1-test__TestNotify_CustomPayload__dingding-like-payload.json", Source::Grafana, None),
-        ("grafana/grafana-alerting__webhook-v1-test__TestNotify_CustomPayload__kafka-esque-payload.json", Source::Grafana, None),
-        ("grafana/grafana-alerting__webhook-v1-test__TestNotify_CustomPayload__variables-and-extra-fields.json", Source::Grafana, None),
-        ("grafana/grafana-alerting__webhook-v1-test__TestNotify__custom-config-multiple-alerts-truncated-reconstructed.json", Source::Grafana, Some(2)),
-        ("grafana/grafana-alerting__webhook-v1-test__TestNotify__default-config-one-alert-custom-message-reconstructed.json", Source::Grafana, Some(1)),
-        ("grafana/grafana__docs__webhook-notifier-md__example-payload.json", Source::Grafana, Some(2)),
+    /// Every fixture, with what a reader of the file sees in it: the number of alerts for
+    /// webhook-shaped bodies, `None` for bodies that must be refused (custom templates, the legacy
+    /// Grafana format, an Alertmanager version before 4).
+    const FIXTURES: &[(&str, Source, Option<usize>)] = &[
+        (
+            "alertmanager/custom-template-list.json",
+            Source::Alertmanager,
+            None,
+        ),
+        (
+            "alertmanager/custom-template-map.json",
+            Source::Alertmanager,
+            None,
+        ),
+        (
+            "alertmanager/custom-template-string.json",
+            Source::Alertmanager,
+            None,
+        ),
+        ("alertmanager/firing.json", Source::Alertmanager, Some(1)),
+        ("alertmanager/grouped.json", Source::Alertmanager, Some(3)),
+        (
+            "alertmanager/no-matching-rule.json",
+            Source::Alertmanager,
+            Some(1),
+        ),
+        (
+            "alertmanager/old-without-status-and-fingerprint.json",
+            Source::Alertmanager,
+            Some(2),
+        ),
+        ("alertmanager/resolved.json", Source::Alertmanager, Some(1)),
+        ("alertmanager/truncated.json", Source::Alertmanager, Some(2)),
+        ("alertmanager/version-3.json", Source::Alertmanager, None),
+        ("grafana/custom-template-chat.json", Source::Grafana, None),
+        (
+            "grafana/custom-template-records.json",
+            Source::Grafana,
+            None,
+        ),
+        ("grafana/firing-two-alerts.json", Source::Grafana, Some(2)),
+        ("grafana/legacy-alerting.json", Source::Grafana, None),
+        ("grafana/resolved.json", Source::Grafana, Some(1)),
+        ("grafana/truncated.json", Source::Grafana, Some(2)),
     ];
 
     #[test]
-    fn table_covers_every_corpus_file() {
+    fn table_covers_every_fixture_file() {
         let mut on_disk = Vec::new();
         for sub in ["alertmanager", "grafana"] {
-            for entry in std::fs::read_dir(corpus_dir().join(sub)).unwrap() {
+            for entry in std::fs::read_dir(fixtures_dir().join(sub)).unwrap() {
                 on_disk.push(format!(
                     "{sub}/{}",
                     entry.unwrap().file_name().to_string_lossy()
@@ -166,17 +179,17 @@ mod tests {
             }
         }
         on_disk.sort();
-        let mut listed: Vec<String> = CORPUS.iter().map(|(p, _, _)| (*p).to_owned()).collect();
+        let mut listed: Vec<String> = FIXTURES.iter().map(|(p, _, _)| (*p).to_owned()).collect();
         listed.sort();
         assert_eq!(
             on_disk, listed,
-            "a corpus payload was added or removed: update CORPUS"
+            "a fixture payload was added or removed: update FIXTURES"
         );
     }
 
     #[test]
-    fn every_corpus_payload_parses_or_is_cleanly_refused() {
-        for (rel, source, expected) in CORPUS {
+    fn every_fixture_parses_or_is_cleanly_refused() {
+        for (rel, source, expected) in FIXTURES {
             let result = parse(*source, &read(rel));
             match (expected, result) {
                 (Some(n), Ok(alerts)) => {
@@ -188,40 +201,56 @@ mod tests {
                 }
                 (None, Err(e)) => assert!(!e.to_string().is_empty(), "{rel}"),
                 (Some(_), Err(e)) => panic!("{rel}: should parse: {e}"),
-                (None, Ok(a)) => panic!("{rel}: custom payload accepted as {} alerts", a.len()),
+                (None, Ok(a)) => panic!("{rel}: refused body accepted as {} alerts", a.len()),
             }
         }
     }
 
     #[test]
-    fn captured_firing_payload_fields() {
-        let alerts = parse(
-            Source::Alertmanager,
-            &read("alertmanager/debian-alertmanager-0.25__captured__firing.json"),
-        )
-        .unwrap();
+    fn firing_and_resolved_payload_fields() {
+        let alerts = parse(Source::Alertmanager, &read("alertmanager/firing.json")).unwrap();
         let a = &alerts[0];
         assert_eq!(a.status, AlertStatus::Firing);
-        assert_eq!(a.fingerprint, "a15aa1a925eb270b");
-        assert_eq!(a.starts_at, "2026-11-25T12:46:18.829Z");
+        assert_eq!(a.fingerprint, "7c1e5a90d24b3f68");
+        assert_eq!(a.starts_at, "2026-03-02T09:15:30.25Z");
         assert_eq!(a.labels["server"], "s1");
         assert_eq!(a.labels["backend"], "be");
-        let resolved = parse(
-            Source::Alertmanager,
-            &read("alertmanager/debian-alertmanager-0.25__captured__resolved.json"),
-        )
-        .unwrap();
+        let resolved = parse(Source::Alertmanager, &read("alertmanager/resolved.json")).unwrap();
         assert_eq!(resolved[0].status, AlertStatus::Resolved);
-        assert_eq!(resolved[0].fingerprint, "a15aa1a925eb270b");
+        assert_eq!(resolved[0].fingerprint, "7c1e5a90d24b3f68");
+    }
+
+    #[test]
+    fn a_grouped_body_keeps_each_alerts_own_status() {
+        let alerts = parse(Source::Alertmanager, &read("alertmanager/grouped.json")).unwrap();
+        let seen: Vec<(&str, AlertStatus)> = alerts
+            .iter()
+            .map(|a| (a.labels["server"].as_str(), a.status))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("s1", AlertStatus::Firing),
+                ("s2", AlertStatus::Firing),
+                ("s3", AlertStatus::Resolved)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_alertmanager_body_before_version_4_is_refused_by_version() {
+        let err = parse(Source::Alertmanager, &read("alertmanager/version-3.json")).unwrap_err();
+        assert!(
+            matches!(err, ParseError::Version { found: ref v, .. } if v == "3"),
+            "{err}"
+        );
     }
 
     #[test]
     fn old_bodies_take_the_body_status_and_a_computed_fingerprint() {
         let alerts = parse(
             Source::Alertmanager,
-            &read(
-                "alertmanager/prometheus-msteams__alert_testdata_prom_post_request_2_alerts.json",
-            ),
+            &read("alertmanager/old-without-status-and-fingerprint.json"),
         )
         .unwrap();
         assert!(alerts.iter().all(|a| a.status == AlertStatus::Firing));
@@ -231,18 +260,14 @@ mod tests {
 
     #[test]
     fn grafana_body_on_alertmanager_endpoint_is_refused_by_version() {
-        for rel in [
-            "grafana/grafana__docs__webhook-notifier-md__example-payload.json",
-            "grafana/grafana-alerting__webhook-v1-test__TestNotify__default-config-one-alert-custom-message-reconstructed.json",
-        ] {
+        for rel in ["grafana/firing-two-alerts.json", "grafana/resolved.json"] {
             let err = parse(Source::Alertmanager, &read(rel)).unwrap_err();
-            assert!(matches!(err, ParseError::Version { found: ref v, .. } if v == "1"), "{rel}: {err}");
+            assert!(
+                matches!(err, ParseError::Version { found: ref v, .. } if v == "1"),
+                "{rel}: {err}"
+            );
         }
-        let err = parse(
-            Source::Grafana,
-            &read("alertmanager/debian-alertmanager-0.25__captured__firing.json"),
-        )
-        .unwrap_err();
+        let err = parse(Source::Grafana, &read("alertmanager/firing.json")).unwrap_err();
         assert!(
             matches!(err, ParseError::Version { found: ref v, .. } if v == "4"),
             "{err}"
@@ -251,7 +276,7 @@ mod tests {
 
     #[test]
     fn malformed_and_truncated_json_is_an_error() {
-        let good = read("alertmanager/debian-alertmanager-0.25__captured__firing.json");
+        let good = read("alertmanager/firing.json");
         for cut in [1, good.len() / 3, good.len() / 2, good.len() - 2] {
             assert!(
                 parse(Source::Alertmanager, &good[..cut]).is_err(),

@@ -26,12 +26,12 @@ fn write_secret(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-fn corpus(rel: &str) -> Vec<u8> {
+/// One of the project's own payloads (tests/fixtures/payloads).
+fn fixture(rel: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../../shared/corpus/payloads")
+        .join("tests/fixtures/payloads")
         .join(rel);
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("shared corpus payload {} is missing: {e}", path.display()))
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Records every run; while `hold` is set, a run never finishes (a stuck playbook).
@@ -208,17 +208,11 @@ fn history(db: &Path) -> Vec<journal::HistoryRow> {
 }
 
 #[tokio::test]
-async fn captured_firing_then_resolved_become_drain_then_enabled_runs() {
+async fn firing_then_resolved_become_drain_then_enabled_runs() {
     let h = Harness::new("");
     let rec = Arc::new(Recorder::default());
     let relay = h.start(&rec);
-    let (status, body) = send(
-        &relay,
-        am_request(corpus(
-            "alertmanager/debian-alertmanager-0.25__captured__firing.json",
-        )),
-    )
-    .await;
+    let (status, body) = send(&relay, am_request(fixture("alertmanager/firing.json"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["actions"], 1);
     wait_for("the drain run", || rec.runs().len() == 1).await;
@@ -230,15 +224,9 @@ async fn captured_firing_then_resolved_become_drain_then_enabled_runs() {
         (Some("s1"), Some("be"), DesiredState::Drain)
     );
     assert_eq!(a.reason.alert, "BackendCpuHigh");
-    assert_eq!(a.reason.fingerprint, "a15aa1a925eb270b");
+    assert_eq!(a.reason.fingerprint, "7c1e5a90d24b3f68");
 
-    let (status, _) = send(
-        &relay,
-        am_request(corpus(
-            "alertmanager/debian-alertmanager-0.25__captured__resolved.json",
-        )),
-    )
-    .await;
+    let (status, _) = send(&relay, am_request(fixture("alertmanager/resolved.json"))).await;
     assert_eq!(status, StatusCode::OK);
     wait_for("the restore run", || rec.runs().len() == 2).await;
     assert_eq!(rec.runs()[1].actions[0].state, DesiredState::Enabled);
@@ -258,7 +246,7 @@ async fn malformed_truncated_and_custom_bodies_get_400_with_a_json_error() {
     let h = Harness::new("");
     let rec = Arc::new(Recorder::default());
     let relay = h.start(&rec);
-    let good = corpus("alertmanager/debian-alertmanager-0.25__captured__firing.json");
+    let good = fixture("alertmanager/firing.json");
     let mut bodies: Vec<Vec<u8>> = vec![
         b"{".to_vec(),
         b"not json".to_vec(),
@@ -266,8 +254,8 @@ async fn malformed_truncated_and_custom_bodies_get_400_with_a_json_error() {
         b"[]".to_vec(),
         good[..good.len() / 2].to_vec(),
         vec![0xff, 0xfe, 0x00],
-        corpus("alertmanager/alertmanager__notify-webhook-test__TestWebhookCustomPayloadList__expected-body.json"),
-        corpus("alertmanager/alertmanager__notify-webhook-test__TestWebhookCustomPayloadMap__expected-body-reconstructed.json"),
+        fixture("alertmanager/custom-template-list.json"),
+        fixture("alertmanager/custom-template-map.json"),
     ];
     bodies.push(br#"{"alerts":[{"status":"firing","labels":{"alertname":["nested"]}}]}"#.to_vec());
     for body in bodies {
@@ -326,7 +314,7 @@ async fn wrong_content_type_is_415() {
     let h = Harness::new("");
     let rec = Arc::new(Recorder::default());
     let relay = h.start(&rec);
-    let body = corpus("alertmanager/debian-alertmanager-0.25__captured__firing.json");
+    let body = fixture("alertmanager/firing.json");
     for ct in [
         Some("text/plain"),
         Some("application/x-www-form-urlencoded"),
@@ -355,7 +343,7 @@ async fn missing_or_wrong_credentials_are_401_and_nothing_is_journaled() {
     let h = Harness::new("");
     let rec = Arc::new(Recorder::default());
     let relay = h.start(&rec);
-    let body = corpus("alertmanager/debian-alertmanager-0.25__captured__firing.json");
+    let body = fixture("alertmanager/firing.json");
     let basic = |c: &str| {
         format!(
             "Basic {}",
@@ -400,7 +388,7 @@ async fn grafana_needs_a_valid_hmac() {
     let h = Harness::new("");
     let rec = Arc::new(Recorder::default());
     let relay = h.start(&rec);
-    let body = corpus("grafana/grafana__docs__webhook-notifier-md__example-payload.json");
+    let body = fixture("grafana/firing-two-alerts.json");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -441,8 +429,8 @@ async fn grafana_needs_a_valid_hmac() {
     let (status, json) = send(&relay, req(Some(signed(&now, &body)), &now, body.clone())).await;
     assert_eq!(status, StatusCode::OK, "{json}");
     assert_eq!(json["alerts"], 2);
-    // The docs example has no server label: both alerts match the rule and are rejected as
-    // naming no target, which the audit log records.
+    // Neither alert has a server label: both match the rule and are rejected as naming no
+    // target, which the audit log records.
     assert_eq!(json["rejected"], 2);
     // A Grafana alert that names its server is acted on.
     let named = serde_json::to_vec(&serde_json::json!({
@@ -535,7 +523,7 @@ async fn duplicate_deliveries_are_one_event() {
     let h = Harness::new("");
     let rec = Arc::new(Recorder::default());
     let relay = h.start(&rec);
-    let body = corpus("alertmanager/debian-alertmanager-0.25__captured__firing.json");
+    let body = fixture("alertmanager/firing.json");
     let (_, first) = send(&relay, am_request(body.clone())).await;
     let (_, second) = send(&relay, am_request(body.clone())).await;
     assert_eq!(
@@ -547,13 +535,7 @@ async fn duplicate_deliveries_are_one_event() {
         (Some(0), Some(1))
     );
     // The same alert, resolved, is a new event.
-    let (_, resolved) = send(
-        &relay,
-        am_request(corpus(
-            "alertmanager/debian-alertmanager-0.25__captured__resolved.json",
-        )),
-    )
-    .await;
+    let (_, resolved) = send(&relay, am_request(fixture("alertmanager/resolved.json"))).await;
     assert_eq!(resolved["duplicates"], 0);
     relay.shutdown().await;
     // Dedup survives a restart (seeded from the journal).
@@ -892,13 +874,7 @@ async fn health_ready_and_metrics() {
         let (status, _) = send(&relay, Request::get(path).body(Body::empty()).unwrap()).await;
         assert_eq!(status, StatusCode::OK, "{path}");
     }
-    send(
-        &relay,
-        am_request(corpus(
-            "alertmanager/debian-alertmanager-0.25__captured__firing.json",
-        )),
-    )
-    .await;
+    send(&relay, am_request(fixture("alertmanager/firing.json"))).await;
     wait_for("the run", || rec.runs().len() == 1).await;
     wait_for("its metrics", || {
         relay
@@ -954,13 +930,7 @@ async fn a_journal_that_cannot_commit_answers_503_and_keeps_nothing_half_written
     // fails, so the whole transaction must roll back.
     let conn = rusqlite::Connection::open(h.db()).unwrap();
     conn.execute_batch("DROP TABLE decisions").unwrap();
-    let (status, json) = send(
-        &relay,
-        am_request(corpus(
-            "alertmanager/debian-alertmanager-0.25__captured__firing.json",
-        )),
-    )
-    .await;
+    let (status, json) = send(&relay, am_request(fixture("alertmanager/firing.json"))).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
     assert!(
         json["error"].as_str().unwrap().contains("journal"),
@@ -980,13 +950,7 @@ async fn a_journal_that_cannot_commit_answers_503_and_keeps_nothing_half_written
          fleet TEXT, state TEXT, intent TEXT, detail TEXT, run_id INTEGER REFERENCES runs(id))",
     )
     .unwrap();
-    let (status, json) = send(
-        &relay,
-        am_request(corpus(
-            "alertmanager/debian-alertmanager-0.25__captured__firing.json",
-        )),
-    )
-    .await;
+    let (status, json) = send(&relay, am_request(fixture("alertmanager/firing.json"))).await;
     assert_eq!(status, StatusCode::OK, "{json}");
     assert_eq!(json["actions"], 1, "{json}");
     wait_for("the run", || rec.runs().len() == 1).await;
@@ -1156,7 +1120,7 @@ async fn requests_over_the_concurrency_limit_get_503_at_once() {
         .unwrap();
     let holder = tokio::spawn(router.clone().oneshot(stuck));
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let body = corpus("alertmanager/debian-alertmanager-0.25__captured__firing.json");
+    let body = fixture("alertmanager/firing.json");
     let response = router
         .clone()
         .oneshot(am_request(body.clone()))

@@ -22,15 +22,12 @@ fn text(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()
 }
 
-fn corpus(rel: &str) -> PathBuf {
+/// One of the project's own payloads (tests/fixtures/payloads).
+fn fixture(rel: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../../shared/corpus/payloads")
+        .join("tests/fixtures/payloads")
         .join(rel);
-    assert!(
-        path.is_file(),
-        "shared corpus payload {} is missing",
-        path.display()
-    );
+    assert!(path.is_file(), "fixture {} is missing", path.display());
     path
 }
 
@@ -100,22 +97,22 @@ fn check_config_accepts_a_good_file_and_names_what_is_wrong_otherwise() {
 #[test]
 fn replay_prints_the_decisions_and_the_actions() {
     let (_dir, file) = setup(CONFIG);
-    let payload = corpus("alertmanager/debian-alertmanager-0.25__captured__firing.json");
+    let payload = fixture("alertmanager/firing.json");
     let out = relay(&["replay", "--config", s(&file), s(&payload)]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
         stdout
-            .contains("firing BackendCpuHigh [a15aa1a925eb270b]: rule drain-on-cpu -> drain be/s1"),
+            .contains("firing BackendCpuHigh [7c1e5a90d24b3f68]: rule drain-on-cpu -> drain be/s1"),
         "{stdout}"
     );
     assert!(stdout.contains("\"state\": \"drain\""), "{stdout}");
 
-    let resolved = corpus("alertmanager/debian-alertmanager-0.25__captured__resolved.json");
+    let resolved = fixture("alertmanager/resolved.json");
     let stdout = text(&relay(&["replay", "--config", s(&file), s(&resolved)]).stdout);
     assert!(stdout.contains("-> enabled be/s1 after 60s"), "{stdout}");
 
-    let custom = corpus("grafana/grafana-alerting__webhook-v1-test__TestNotify_CustomPayload__kafka-esque-payload.json");
+    let custom = fixture("grafana/custom-template-records.json");
     let out = relay(&[
         "replay",
         "--config",
@@ -137,10 +134,7 @@ async fn history_shows_what_the_relay_journaled() {
     let (dir, file) = setup(CONFIG);
     let config = Config::load(&file).unwrap();
     let relay_handle = Relay::start(&config, Arc::new(DryRun)).unwrap();
-    let body = std::fs::read(corpus(
-        "alertmanager/debian-alertmanager-0.25__captured__firing.json",
-    ))
-    .unwrap();
+    let body = std::fs::read(fixture("alertmanager/firing.json")).unwrap();
     let request = Request::post("/hooks/alertmanager")
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::AUTHORIZATION, "Bearer t0ken")

@@ -15,11 +15,12 @@ lab="$work/lab"
 trap 'python3 "$lab_py" stop "$lab" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-ansible-galaxy collection build "$source_tree" --output-path "$work/dist" >/dev/null
+ansible-galaxy collection build "$source_tree" --output-path "$work/dist" >/dev/null 2>"$work/build-warnings"
+[[ ! -s "$work/build-warnings" ]] || fail "ansible-galaxy collection build warns: $(cat "$work/build-warnings")"
 tarball=$(echo "$work"/dist/autoheal-haproxy-*.tar.gz)
 [[ -f $tarball ]] || fail "no tarball was built"
 tar -tvzf "$tarball" >"$work/listing"
-for member in plugins/modules/server_linux_x86_64 plugins/modules/server_info_linux_x86_64 \
+for member in plugins/modules/__bin__/server_linux_x86_64 plugins/modules/__bin__/server_info_linux_x86_64 \
   roles/relay/files/autoheal-relay_linux_x86_64; do
   grep -Eq "^-rwxr-xr-x .* $member\$" "$work/listing" || fail "$member missing from the tarball or not 0755"
 done
@@ -30,9 +31,13 @@ echo "ok: tarball $(basename "$tarball") holds the binaries, executable, and no 
 export ANSIBLE_COLLECTIONS_PATH="$work/installed"
 ansible-galaxy collection install "$tarball" -p "$ANSIBLE_COLLECTIONS_PATH" >/dev/null
 installed="$ANSIBLE_COLLECTIONS_PATH/ansible_collections/autoheal/haproxy"
-[[ -x "$installed/plugins/modules/server_linux_x86_64" ]] || fail "install lost the module binary's mode"
-ansible-doc autoheal.haproxy.server | grep -q 'min_active' || fail "ansible-doc autoheal.haproxy.server shows no options"
-ansible-doc -l autoheal.haproxy 2>/dev/null >"$work/doc-list"
+[[ -x "$installed/plugins/modules/__bin__/server_linux_x86_64" ]] || fail "install lost the module binary's mode"
+ansible-doc autoheal.haproxy.server 2>"$work/doc-warnings" | grep -q 'min_active' ||
+  fail "ansible-doc autoheal.haproxy.server shows no options"
+ansible-doc -l autoheal.haproxy 2>>"$work/doc-warnings" >"$work/doc-list"
+# The binaries (plugins/modules/__bin__/) must not be read as module sources: no warning about them.
+[[ ! -s "$work/doc-warnings" ]] || fail "ansible-doc warns: $(cat "$work/doc-warnings")"
+! grep -q '_linux_' "$work/doc-list" || fail "ansible-doc -l lists a binary as a module"
 grep -q '^autoheal.haproxy.server ' "$work/doc-list" || fail "ansible-doc -l does not list the server module"
 grep -q '^autoheal.haproxy.server_info ' "$work/doc-list" || fail "ansible-doc -l does not list server_info"
 echo "ok: installed; ansible-doc shows and lists the modules"
