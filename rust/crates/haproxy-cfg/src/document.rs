@@ -165,8 +165,10 @@ pub(crate) struct Lines<'a> {
     depth: usize,
     /// Lex only the lines that may be headers, directives, server lines or markers.
     only_structure: bool,
-    /// When set, a plainly written `server` line is lexed only if it contains this text.
-    server_hint: Option<&'a str>,
+    /// When set, a plainly written `server` line is lexed only if it contains one of these texts.
+    server_hints: Option<&'a [&'a str]>,
+    /// `server` lines are not lexed at all (the caller's walk is outside the sections it wants).
+    pub(crate) skip_servers: bool,
 }
 
 impl<'a> Lines<'a> {
@@ -177,17 +179,18 @@ impl<'a> Lines<'a> {
             start: 0,
             depth: 0,
             only_structure: false,
-            server_hint: None,
+            server_hints: None,
+            skip_servers: false,
         }
     }
 
     /// Every line, but lines that cannot matter to the server finder (most of a large file) come
-    /// back with no tokens instead of being lexed. With a `server_hint` (a server name), `server`
-    /// lines that cannot hold that name are skipped too.
-    pub(crate) fn structure(text: &'a str, server_hint: Option<&'a str>) -> Self {
+    /// back with no tokens instead of being lexed. With `server_hints` (server names), `server`
+    /// lines that cannot hold any of those names are skipped too.
+    pub(crate) fn structure(text: &'a str, server_hints: Option<&'a [&'a str]>) -> Self {
         Self {
             only_structure: true,
-            server_hint,
+            server_hints,
             ..Self::new(text)
         }
     }
@@ -214,9 +217,11 @@ impl<'a> Lines<'a> {
                 .any(|byte| matches!(byte, b'\'' | b'"' | b'\\'))
         };
         if word == b"server" {
-            return self
-                .server_hint
-                .is_none_or(|hint| content.contains(hint) || quoted(rest));
+            return !self.skip_servers
+                && (quoted(rest)
+                    || self
+                        .server_hints
+                        .is_none_or(|hints| hints.iter().any(|hint| content.contains(hint))));
         }
         quoted(word)
             || matches!(word.first(), Some(b'.' | b'['))

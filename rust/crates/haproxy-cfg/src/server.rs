@@ -263,16 +263,40 @@ pub struct Servers<'a> {
 }
 
 /// Walks the text once, line by line, keeping the servers `keep` accepts; tracks what each `defaults`
-/// section and each backend's `default-server` lines hand down. `name_hint`, when given, must be the
-/// name `keep` looks for: server lines that cannot contain it are not even lexed.
+/// section and each backend's `default-server` lines hand down. `name_hints`, when given, must hold
+/// every name `keep` looks for: server lines that contain none of them are not even lexed.
 pub fn find<'a>(
     text: &'a str,
-    name_hint: Option<&'a str>,
+    name_hints: Option<&'a [&'a str]>,
+    keep: impl FnMut(&Entry<'a>) -> bool,
+) -> Servers<'a> {
+    walk(text, Lines::structure(text, name_hints), |_| true, keep)
+}
+
+/// Like [`find`] over the sections named `backends` only: `server` lines of other sections are not
+/// even lexed, so listing one backend of a large file costs little more than finding its header.
+pub fn find_in<'a>(
+    text: &'a str,
+    backends: &[&str],
+    keep: impl FnMut(&Entry<'a>) -> bool,
+) -> Servers<'a> {
+    let wanted = |section: &str| backends.contains(&section);
+    walk(text, Lines::structure(text, None), wanted, keep)
+}
+
+fn walk<'a>(
+    text: &'a str,
+    mut lines: Lines<'a>,
+    in_scope: impl Fn(&str) -> bool,
     keep: impl FnMut(&Entry<'a>) -> bool,
 ) -> Servers<'a> {
     let mut finder = Finder::new(text, keep);
-    for line in Lines::structure(text, name_hint) {
+    while let Some(line) = lines.next() {
         finder.feed(line);
+        lines.skip_servers = finder
+            .section
+            .as_ref()
+            .is_none_or(|section| !section.kind.holds_targets() || !in_scope(&section.name));
     }
     finder.servers
 }

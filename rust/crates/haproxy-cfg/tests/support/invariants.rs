@@ -1,7 +1,9 @@
 //! The engine's promises, checked on any text. Shared by the property tests, the fuzz target
 //! (rust/fuzz, which includes this file by path) and the replay of fuzz regressions.
 
-use haproxy_cfg::{inventory, lex, plan, Desired, Document, Request, Target, WeightSpec};
+use haproxy_cfg::{
+    inventory, inventory_of, lex, plan, Desired, Document, Request, Target, WeightSpec,
+};
 
 /// Servers planned per input, so huge inputs stay fast.
 const MAX_SERVERS: usize = 4;
@@ -23,7 +25,8 @@ pub fn every_desired() -> [Desired; 7] {
 /// - rendering the parsed document gives the text back;
 /// - planning any state for any found server works, and applying it again changes nothing;
 /// - only the lines of the planned server change, and the reported `after` is what the file now says;
-/// - on unmanaged servers, any state followed by `enabled` gives the text back.
+/// - on unmanaged servers, any state followed by `enabled` gives the text back;
+/// - listing some backends gives what the full inventory lists for them.
 pub fn check(text: &str) {
     assert_eq!(
         Document::parse(text).render(),
@@ -31,6 +34,24 @@ pub fn check(text: &str) {
         "render(parse(x)) != x"
     );
     let servers = inventory(text);
+    let mut backends: Vec<&str> = servers.iter().map(|s| s.backend.as_str()).collect();
+    backends.dedup();
+    for wanted in [
+        &backends[..backends.len().min(1)],
+        &backends[..],
+        &["no such backend"],
+    ] {
+        let expected: Vec<_> = servers
+            .iter()
+            .filter(|s| wanted.contains(&s.backend.as_str()))
+            .cloned()
+            .collect();
+        assert_eq!(
+            inventory_of(text, wanted),
+            expected,
+            "inventory_of {wanted:?}"
+        );
+    }
     for server in servers.iter().take(MAX_SERVERS) {
         for desired in every_desired() {
             let request = Request {
