@@ -104,9 +104,14 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
     }
 }
 
-/// The lowercase hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
+/// The lowercase hex sha256 of a text given in pieces.
+pub fn sha256_hex<'t>(pieces: impl IntoIterator<Item = &'t str>) -> String {
+    let mut hasher = Sha256::new();
+    pieces
+        .into_iter()
+        .for_each(|piece| hasher.update(piece.as_bytes()));
+    hasher
+        .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -162,14 +167,14 @@ impl LockedFile {
         read_text(&self.path)
     }
 
-    /// Replaces the file with `contents`, keeping its owner and mode.
+    /// Replaces the file with `contents` (the new text in pieces), keeping its owner and mode.
     ///
     /// `validate` (argv with `%s`) checks the candidate first. With `backup`, the old
     /// contents `original` are kept under a timestamped name, which is returned.
-    pub fn replace(
+    pub fn replace<'c>(
         &self,
         original: &str,
-        contents: &str,
+        contents: impl IntoIterator<Item = &'c str>,
         validate: Option<&[String]>,
         backup: bool,
     ) -> Result<Option<PathBuf>, FileError> {
@@ -185,8 +190,10 @@ impl LockedFile {
             .tempfile_in(&self.dir_path)
             .map_err(io_error("create a temp file in", &self.dir_path))?;
         let temp_path = temp.path().to_owned();
-        temp.write_all(contents.as_bytes())
-            .map_err(io_error("write", &temp_path))?;
+        for piece in contents {
+            temp.write_all(piece.as_bytes())
+                .map_err(io_error("write", &temp_path))?;
+        }
         keep_owner_and_mode(temp.as_file(), &meta).map_err(io_error("chown/chmod", &temp_path))?;
         temp.as_file()
             .sync_all()
@@ -330,7 +337,7 @@ mod tests {
     #[test]
     fn sha256_is_lowercase_hex() {
         assert_eq!(
-            sha256_hex(b"abc"),
+            sha256_hex(["a", "bc"]),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
@@ -352,7 +359,7 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
         let locked = LockedFile::lock(&path, Duration::from_secs(1)).unwrap();
         let backup = locked
-            .replace("old\n", "new\n", None, true)
+            .replace("old\n", ["new\n"], None, true)
             .unwrap()
             .unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "new\n");
@@ -372,7 +379,7 @@ mod tests {
             .map(String::from)
             .to_vec();
         let err = locked
-            .replace("old\n", "new\n", Some(&argv), true)
+            .replace("old\n", ["new\n"], Some(&argv), true)
             .unwrap_err();
         let msg = err.to_string();
         assert!(
@@ -384,7 +391,7 @@ mod tests {
         assert_eq!(entries(dir.path()), ["h.cfg"]);
         let missing = ["/nonexistent/validator", "%s"].map(String::from).to_vec();
         assert!(matches!(
-            locked.replace("old\n", "new\n", Some(&missing), false),
+            locked.replace("old\n", ["new\n"], Some(&missing), false),
             Err(FileError::ValidateSpawn { .. })
         ));
         assert_eq!(entries(dir.path()), ["h.cfg"]);

@@ -121,6 +121,27 @@ pub struct ServerOutcome {
     pub after: Snapshot,
 }
 
+/// One entry of the `changes` option in the result of `autoheal.haproxy.server`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangeOutcome {
+    /// The `backend` asked for.
+    pub backend: Option<String>,
+    /// The `server` asked for.
+    pub server: Option<String>,
+    /// The `address` asked for.
+    pub address: Option<String>,
+    /// The state asked for (`drain`, `weight 50%`, ...).
+    pub state: String,
+    /// The `reason` given, as given.
+    pub reason: Option<serde_json::Value>,
+    /// One of its servers changed (or would, in check mode).
+    pub changed: bool,
+    /// One of its servers waits for a reload.
+    pub reload_required: bool,
+    /// The servers it designated, as in `servers`.
+    pub servers: Vec<ServerOutcome>,
+}
+
 /// Ansible's diff mode payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diff {
@@ -165,8 +186,11 @@ pub struct ServerResult {
     /// File contents before and after, with `--diff`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<Diff>,
-    /// The matched servers.
+    /// The matched servers, in file order.
     pub servers: Vec<ServerOutcome>,
+    /// With the `changes` option: each change, in order, with its servers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Vec<ChangeOutcome>>,
     /// HAProxy needs a reload before the running state matches the file.
     pub reload_required: bool,
     /// The running HAProxy agrees with the file; `null` without a socket.

@@ -297,3 +297,90 @@ fn live_drift_is_repaired_without_touching_the_file() {
     assert_eq!(lab.config(), file);
     assert!(live(&lab, "web1").drained());
 }
+
+#[test]
+fn a_batch_is_applied_as_one_change_and_reported_per_change() {
+    let mut lab = Lab::new(
+        &[("web1", "weight 10"), ("web2", ""), ("web3", "weight 10")],
+        "",
+    );
+    lab.start();
+    let original = lab.config();
+    let live = lab.admin_view();
+    let batch = json!([
+        {"backend": "app", "server": "web1", "state": "drain", "reason": {"alert": "CpuBusy"}},
+        {"server": "web3", "weight": "50%"},
+        {"server": "web2", "state": "enabled"},
+    ]);
+
+    // Check mode: predicted, nothing touched.
+    let (check, code) = lab.server(json!({"changes": batch, "_ansible_check_mode": true}));
+    assert_eq!((code, &check["changed"]), (0, &json!(true)), "{check}");
+    assert_eq!(lab.config(), original);
+    assert_eq!(lab.admin_view(), live);
+
+    let (result, code) = lab.server(json!({"changes": batch}));
+    assert_eq!((code, &result["changed"]), (0, &json!(true)), "{result}");
+    let changes = result["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 3, "{result}");
+    assert_eq!(changes[0]["server"], "web1");
+    assert_eq!(changes[0]["reason"], json!({"alert": "CpuBusy"}));
+    assert_eq!(changes[0]["changed"], true);
+    assert_eq!(changes[0]["servers"][0]["after"]["live"]["admin"], "drain");
+    assert_eq!(changes[1]["state"], "weight 50%");
+    assert_eq!(changes[2]["changed"], false, "web2 was already in service");
+    assert_eq!(result["servers"].as_array().unwrap().len(), 3);
+    let text = lab.config_text();
+    assert_eq!(config_weight(&text, "web1"), 0);
+    assert_eq!(config_weight(&text, "web3"), 5);
+    assert!(lab.servers()["web1"].drained());
+
+    // Again: nothing to do, in check mode and for real.
+    for check in [true, false] {
+        let (again, code) = lab.server(json!({"changes": batch, "_ansible_check_mode": check}));
+        assert_eq!((code, &again["changed"]), (0, &json!(false)), "{again}");
+    }
+
+    // The guard counts the whole batch: web2 and web3 together would empty the backend.
+    let file = lab.config();
+    let live = lab.admin_view();
+    let (refused, code) = lab.server(json!({"changes": [
+        {"server": "web2", "state": "drain"},
+        {"server": "web3", "state": "disabled"},
+    ]}));
+    assert_eq!(
+        (code, &refused["guard"]),
+        (1, &json!("blocked")),
+        "{refused}"
+    );
+    assert_eq!(refused["changes"].as_array().unwrap().len(), 2);
+    assert_eq!(lab.config(), file);
+    assert_eq!(lab.admin_view(), live);
+
+    // One bad change (unknown server, a server twice) and nothing at all is done.
+    for bad in [
+        json!([{"server": "web2", "state": "drain"}, {"server": "nope", "state": "drain"}]),
+        json!([{"server": "web2", "state": "drain"}, {"server": "web2", "state": "enabled"}]),
+    ] {
+        let (failed, code) = lab.server(json!({"changes": bad}));
+        assert_eq!(code, 1, "{failed}");
+        assert!(
+            failed["msg"].as_str().unwrap().starts_with("changes[1]: "),
+            "{failed}"
+        );
+        assert_eq!(lab.config(), file);
+        assert_eq!(lab.admin_view(), live);
+    }
+
+    // Restoring everything in one call gives the original bytes back.
+    let (restored, code) = lab.server(json!({"changes": [
+        {"server": "web1", "state": "enabled"},
+        {"server": "web3", "state": "enabled"},
+    ]}));
+    assert_eq!(
+        (code, &restored["changed"]),
+        (0, &json!(true)),
+        "{restored}"
+    );
+    assert_eq!(lab.config(), original);
+}
