@@ -165,10 +165,8 @@ pub(crate) struct Lines<'a> {
     depth: usize,
     /// Lex only the lines that may be headers, directives, server lines or markers.
     only_structure: bool,
-    /// When set, a plainly written `server` line is lexed only if it contains one of these texts.
+    /// When set, a plainly written `server` line is lexed only if it may name one of these servers.
     server_hints: Option<&'a [&'a str]>,
-    /// `server` lines are not lexed at all (the caller's walk is outside the sections it wants).
-    pub(crate) skip_servers: bool,
 }
 
 impl<'a> Lines<'a> {
@@ -180,7 +178,6 @@ impl<'a> Lines<'a> {
             depth: 0,
             only_structure: false,
             server_hints: None,
-            skip_servers: false,
         }
     }
 
@@ -217,17 +214,30 @@ impl<'a> Lines<'a> {
                 .any(|byte| matches!(byte, b'\'' | b'"' | b'\\'))
         };
         if word == b"server" {
-            return !self.skip_servers
-                && (quoted(rest)
-                    || self
-                        .server_hints
-                        .is_none_or(|hints| hints.iter().any(|hint| content.contains(hint))));
+            return quoted(rest)
+                || self
+                    .server_hints
+                    .is_none_or(|hints| may_name_one_of(&rest[end..], hints));
         }
         quoted(word)
             || matches!(word.first(), Some(b'.' | b'['))
             || matches!(word, b"default-server" | b"server-template")
             || std::str::from_utf8(word).is_ok_and(|word| SectionKind::from_keyword(word).is_some())
     }
+}
+
+/// Could a plainly written (unquoted, unescaped) `server` line whose text after the keyword is
+/// `after` name one of `hints`? Its name is then the next word, up to a space or a `#`.
+fn may_name_one_of(after: &[u8], hints: &[&str]) -> bool {
+    let Some(start) = after.iter().position(|&byte| !is_space(byte)) else {
+        return false;
+    };
+    let word = &after[start..];
+    let name = &word[..word
+        .iter()
+        .position(|&byte| is_space(byte) || byte == b'#')
+        .unwrap_or(word.len())];
+    hints.iter().any(|hint| hint.as_bytes() == name)
 }
 
 impl<'a> Iterator for Lines<'a> {

@@ -135,7 +135,21 @@ pub(crate) fn plan_all(source: &str, requests: &[Request]) -> Result<Patch, (usi
             edits.push((entry.range.clone(), edit.replacement));
         }
     }
-    Ok(Patch { edits, changes })
+    let touched: Vec<&str> = changes
+        .iter()
+        .map(|(_, change)| change.before.backend.as_str())
+        .collect();
+    let section_servers = servers
+        .backends
+        .iter()
+        .filter(|span| touched.contains(&span.name.as_ref()))
+        .flat_map(|span| server::list_section(source, span))
+        .collect();
+    Ok(Patch {
+        edits,
+        changes,
+        section_servers,
+    })
 }
 
 /// Checks that the request designates the servers found: the backend exists, something matched, and
@@ -147,7 +161,11 @@ fn select(
     matcher: &Matcher,
 ) -> Result<(), Error> {
     if let Some(backend) = &request.backend {
-        if !servers.backends.iter().any(|name| name == backend) {
+        if !servers
+            .backends
+            .iter()
+            .any(|span| span.name == backend.as_str())
+        {
             return Err(Error::NoSuchBackend(backend.clone()));
         }
     }

@@ -1,7 +1,7 @@
 //! Lossless parsing and surgical editing of haproxy.cfg.
 //!
 //! CONTRACT (agreed between the engine and the module; the engine owns the implementation):
-//! the module only calls [`inventory`], [`inventory_of`], [`plan`] and [`plan_all`], and only reads the types below.
+//! the module only calls [`inventory`], [`plan`] and [`plan_all`], and only reads the types below.
 //! Everything else in this crate is free to change.
 //!
 //! How it works: [`Document`] keeps the original text and, for every line, the byte spans of its
@@ -149,6 +149,9 @@ pub struct Patch {
     pub edits: Vec<(std::ops::Range<usize>, String)>,
     /// One entry per matched server, in file order, with the index of the request that matched it.
     pub changes: Vec<(usize, ServerChange)>,
+    /// Every server of the sections that hold a matched server, before the change, as [`inventory`]
+    /// lists them (for checks such as "how many stay active"), without a second walk of the file.
+    pub section_servers: Vec<ServerInfo>,
 }
 
 impl Patch {
@@ -195,19 +198,6 @@ pub fn inventory(source: &str) -> Vec<ServerInfo> {
     // Each server is described as it is found and not kept, so a large file is never held twice.
     server::find(source, None, |entry| {
         servers.push(entry.info());
-        false
-    });
-    servers
-}
-
-/// Lists the servers of the `backend` and `listen` sections named in `backends`, as [`inventory`]
-/// would list them, without reading the server lines of any other section.
-pub fn inventory_of(source: &str, backends: &[&str]) -> Vec<ServerInfo> {
-    let mut servers = Vec::new();
-    server::find_in(source, backends, |entry| {
-        if backends.contains(&entry.backend.as_ref()) {
-            servers.push(entry.info());
-        }
         false
     });
     servers

@@ -1,9 +1,7 @@
 //! The engine's promises, checked on any text. Shared by the property tests, the fuzz target
 //! (rust/fuzz, which includes this file by path) and the replay of fuzz regressions.
 
-use haproxy_cfg::{
-    inventory, inventory_of, lex, plan, Desired, Document, Request, Target, WeightSpec,
-};
+use haproxy_cfg::{inventory, lex, plan, plan_all, Desired, Document, Request, Target, WeightSpec};
 
 /// Servers planned per input, so huge inputs stay fast.
 const MAX_SERVERS: usize = 4;
@@ -26,7 +24,7 @@ pub fn every_desired() -> [Desired; 7] {
 /// - planning any state for any found server works, and applying it again changes nothing;
 /// - only the lines of the planned server change, and the reported `after` is what the file now says;
 /// - on unmanaged servers, any state followed by `enabled` gives the text back;
-/// - listing some backends gives what the full inventory lists for them.
+/// - a plan lists the servers of the sections it touches as the full inventory lists them.
 pub fn check(text: &str) {
     assert_eq!(
         Document::parse(text).render(),
@@ -34,24 +32,6 @@ pub fn check(text: &str) {
         "render(parse(x)) != x"
     );
     let servers = inventory(text);
-    let mut backends: Vec<&str> = servers.iter().map(|s| s.backend.as_str()).collect();
-    backends.dedup();
-    for wanted in [
-        &backends[..backends.len().min(1)],
-        &backends[..],
-        &["no such backend"],
-    ] {
-        let expected: Vec<_> = servers
-            .iter()
-            .filter(|s| wanted.contains(&s.backend.as_str()))
-            .cloned()
-            .collect();
-        assert_eq!(
-            inventory_of(text, wanted),
-            expected,
-            "inventory_of {wanted:?}"
-        );
-    }
     for server in servers.iter().take(MAX_SERVERS) {
         for desired in every_desired() {
             let request = Request {
@@ -63,6 +43,13 @@ pub fn check(text: &str) {
             let Ok(first) = plan(text, &request) else {
                 continue;
             };
+            let patch = plan_all(text, std::slice::from_ref(&request)).expect("plan worked");
+            let in_section: Vec<_> = servers
+                .iter()
+                .filter(|s| s.backend == server.backend)
+                .cloned()
+                .collect();
+            assert_eq!(patch.section_servers, in_section, "section servers");
             let listed = inventory(&first.output);
             assert_eq!(
                 listed.len(),
