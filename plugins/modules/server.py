@@ -37,6 +37,19 @@ options:
       - The HAProxy configuration file. Symlinks are resolved and the file they point to is edited.
     type: str
     default: /etc/haproxy/haproxy.cfg
+  changes:
+    description:
+      - Several changes made as one, instead of O(backend), O(server), O(address), O(state) and O(weight).
+        Each entry takes those options (and O(all_matches), whose top-level value is its default) plus
+        C(reason), any value, returned as given in RV(changes).
+      - They are planned against the file in one pass and applied under one lock, with one validation, one
+        write and one backup; the O(min_active) guard counts them all together, so a batch that would leave a
+        backend with too few active servers is refused as a whole.
+      - If any entry is wrong (an unknown server, a server two entries designate, an ambiguous name), the
+        module fails naming the entry (C(changes[N])) and changes nothing, in the file or live.
+      - An empty list changes nothing.
+    type: list
+    elements: dict
   backend:
     description:
       - Only look for the server in this C(backend) or C(listen) section.
@@ -45,13 +58,13 @@ options:
   server:
     description:
       - The server's name, as on its C(server) line.
-      - Exactly one of O(server) and O(address) is required.
+      - Exactly one of O(server) and O(address) is required, unless O(changes) is given.
     type: str
   address:
     description:
       - The server's address as written on its C(server) line, with or without the port (C(10.0.0.5),
         C(10.0.0.5:8080), an IPv6 address as HAProxy writes it, C(unix@/run/app.sock), a host name).
-      - Exactly one of O(server) and O(address) is required.
+      - Exactly one of O(server) and O(address) is required, unless O(changes) is given.
     type: str
   all_matches:
     description:
@@ -189,6 +202,16 @@ EXAMPLES = r"""
   register: web3_gone
   notify: Reload haproxy
 
+- name: Drain two servers and halve a third one's weight in one call (one write, one guard decision)
+  autoheal.haproxy.server:
+    socket: /run/haproxy/admin.sock
+    min_active: 2
+    changes:
+      - {backend: app, server: web1, state: drain, reason: {alert: NodeCpuBusy}}
+      - {backend: app, server: web4, state: drain}
+      - {backend: api, address: 10.0.0.5:8080, weight: 50%}
+  register: batch
+
 - name: Only write if nobody changed the file since server_info read it
   autoheal.haproxy.server:
     server: web1
@@ -286,6 +309,41 @@ servers:
     after:
       description: The server after the run (predicted in check mode), same keys as RV(servers[].before).
       type: dict
+changes:
+  description: With O(changes), one entry per change, in the order given.
+  returned: when O(changes) is given, on success or when the guard blocked the request
+  type: list
+  elements: dict
+  contains:
+    backend:
+      description: The C(backend) asked for, or V(null).
+      type: str
+    server:
+      description: The C(server) asked for, or V(null).
+      type: str
+    address:
+      description: The C(address) asked for, or V(null).
+      type: str
+    state:
+      description: The state asked for (V(drain), V(weight 50%), ...).
+      type: str
+      sample: drain
+    reason:
+      description: The entry's C(reason), as given, or V(null).
+      type: raw
+    changed:
+      description: One of its servers changed (or would, in check mode).
+      type: bool
+    reload_required:
+      description: One of its servers waits for a reload.
+      type: bool
+    msg:
+      description: What happened to its servers, as in RV(msg); the guard's message when it refused the batch.
+      type: str
+    servers:
+      description: The servers it designated, as in RV(servers).
+      type: list
+      elements: dict
 reload_required:
   description: HAProxy must reload before its running state can match the file (after V(absent), after bringing
     an absent server back, or for a server the running HAProxy does not know).

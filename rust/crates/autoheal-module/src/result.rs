@@ -138,6 +138,8 @@ pub struct ChangeOutcome {
     pub changed: bool,
     /// One of its servers waits for a reload.
     pub reload_required: bool,
+    /// What happened to its servers, for people.
+    pub msg: String,
     /// The servers it designated, as in `servers`.
     pub servers: Vec<ServerOutcome>,
 }

@@ -155,10 +155,10 @@ fn outcome(
 }
 
 /// A line per server saying what happened.
-fn summary(steps: &[Step<'_>], check_mode: bool) -> String {
+fn summary<'s>(steps: impl IntoIterator<Item = &'s Step<'s>>, check_mode: bool) -> String {
     let verb = if check_mode { "would be" } else { "was" };
     let lines: Vec<String> = steps
-        .iter()
+        .into_iter()
         .map(|step| {
             let who = format!("{}/{}", step.change.before.backend, step.change.before.name);
             let mut parts = vec![if step.change.changed {
@@ -271,7 +271,8 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     };
     let finish = |mut result: ServerResult, servers: Vec<ServerOutcome>| {
         if args.batch {
-            result.changes = Some(per_change(args, &steps, &servers));
+            let blocked = (result.guard == GuardResult::Blocked).then_some(result.msg.as_str());
+            result.changes = Some(per_change(args, &steps, &servers, blocked));
         }
         result.servers = servers;
         Ok(result)
@@ -279,7 +280,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
 
     let changes: Vec<ServerChange> = patch.changes.iter().map(|(_, c)| c.clone()).collect();
     if let Verdict::Blocked(msg) = guard::check(
-        || haproxy_cfg::inventory_of(&source, &backends),
+        || patch.section_servers.clone(),
         &changes,
         live_before.as_ref(),
         args.min_active,
@@ -403,10 +404,12 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
 }
 
 /// The result's `changes`: each entry of the `changes` option with the servers it designated.
+/// `blocked` is the guard's message when it refused the batch.
 fn per_change(
     args: &ServerArgs,
     steps: &[Step<'_>],
     servers: &[ServerOutcome],
+    blocked: Option<&str>,
 ) -> Vec<ChangeOutcome> {
     args.changes
         .iter()
@@ -428,6 +431,10 @@ fn per_change(
                 reason: change.reason.clone(),
                 changed: mine.iter().any(|&at| servers[at].changed),
                 reload_required: mine.iter().any(|&at| steps[at].reload_pending()),
+                msg: blocked.map_or_else(
+                    || summary(mine.iter().map(|&at| &steps[at]), args.ansible.check_mode),
+                    str::to_owned,
+                ),
                 servers: mine.iter().map(|&at| servers[at].clone()).collect(),
             }
         })
