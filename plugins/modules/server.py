@@ -134,6 +134,42 @@ options:
       - Seconds to wait for another run on the same directory to release the lock.
     type: float
     default: 30
+  reload:
+    description:
+      - Reload HAProxy gracefully (master-worker) when a change needs it (RV(reload_required)): after V(absent),
+        after bringing an absent server back, or for a server the running HAProxy does not know. Nothing is
+        reloaded in check mode or when nothing needs it.
+      - V(master_cli) sends C(reload) on the master CLI socket O(master_socket) (C(haproxy -S)).
+        V(signal) sends C(SIGUSR2) to the master whose pid is in O(pidfile). V(systemd) runs
+        C(systemctl reload) O(service). V(none) only reports that a reload is needed.
+      - The module then waits up to O(reload_timeout) for a new worker (another pid in C(show info)) to answer
+        on O(socket), which is required. If none answers, or the reload cannot be asked for, the task fails,
+        RV(reload_required) stays V(true), and the file keeps its change.
+      - With this option no Python, C(socat) or C(kill) is needed on the target, for any O(state).
+    type: str
+    choices: [none, master_cli, signal, systemd]
+    default: none
+  master_socket:
+    description: The master CLI socket, for O(reload=master_cli).
+    type: path
+    default: /run/haproxy-master.sock
+  pidfile:
+    description: The master's pid file (C(haproxy -p)), for O(reload=signal).
+    type: path
+    default: /run/haproxy.pid
+  service:
+    description: The service to reload, for O(reload=systemd).
+    type: str
+    default: haproxy
+  reload_timeout:
+    description: Seconds to wait for the new worker after a reload.
+    type: float
+    default: 15
+  server_state_file:
+    description:
+      - Save C(show servers state) to this file just before a reload (the C(server-state-file) HAProxy loads
+        at start with C(load-server-state-from-file)), so that the new worker keeps the runtime state.
+    type: path
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -211,6 +247,15 @@ EXAMPLES = r"""
       - {backend: app, server: web4, state: drain}
       - {backend: api, address: 10.0.0.5:8080, weight: 50%}
   register: batch
+
+- name: Take web3 out of the file and reload HAProxy through its master CLI, waiting for the new worker
+  autoheal.haproxy.server:
+    backend: app
+    server: web3
+    state: absent
+    socket: /run/haproxy/admin.sock
+    reload: master_cli
+    master_socket: /run/haproxy-master.sock
 
 - name: Only write if nobody changed the file since server_info read it
   autoheal.haproxy.server:
@@ -346,9 +391,20 @@ changes:
       elements: dict
 reload_required:
   description: HAProxy must reload before its running state can match the file (after V(absent), after bringing
-    an absent server back, or for a server the running HAProxy does not know).
+    an absent server back, or for a server the running HAProxy does not know); V(false) once O(reload) did it.
   returned: success
   type: bool
+reloaded:
+  description: The reload the module did (O(reload)); V(null) when it did none.
+  returned: success
+  type: dict
+  contains:
+    old_pid:
+      description: The worker before the reload.
+      type: int
+    new_pid:
+      description: The new worker, which answered on O(socket).
+      type: int
 live_in_sync:
   description: The running HAProxy agrees with the file for every matched server; V(null) without O(socket).
   returned: success

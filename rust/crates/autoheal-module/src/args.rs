@@ -13,6 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::reload::ReloadMethod;
+
 /// Why the args file cannot be turned into options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArgsError {
@@ -122,6 +124,12 @@ pub struct ServerArgs {
     pub checksum: Option<String>,
     /// How long to wait for the file lock.
     pub lock_timeout: Duration,
+    /// How to reload HAProxy when a change needs it; `None`: only report it.
+    pub reload: Option<crate::reload::ReloadMethod>,
+    /// How long to wait for the new worker after a reload.
+    pub reload_timeout: Duration,
+    /// Where to save `show servers state` just before a reload.
+    pub server_state_file: Option<PathBuf>,
     /// Check and diff mode.
     pub ansible: AnsibleFlags,
 }
@@ -167,6 +175,12 @@ pub const SERVER_OPTIONS: &[&str] = &[
     "validate",
     "checksum",
     "lock_timeout",
+    "reload",
+    "master_socket",
+    "pidfile",
+    "service",
+    "reload_timeout",
+    "server_state_file",
 ];
 
 /// The keys one entry of `changes` accepts.
@@ -458,6 +472,37 @@ impl ServerArgs {
             }
         };
         let lock_timeout = options.seconds("lock_timeout", 30.0)?;
+        let master_socket = options.string("master_socket")?;
+        let pidfile = options.string("pidfile")?;
+        let service = options.string("service")?;
+        let reload = match options.string("reload")?.as_deref() {
+            None | Some("none") => None,
+            Some("master_cli") => Some(ReloadMethod::MasterCli(PathBuf::from(
+                master_socket
+                    .as_deref()
+                    .unwrap_or("/run/haproxy-master.sock"),
+            ))),
+            Some("signal") => Some(ReloadMethod::Signal(PathBuf::from(
+                pidfile.as_deref().unwrap_or("/run/haproxy.pid"),
+            ))),
+            Some("systemd") => Some(ReloadMethod::Systemd(
+                service.unwrap_or_else(|| "haproxy".to_owned()),
+            )),
+            Some(other) => {
+                return Err(invalid(
+                    "reload",
+                    format!("expected one of none, master_cli, signal, systemd; found {other:?}"),
+                ))
+            }
+        };
+        if reload.is_some() && socket.is_none() {
+            return Err(ArgsError::Conflict(
+                "option `reload` needs `socket`: the new worker is awaited on the admin socket"
+                    .into(),
+            ));
+        }
+        let reload_timeout = positive(options.seconds("reload_timeout", 15.0)?, "reload_timeout")?;
+        let server_state_file = options.string("server_state_file")?.map(PathBuf::from);
         Ok(Self {
             path,
             changes,
@@ -469,6 +514,9 @@ impl ServerArgs {
             validate,
             checksum,
             lock_timeout,
+            reload,
+            reload_timeout,
+            server_state_file,
             ansible: options.ansible,
         })
     }
@@ -843,6 +891,34 @@ mod tests {
         assert_eq!(
             err(r#"{"changes": [{"state": "drain"}]}"#),
             "changes[0]: one of the options `server` or `address` is required"
+        );
+    }
+
+    #[test]
+    fn reload_needs_the_admin_socket_and_a_known_method() {
+        let err = |json: &str| server(json).unwrap_err().to_string();
+        assert!(err(r#"{"server": "a", "reload": "signal"}"#).contains("needs `socket`"));
+        assert!(err(r#"{"server": "a", "socket": "/s", "reload": "kick"}"#)
+            .contains("expected one of none, master_cli, signal, systemd"));
+        let args = server(r#"{"server": "a", "socket": "/s", "reload": "signal"}"#).unwrap();
+        assert_eq!(
+            args.reload,
+            Some(ReloadMethod::Signal(PathBuf::from("/run/haproxy.pid")))
+        );
+        let args = server(
+            r#"{"server": "a", "socket": "/s", "reload": "master_cli", "master_socket": "/m"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            args.reload,
+            Some(ReloadMethod::MasterCli(PathBuf::from("/m")))
+        );
+        assert_eq!(args.reload_timeout, Duration::from_secs(15));
+        assert_eq!(
+            server(r#"{"server": "a", "reload": "none"}"#)
+                .unwrap()
+                .reload,
+            None
         );
     }
 }

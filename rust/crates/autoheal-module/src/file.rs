@@ -220,6 +220,26 @@ impl LockedFile {
     }
 }
 
+/// Replaces `path` with `text` through a synced temp file in the same directory (mode 0644).
+pub fn write_text(path: &Path, text: &str) -> Result<(), FileError> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".autoheal.")
+        .tempfile_in(dir)
+        .map_err(io_error("create a temp file in", dir))?;
+    let temp_path = temp.path().to_owned();
+    temp.write_all(text.as_bytes())
+        .and_then(|()| {
+            temp.as_file()
+                .set_permissions(fs::Permissions::from_mode(0o644))
+        })
+        .and_then(|()| temp.as_file().sync_all())
+        .map_err(io_error("write", &temp_path))?;
+    temp.persist(path)
+        .map_err(|e| io_error("rename the temp file over", path)(e.error))?;
+    Ok(())
+}
+
 /// Reads a whole file as text. The file is only ever replaced by rename, so a read without the
 /// lock sees either the old or the new contents.
 pub fn read_text(path: &Path) -> Result<String, FileError> {

@@ -8,6 +8,7 @@ pub mod args;
 pub mod file;
 pub mod guard;
 pub mod info;
+pub mod reload;
 pub mod result;
 pub mod runtime;
 pub mod server;

@@ -157,6 +157,15 @@ pub struct Diff {
     pub after_header: String,
 }
 
+/// A reload the module did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReloadResult {
+    /// The worker before the reload.
+    pub old_pid: u32,
+    /// The new worker, which answered on the admin socket.
+    pub new_pid: u32,
+}
+
 /// `passed` or `blocked`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -195,6 +204,8 @@ pub struct ServerResult {
     pub changes: Option<Vec<ChangeOutcome>>,
     /// HAProxy needs a reload before the running state matches the file.
     pub reload_required: bool,
+    /// The reload the module did (option `reload`), if any.
+    pub reloaded: Option<ReloadResult>,
     /// The running HAProxy agrees with the file; `null` without a socket.
     pub live_in_sync: Option<bool>,
     /// The `min_active` guard's decision.

@@ -9,11 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use haproxy_cfg::{Desired, Request, ServerChange, Target};
 
 use crate::args::ServerArgs;
-use crate::file::{sha256_hex, LockedFile};
+use crate::file::{sha256_hex, write_text, LockedFile};
 use crate::guard::{self, Verdict};
+use crate::reload::{self, ReloadMethod};
 use crate::result::{
-    desired_label, ChangeOutcome, ConfigView, Diff, GuardResult, LiveView, ServerOutcome,
-    ServerResult, Snapshot,
+    desired_label, ChangeOutcome, ConfigView, Diff, GuardResult, LiveView, ReloadResult,
+    ServerOutcome, ServerResult, Snapshot,
 };
 use crate::runtime::{AdminSocket, BackendState, LiveCommand, LiveGoal, LiveServer};
 use crate::ModuleError;
@@ -266,13 +267,18 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
         servers: Vec::new(),
         changes: None,
         reload_required: false,
+        reloaded: None,
         live_in_sync: live_before.as_ref().map(|_| true),
         guard: GuardResult::Passed,
     };
     let finish = |mut result: ServerResult, servers: Vec<ServerOutcome>| {
         if args.batch {
             let blocked = (result.guard == GuardResult::Blocked).then_some(result.msg.as_str());
-            result.changes = Some(per_change(args, &steps, &servers, blocked));
+            let mut changes = per_change(args, &steps, &servers, blocked);
+            if result.reloaded.is_some() {
+                changes.iter_mut().for_each(|c| c.reload_required = false);
+            }
+            result.changes = Some(changes);
         }
         result.servers = servers;
         Ok(result)
@@ -351,6 +357,15 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
             }
         }
     }
+    if let (true, Some(method)) = (result.reload_required, &args.reload) {
+        match reload_now(args, method, &socket) {
+            Ok(reloaded) => {
+                result.reload_required = false;
+                result.reloaded = Some(reloaded);
+            }
+            Err(e) => problems.push(e),
+        }
+    }
     let live_after = match read_live(&socket, &backends) {
         Ok(live) => Some(live),
         Err(e) => {
@@ -401,6 +416,30 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
         );
     }
     finish(result, servers)
+}
+
+/// Saves the runtime state when asked, reloads HAProxy and waits for the new worker.
+fn reload_now(
+    args: &ServerArgs,
+    method: &ReloadMethod,
+    socket: &AdminSocket,
+) -> Result<ReloadResult, String> {
+    if let Some(state_file) = &args.server_state_file {
+        let state = socket
+            .servers_state_text()
+            .map_err(|e| format!("saving the server state before the reload failed: {e}"))?;
+        write_text(state_file, &state).map_err(|e| {
+            format!(
+                "saving the server state before the reload failed: {e}; HAProxy was not reloaded"
+            )
+        })?;
+    }
+    let reloaded =
+        reload::reload(method, socket, args.reload_timeout).map_err(|e| e.to_string())?;
+    Ok(ReloadResult {
+        old_pid: reloaded.old_pid,
+        new_pid: reloaded.new_pid,
+    })
 }
 
 /// The result's `changes`: each entry of the `changes` option with the servers it designated.

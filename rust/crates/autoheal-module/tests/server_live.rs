@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::fs;
+
 use common::{config_weight, haproxy_accepts, server_line, server_words, Lab, Live};
 use serde_json::{json, Value};
 
@@ -383,4 +385,72 @@ fn a_batch_is_applied_as_one_change_and_reported_per_change() {
         "{restored}"
     );
     assert_eq!(lab.config(), original);
+}
+
+#[test]
+fn the_module_reloads_haproxy_itself_and_waits_for_the_new_worker() {
+    let mut lab = Lab::new(&[("web1", ""), ("web2", "weight 20")], "");
+    lab.start();
+    let original = lab.config();
+    let master_socket = lab.root.join("run/master.sock");
+    let state_file = lab.root.join("run/server-state");
+    let first_worker = lab.worker_pid().unwrap();
+
+    // absent needs a reload: through the master CLI, with the runtime state saved first.
+    let absent = json!({"server": "web2", "state": "absent", "reload": "master_cli",
+                        "master_socket": master_socket, "server_state_file": state_file});
+    let (check, code) = lab.server(json!({"_ansible_check_mode": true, "server": "web2",
+                                          "state": "absent", "reload": "master_cli",
+                                          "master_socket": master_socket}));
+    assert_eq!(
+        (code, &check["reload_required"]),
+        (0, &json!(true)),
+        "{check}"
+    );
+    assert_eq!(check["reloaded"], Value::Null, "check mode never reloads");
+    assert_eq!(lab.worker_pid().unwrap(), first_worker);
+    let (result, code) = lab.server(absent.clone());
+    assert_eq!((code, &result["changed"]), (0, &json!(true)), "{result}");
+    assert_eq!(result["reload_required"], false, "{result}");
+    assert_eq!(result["reloaded"]["old_pid"].to_string(), first_worker);
+    let second_worker = lab.worker_pid().unwrap();
+    assert_ne!(second_worker, first_worker);
+    assert_eq!(result["reloaded"]["new_pid"].to_string(), second_worker);
+    assert!(!lab.servers().contains_key("web2"), "web2 still runs");
+    assert_eq!(result["live_in_sync"], true, "{result}");
+    let saved = fs::read_to_string(&state_file).unwrap();
+    assert!(
+        saved.starts_with("1\n") && saved.contains(" web2 "),
+        "{saved}"
+    );
+
+    // Nothing to do: no reload.
+    let (again, code) = lab.server(absent);
+    assert_eq!((code, &again["changed"]), (0, &json!(false)), "{again}");
+    assert_eq!(again["reloaded"], Value::Null);
+    assert_eq!(lab.worker_pid().unwrap(), second_worker);
+
+    // Back from absent: SIGUSR2 to the master named by a pid file.
+    let pidfile = lab.write_pidfile();
+    let (back, code) = lab.server(
+        json!({"server": "web2", "state": "enabled", "reload": "signal", "pidfile": pidfile}),
+    );
+    assert_eq!((code, &back["changed"]), (0, &json!(true)), "{back}");
+    assert_eq!(back["reloaded"]["old_pid"].to_string(), second_worker);
+    assert_ne!(lab.worker_pid().unwrap(), second_worker);
+    assert!(lab.servers()["web2"].ready_with(20), "{back}");
+    assert_eq!(lab.config(), original);
+
+    // A reload that cannot be asked for fails the task; the file keeps its change.
+    let (failed, code) = lab.server(
+        json!({"server": "web2", "state": "absent", "reload": "signal",
+                                           "pidfile": lab.root.join("run/missing.pid")}),
+    );
+    assert_eq!(code, 1, "{failed}");
+    assert!(
+        failed["msg"].as_str().unwrap().contains("missing.pid"),
+        "{failed}"
+    );
+    assert_eq!(failed["reload_required"], true, "{failed}");
+    assert_ne!(lab.config(), original);
 }
