@@ -136,9 +136,9 @@ options:
     default: 30
   reload:
     description:
-      - Reload HAProxy gracefully (master-worker) when a change needs it (RV(reload_required)): after V(absent),
-        after bringing an absent server back, or for a server the running HAProxy does not know. Nothing is
-        reloaded in check mode or when nothing needs it.
+      - Reload HAProxy gracefully (master-worker) when a change needs it (RV(reload_required)), that is after
+        V(absent), after bringing an absent server back, or for a server the running HAProxy does not know.
+        Nothing is reloaded in check mode or when nothing needs it.
       - V(master_cli) sends C(reload) on the master CLI socket O(master_socket) (C(haproxy -S)).
         V(signal) sends C(SIGUSR2) to the master whose pid is in O(pidfile). V(systemd) runs
         C(systemctl reload) O(service). V(none) only reports that a reload is needed.
