@@ -386,9 +386,10 @@ changes:
       description: What happened to its servers, as in RV(msg); the guard's message when it refused the batch.
       type: str
     servers:
-      description: The servers it designated, as in RV(servers).
+      description: The servers it designated, as C(backend/server); their detail is in RV(servers).
       type: list
-      elements: dict
+      elements: str
+      sample: [app/web1]
 reload_required:
   description: HAProxy must reload before its running state can match the file (after V(absent), after bringing
     an absent server back, or for a server the running HAProxy does not know); V(false) once O(reload) did it.

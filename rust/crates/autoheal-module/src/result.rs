@@ -140,8 +140,8 @@ pub struct ChangeOutcome {
     pub reload_required: bool,
     /// What happened to its servers, for people.
     pub msg: String,
-    /// The servers it designated, as in `servers`.
-    pub servers: Vec<ServerOutcome>,
+    /// The servers it designated, as `backend/server` (their detail is in `servers`).
+    pub servers: Vec<String>,
 }
 
 /// Ansible's diff mode payload.

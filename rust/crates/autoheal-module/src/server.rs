@@ -474,7 +474,10 @@ fn per_change(
                     || summary(mine.iter().map(|&at| &steps[at]), args.ansible.check_mode),
                     str::to_owned,
                 ),
-                servers: mine.iter().map(|&at| servers[at].clone()).collect(),
+                servers: mine
+                    .iter()
+                    .map(|&at| format!("{}/{}", servers[at].backend, servers[at].server))
+                    .collect(),
             }
         })
         .collect()

@@ -328,7 +328,8 @@ fn a_batch_is_applied_as_one_change_and_reported_per_change() {
     assert_eq!(changes[0]["server"], "web1");
     assert_eq!(changes[0]["reason"], json!({"alert": "CpuBusy"}));
     assert_eq!(changes[0]["changed"], true);
-    assert_eq!(changes[0]["servers"][0]["after"]["live"]["admin"], "drain");
+    assert_eq!(changes[0]["servers"], json!(["app/web1"]));
+    assert_eq!(result["servers"][0]["after"]["live"]["admin"], "drain");
     assert_eq!(changes[1]["state"], "weight 50%");
     assert_eq!(changes[2]["changed"], false, "web2 was already in service");
     assert_eq!(result["servers"].as_array().unwrap().len(), 3);
