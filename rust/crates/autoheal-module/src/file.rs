@@ -110,11 +110,34 @@ pub fn sha256_hex<'t>(pieces: impl IntoIterator<Item = &'t str>) -> String {
     pieces
         .into_iter()
         .for_each(|piece| hasher.update(piece.as_bytes()));
+    hex(hasher)
+}
+
+fn hex(hasher: Sha256) -> String {
     hasher
         .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The sha256 of `source` and of `source` with `patch` applied. The bytes before the first edit are
+/// the same in both and hashed once (hashing is most of a run's work on a large file).
+pub fn sha256_before_after(source: &str, patch: &haproxy_cfg::Patch) -> (String, String) {
+    let shared = patch
+        .edits
+        .first()
+        .map_or(source.len(), |(range, _)| range.start);
+    let mut before = Sha256::new();
+    before.update(&source.as_bytes()[..shared]);
+    let mut after = before.clone();
+    before.update(&source.as_bytes()[shared..]);
+    // The pieces start with that shared prefix when it is not empty.
+    patch
+        .pieces(source)
+        .skip(usize::from(shared > 0))
+        .for_each(|piece| after.update(piece.as_bytes()));
+    (hex(before), hex(after))
 }
 
 /// The config file, locked against other runs for as long as this value lives.
@@ -352,6 +375,25 @@ mod tests {
             backup_name(p, 1234, 1_795_617_005),
             Path::new("/etc/haproxy/haproxy.cfg.1234.2026-11-25@14:30:05~")
         );
+    }
+
+    #[test]
+    fn before_and_after_hashes_match_hashing_each_text_whole() {
+        let source = "global\nbackend app\n    server a 127.0.0.1:1\n    server b 127.0.0.1:2\n";
+        let request = |name: &str| haproxy_cfg::Request {
+            backend: None,
+            target: haproxy_cfg::Target::Name(name.into()),
+            all_matches: false,
+            desired: haproxy_cfg::Desired::Drain,
+        };
+        for requests in [vec![], vec![request("a")], vec![request("b"), request("a")]] {
+            let patch = haproxy_cfg::plan_all(source, &requests).unwrap();
+            let after = patch.render(source);
+            assert_eq!(
+                sha256_before_after(source, &patch),
+                (sha256_hex([source]), sha256_hex([after.as_str()]))
+            );
+        }
     }
 
     #[test]

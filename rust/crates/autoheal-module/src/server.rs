@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use haproxy_cfg::{Desired, Request, ServerChange, Target};
 
 use crate::args::ServerArgs;
-use crate::file::{sha256_hex, write_text, LockedFile};
+use crate::file::{sha256_before_after, write_text, LockedFile};
 use crate::guard::{self, Verdict};
 use crate::reload::{self, ReloadMethod};
 use crate::result::{
@@ -204,7 +204,6 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     let file = LockedFile::lock(&args.path, args.lock_timeout)?;
     let path_text = file.path().display().to_string();
     let source = file.read()?;
-    let checksum_before = sha256_hex([source.as_str()]);
     let requests: Vec<Request> = args.changes.iter().map(|c| c.request.clone()).collect();
     let patch = haproxy_cfg::plan_all(&source, &requests).map_err(|(index, error)| {
         ModuleError::Engine {
@@ -214,6 +213,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
         }
     })?;
     let file_changed = !patch.edits.is_empty();
+    let (checksum_before, checksum_after) = sha256_before_after(&source, &patch);
     if let (true, Some(expected)) = (file_changed, &args.checksum) {
         if *expected != checksum_before {
             return Err(ModuleError::ChecksumMismatch {
@@ -304,7 +304,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     }
 
     result.changed = file_changed || steps.iter().any(|s| !s.commands.is_empty());
-    result.checksum_after = sha256_hex(patch.pieces(&source));
+    result.checksum_after = checksum_after;
     result.diff = diff(&|| patch.render(&source));
     result.reload_required = steps.iter().any(Step::reload_pending);
     result.msg = summary(&steps, args.ansible.check_mode);
