@@ -12,8 +12,8 @@ drain and enabled on one server, N times each, with:
   - `python3 <this file> --baseline ...`: one process per call that takes the directory lock, reads the
     file, hashes it, finds the section and the server line, rewrites the line under a marker comment, hashes
     the result, writes a temp file, fsyncs it, renames it over the original and fsyncs the directory.
-Both write the same kind of change, in the same run, on the same file. Prints medians, the ratio and the
-peak RSS of each process (wait4's ru_maxrss) beside the file's size.
+Both write the same kind of change, in the same run, on the same file. Prints medians of wall and CPU
+time, the ratios and the peak RSS of each process (through GNU time) beside the file's size.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_MODULE = os.path.join(REPO, "rust", "target", "release", "autoheal-server")
+GNU_TIME = "/usr/bin/time"
 
 
 def generate(path: str, backends: int, servers: int) -> None:
@@ -93,10 +94,17 @@ def baseline(path: str, backend: str, server: str, state: str) -> None:
     print(json.dumps({"changed": checksum_before != checksum_after, "checksum_after": checksum_after}))
 
 
-def run_timed(argv: list[str]) -> tuple[float, int, str]:
-    """Wall time (ms), peak RSS (KiB) and stdout of one process."""
+def run_timed(argv: list[str], work: str) -> tuple[float, float, int, str]:
+    """Wall time (ms), CPU time (user + system, ms), peak RSS (KiB) and stdout of one process.
+
+    Started through GNU time for the peak RSS: a child forked from this (large) Python process would report
+    the parent's RSS as its own, since the kernel counts the memory a process had before exec. The CPU time
+    is wait4's (microseconds; it includes GNU time's own, a fraction of a millisecond).
+    """
+    report = os.path.join(work, "time.out")
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([GNU_TIME, "-o", report, "-f", "%M", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
     out = proc.stdout.read()
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -104,7 +112,9 @@ def run_timed(argv: list[str]) -> tuple[float, int, str]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {out.decode()} {err.decode()}")
-    return elapsed, usage.ru_maxrss, out.decode()
+    with open(report, encoding="utf-8") as f:
+        kib = int(f.read().split()[-1])
+    return elapsed, (usage.ru_utime + usage.ru_stime) * 1000, kib, out.decode()
 
 
 def main() -> None:
@@ -113,6 +123,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--backends", type=int, default=2000)
     parser.add_argument("--servers", type=int, default=50)
+    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=PATH",
+                        help="another module binary (say, built from an older commit) timed the same way")
     parser.add_argument("--baseline", nargs=4, metavar=("PATH", "BACKEND", "SERVER", "STATE"), help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.baseline:
@@ -127,44 +139,55 @@ def main() -> None:
         backend = f"be_{opts.backends // 2}"
         server = f"srv_{opts.backends // 2}_{opts.servers // 2}"
 
-        def module_argv(state: str, check: bool) -> list[str]:
+        def module_argv(state: str, check: bool, binary: str = opts.module) -> list[str]:
             args = os.path.join(work, f"args-{state}-{check}.json")
             with open(args, "w", encoding="utf-8") as f:
                 json.dump({"path": cfg, "backend": backend, "server": server, "state": state,
                            "validate": "", "backup": False, "_ansible_check_mode": check}, f)
-            return [opts.module, args]
+            return [binary, args]
 
-        rows = {"module": [], "module (check mode)": [], "python script": []}
+        others = dict(item.split("=", 1) for item in opts.compare)
+        rows = {"module": [], "module (check mode)": [], **{f"module {label}": [] for label in others},
+                "python script": []}
+        cpu = {name: [] for name in rows}
         rss = {name: 0 for name in rows}
+
+        def record(name: str, argv: list[str]) -> dict:
+            ms, cpu_ms, kib, out = run_timed(argv, work)
+            rows[name].append(ms)
+            cpu[name].append(cpu_ms)
+            rss[name] = max(rss[name], kib)
+            return json.loads(out)
+
         for _ in range(opts.rounds):
             # Each path drains the server and puts it back, so every call changes the file.
             for state in ("drain", "enabled"):
-                ms, kib, out = run_timed(module_argv(state, False))
-                if not json.loads(out)["changed"]:
-                    raise SystemExit(f"the module did not change anything: {out}")
-                rows["module"].append(ms)
-                rss["module"] = max(rss["module"], kib)
-            ms, kib, _ = run_timed(module_argv("drain", True))
-            rows["module (check mode)"].append(ms)
-            rss["module (check mode)"] = max(rss["module (check mode)"], kib)
+                if not record("module", module_argv(state, False))["changed"]:
+                    raise SystemExit("the module did not change anything")
+            if not record("module (check mode)", module_argv("drain", True))["changed"]:
+                raise SystemExit("the module in check mode did not see a change")
+            for label, binary in others.items():
+                for state in ("drain", "enabled"):
+                    if not record(f"module {label}", module_argv(state, False, binary))["changed"]:
+                        raise SystemExit(f"the module {label} did not change anything")
             for state in ("drain", "enabled"):
-                ms, kib, out = run_timed([sys.executable, os.path.abspath(__file__), "--baseline", cfg, backend,
-                                          server, state])
-                if not json.loads(out)["changed"]:
-                    raise SystemExit(f"the baseline did not change anything: {out}")
-                rows["python script"].append(ms)
-                rss["python script"] = max(rss["python script"], kib)
+                argv = [sys.executable, os.path.abspath(__file__), "--baseline", cfg, backend, server, state]
+                if not record("python script", argv)["changed"]:
+                    raise SystemExit("the baseline did not change anything")
 
         base = statistics.median(rows["python script"])
+        base_cpu = statistics.median(cpu["python script"])
         print(f"file: {opts.backends * opts.servers:,} servers, {size_kib / 1024:.1f} MiB; "
-              f"{opts.rounds} drain + {opts.rounds} enabled calls each, one process per call")
-        print(f"| {'path':<22} | {'median ms':>9} | {'min ms':>7} | {'max ms':>7} | {'python/this':>11} "
-              f"| {'peak RSS MiB':>12} | {'RSS/file':>8} |")
-        print(f"|{'-' * 24}|{'-' * 10}:|{'-' * 8}:|{'-' * 8}:|{'-' * 12}:|{'-' * 13}:|{'-' * 9}:|")
+              f"{opts.rounds} drains + {opts.rounds} restores per path, one process per call; medians")
+        print(f"| {'path':<26} | {'wall ms':>7} | {'min ms':>6} | {'python/this':>11} | {'CPU ms':>6} "
+              f"| {'python/this':>11} | {'peak RSS MiB':>12} | {'RSS/file':>8} |")
+        print(f"|{'-' * 28}|{'-' * 8}:|{'-' * 7}:|{'-' * 12}:|{'-' * 7}:|{'-' * 12}:|{'-' * 13}:|{'-' * 9}:|")
         for name, samples in rows.items():
-            med = statistics.median(samples)
-            print(f"| {name:<22} | {med:>9.1f} | {min(samples):>7.1f} | {max(samples):>7.1f} | "
-                  f"{base / med:>10.1f}x | {rss[name] / 1024:>12.1f} | {rss[name] / size_kib:>7.2f}x |")
+            wall, cpu_ms = statistics.median(samples), statistics.median(cpu[name])
+            print(f"| {name:<26} | {wall:>7.1f} | {min(samples):>6.1f} | {base / wall:>10.1f}x | {cpu_ms:>6.1f} | "
+                  f"{base_cpu / max(cpu_ms, 0.1):>10.1f}x | {rss[name] / 1024:>12.1f} | {rss[name] / size_kib:>7.2f}x |")
+        print(f"wall ms includes process start and fsync; CPU ms is user + system time; load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end")
 
 
 if __name__ == "__main__":
