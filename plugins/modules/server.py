@@ -37,6 +37,19 @@ options:
       - The HAProxy configuration file. Symlinks are resolved and the file they point to is edited.
     type: str
     default: /etc/haproxy/haproxy.cfg
+  changes:
+    description:
+      - Several changes made as one, instead of O(backend), O(server), O(address), O(state) and O(weight).
+        Each entry takes those options (and O(all_matches), whose top-level value is its default) plus
+        C(reason), any value, returned as given in RV(changes).
+      - They are planned against the file in one pass and applied under one lock, with one validation, one
+        write and one backup; the O(min_active) guard counts them all together, so a batch that would leave a
+        backend with too few active servers is refused as a whole.
+      - If any entry is wrong (an unknown server, a server two entries designate, an ambiguous name), the
+        module fails naming the entry (C(changes[N])) and changes nothing, in the file or live.
+      - An empty list changes nothing.
+    type: list
+    elements: dict
   backend:
     description:
       - Only look for the server in this C(backend) or C(listen) section.
@@ -45,13 +58,13 @@ options:
   server:
     description:
       - The server's name, as on its C(server) line.
-      - Exactly one of O(server) and O(address) is required.
+      - Exactly one of O(server) and O(address) is required, unless O(changes) is given.
     type: str
   address:
     description:
       - The server's address as written on its C(server) line, with or without the port (C(10.0.0.5),
         C(10.0.0.5:8080), an IPv6 address as HAProxy writes it, C(unix@/run/app.sock), a host name).
-      - Exactly one of O(server) and O(address) is required.
+      - Exactly one of O(server) and O(address) is required, unless O(changes) is given.
     type: str
   all_matches:
     description:
@@ -121,6 +134,42 @@ options:
       - Seconds to wait for another run on the same directory to release the lock.
     type: float
     default: 30
+  reload:
+    description:
+      - Reload HAProxy gracefully (master-worker) when a change needs it (RV(reload_required)), that is after
+        V(absent), after bringing an absent server back, or for a server the running HAProxy does not know.
+        Nothing is reloaded in check mode or when nothing needs it.
+      - V(master_cli) sends C(reload) on the master CLI socket O(master_socket) (C(haproxy -S)).
+        V(signal) sends C(SIGUSR2) to the master whose pid is in O(pidfile). V(systemd) runs
+        C(systemctl reload) O(service). V(none) only reports that a reload is needed.
+      - The module then waits up to O(reload_timeout) for a new worker (another pid in C(show info)) to answer
+        on O(socket), which is required. If none answers, or the reload cannot be asked for, the task fails,
+        RV(reload_required) stays V(true), and the file keeps its change.
+      - With this option no Python, C(socat) or C(kill) is needed on the target, for any O(state).
+    type: str
+    choices: [none, master_cli, signal, systemd]
+    default: none
+  master_socket:
+    description: The master CLI socket, for O(reload=master_cli).
+    type: path
+    default: /run/haproxy-master.sock
+  pidfile:
+    description: The master's pid file (C(haproxy -p)), for O(reload=signal).
+    type: path
+    default: /run/haproxy.pid
+  service:
+    description: The service to reload, for O(reload=systemd).
+    type: str
+    default: haproxy
+  reload_timeout:
+    description: Seconds to wait for the new worker after a reload.
+    type: float
+    default: 15
+  server_state_file:
+    description:
+      - Save C(show servers state) to this file just before a reload (the C(server-state-file) HAProxy loads
+        at start with C(load-server-state-from-file)), so that the new worker keeps the runtime state.
+    type: path
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -188,6 +237,25 @@ EXAMPLES = r"""
     min_active: 2
   register: web3_gone
   notify: Reload haproxy
+
+- name: Drain two servers and halve a third one's weight in one call (one write, one guard decision)
+  autoheal.haproxy.server:
+    socket: /run/haproxy/admin.sock
+    min_active: 2
+    changes:
+      - {backend: app, server: web1, state: drain, reason: {alert: NodeCpuBusy}}
+      - {backend: app, server: web4, state: drain}
+      - {backend: api, address: 10.0.0.5:8080, weight: 50%}
+  register: batch
+
+- name: Take web3 out of the file and reload HAProxy through its master CLI, waiting for the new worker
+  autoheal.haproxy.server:
+    backend: app
+    server: web3
+    state: absent
+    socket: /run/haproxy/admin.sock
+    reload: master_cli
+    master_socket: /run/haproxy-master.sock
 
 - name: Only write if nobody changed the file since server_info read it
   autoheal.haproxy.server:
@@ -286,11 +354,58 @@ servers:
     after:
       description: The server after the run (predicted in check mode), same keys as RV(servers[].before).
       type: dict
+changes:
+  description: With O(changes), one entry per change, in the order given.
+  returned: when O(changes) is given, on success or when the guard blocked the request
+  type: list
+  elements: dict
+  contains:
+    backend:
+      description: The C(backend) asked for, or V(null).
+      type: str
+    server:
+      description: The C(server) asked for, or V(null).
+      type: str
+    address:
+      description: The C(address) asked for, or V(null).
+      type: str
+    state:
+      description: The state asked for (V(drain), V(weight 50%), ...).
+      type: str
+      sample: drain
+    reason:
+      description: The entry's C(reason), as given, or V(null).
+      type: raw
+    changed:
+      description: One of its servers changed (or would, in check mode).
+      type: bool
+    reload_required:
+      description: One of its servers waits for a reload.
+      type: bool
+    msg:
+      description: What happened to its servers, as in RV(msg); the guard's message when it refused the batch.
+      type: str
+    servers:
+      description: The servers it designated, as C(backend/server); their detail is in RV(servers).
+      type: list
+      elements: str
+      sample: [app/web1]
 reload_required:
   description: HAProxy must reload before its running state can match the file (after V(absent), after bringing
-    an absent server back, or for a server the running HAProxy does not know).
+    an absent server back, or for a server the running HAProxy does not know); V(false) once O(reload) did it.
   returned: success
   type: bool
+reloaded:
+  description: The reload the module did (O(reload)); V(null) when it did none.
+  returned: success
+  type: dict
+  contains:
+    old_pid:
+      description: The worker before the reload.
+      type: int
+    new_pid:
+      description: The new worker, which answered on O(socket).
+      type: int
 live_in_sync:
   description: The running HAProxy agrees with the file for every matched server; V(null) without O(socket).
   returned: success

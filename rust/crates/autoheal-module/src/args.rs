@@ -13,6 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::reload::ReloadMethod;
+
 /// Why the args file cannot be turned into options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArgsError {
@@ -34,6 +36,13 @@ pub enum ArgsError {
     },
     /// Options that contradict each other, or a required one missing.
     Conflict(String),
+    /// An entry of `changes` is wrong.
+    InChange {
+        /// Its 0-based index.
+        index: usize,
+        /// What is wrong with it.
+        error: Box<ArgsError>,
+    },
     /// One of Ansible's own `_ansible_*` keys has a value of the wrong type.
     Internal {
         /// The key.
@@ -55,6 +64,7 @@ impl fmt::Display for ArgsError {
             ),
             Self::Invalid { option, reason } => write!(f, "option `{option}`: {reason}"),
             Self::Conflict(why) => f.write_str(why),
+            Self::InChange { index, error } => write!(f, "changes[{index}]: {error}"),
             Self::Internal { key, value } => {
                 write!(
                     f,
@@ -96,8 +106,10 @@ pub enum State {
 pub struct ServerArgs {
     /// The haproxy.cfg to edit.
     pub path: PathBuf,
-    /// What to change, as the engine takes it.
-    pub request: haproxy_cfg::Request,
+    /// What to change: one entry, or the `changes` list in order.
+    pub changes: Vec<Change>,
+    /// The request came as a `changes` list (the result then reports each change).
+    pub batch: bool,
     /// The admin socket for the live change, if any.
     pub socket: Option<PathBuf>,
     /// Timeout of one admin socket exchange.
@@ -112,8 +124,23 @@ pub struct ServerArgs {
     pub checksum: Option<String>,
     /// How long to wait for the file lock.
     pub lock_timeout: Duration,
+    /// How to reload HAProxy when a change needs it; `None`: only report it.
+    pub reload: Option<crate::reload::ReloadMethod>,
+    /// How long to wait for the new worker after a reload.
+    pub reload_timeout: Duration,
+    /// Where to save `show servers state` just before a reload.
+    pub server_state_file: Option<PathBuf>,
     /// Check and diff mode.
     pub ansible: AnsibleFlags,
+}
+
+/// One change of `autoheal.haproxy.server`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// What to change, as the engine takes it.
+    pub request: haproxy_cfg::Request,
+    /// The caller's `reason`, returned as given.
+    pub reason: Option<Value>,
 }
 
 /// Options of `autoheal.haproxy.server_info`.
@@ -140,6 +167,7 @@ pub const SERVER_OPTIONS: &[&str] = &[
     "all_matches",
     "state",
     "weight",
+    "changes",
     "socket",
     "socket_timeout",
     "min_active",
@@ -147,7 +175,27 @@ pub const SERVER_OPTIONS: &[&str] = &[
     "validate",
     "checksum",
     "lock_timeout",
+    "reload",
+    "master_socket",
+    "pidfile",
+    "service",
+    "reload_timeout",
+    "server_state_file",
 ];
+
+/// The keys one entry of `changes` accepts.
+pub const CHANGE_OPTIONS: &[&str] = &[
+    "backend",
+    "server",
+    "address",
+    "all_matches",
+    "state",
+    "weight",
+    "reason",
+];
+
+/// The options that say what to change, given either at the top or in each entry of `changes`.
+const REQUEST_OPTIONS: &[&str] = &["backend", "server", "address", "state", "weight"];
 
 /// The options `autoheal.haproxy.server_info` accepts.
 pub const INFO_OPTIONS: &[&str] = &["path", "backend", "socket", "socket_timeout"];
@@ -165,9 +213,17 @@ impl Options {
     fn new(text: &str, known: &'static [&'static str]) -> Result<Self, ArgsError> {
         let value: Value =
             serde_json::from_str(text).map_err(|e| ArgsError::NotAnObject(e.to_string()))?;
-        let Value::Object(mut map) = value else {
+        let Value::Object(map) = value else {
             return Err(ArgsError::NotAnObject(format!("found {value}")));
         };
+        Self::of_map(map, known)
+    }
+
+    /// The options of an object, Ansible's internal keys split off and unknown keys rejected.
+    fn of_map(
+        mut map: Map<String, Value>,
+        known: &'static [&'static str],
+    ) -> Result<Self, ArgsError> {
         let internal: Vec<String> = map
             .keys()
             .filter(|k| k.starts_with("_ansible_"))
@@ -415,44 +471,19 @@ impl ServerArgs {
         let path = options
             .string("path")?
             .map_or_else(|| PathBuf::from(DEFAULT_PATH), PathBuf::from);
-        let backend = options.string("backend")?;
-        if let Some(name) = &backend {
-            check_label_name("backend", name)?;
-        }
-        let target = match (options.string("server")?, options.string("address")?) {
-            (Some(name), None) => Target::Name(check_label_name("server", &name).map(|()| name)?),
-            (None, Some(address)) => {
-                Target::Address(check_label_address(&address).map(|()| address)?)
-            }
-            (Some(_), Some(_)) => {
-                return Err(ArgsError::Conflict(
-                    "options `server` and `address` are mutually exclusive".into(),
-                ))
-            }
-            (None, None) => {
-                return Err(ArgsError::Conflict(
-                    "one of the options `server` or `address` is required".into(),
-                ))
-            }
-        };
         let all_matches = options.flag("all_matches", false)?;
-        let state: Option<State> = options.take("state")?;
-        let weight = match options.take::<Value>("weight")? {
-            None => None,
-            Some(value) => Some(weight(&value).map_err(|reason| invalid("weight", reason))?),
-        };
-        let desired = match (state.unwrap_or_default(), weight) {
-            (State::Enabled, Some(spec)) => Desired::Weight(spec),
-            (State::Enabled, None) => Desired::Enabled,
-            (State::Drain, None) => Desired::Drain,
-            (State::Disabled, None) => Desired::Disabled,
-            (State::Absent, None) => Desired::Absent,
-            (other, Some(_)) => {
-                return Err(ArgsError::Conflict(format!(
-                "option `weight` only goes with state=enabled (the server stays in service with \
-                     a lower weight), not with state={}",
-                state_name(other)
-            )))
+        let (changes, batch) = match options.take::<Value>("changes")? {
+            None => (vec![request(&mut options, all_matches)?], false),
+            Some(list) => {
+                if let Some(given) = REQUEST_OPTIONS
+                    .iter()
+                    .find(|name| options.map.contains_key(**name))
+                {
+                    return Err(ArgsError::Conflict(format!(
+                        "option `{given}` goes inside each entry of `changes`, not beside it"
+                    )));
+                }
+                (changes(list, all_matches)?, true)
             }
         };
         let socket = options.string("socket")?.map(PathBuf::from);
@@ -483,14 +514,41 @@ impl ServerArgs {
             }
         };
         let lock_timeout = options.seconds("lock_timeout", 30.0)?;
+        let master_socket = options.string("master_socket")?;
+        let pidfile = options.string("pidfile")?;
+        let service = options.string("service")?;
+        let reload = match options.string("reload")?.as_deref() {
+            None | Some("none") => None,
+            Some("master_cli") => Some(ReloadMethod::MasterCli(PathBuf::from(
+                master_socket
+                    .as_deref()
+                    .unwrap_or("/run/haproxy-master.sock"),
+            ))),
+            Some("signal") => Some(ReloadMethod::Signal(PathBuf::from(
+                pidfile.as_deref().unwrap_or("/run/haproxy.pid"),
+            ))),
+            Some("systemd") => Some(ReloadMethod::Systemd(
+                service.unwrap_or_else(|| "haproxy".to_owned()),
+            )),
+            Some(other) => {
+                return Err(invalid(
+                    "reload",
+                    format!("expected one of none, master_cli, signal, systemd; found {other:?}"),
+                ))
+            }
+        };
+        if reload.is_some() && socket.is_none() {
+            return Err(ArgsError::Conflict(
+                "option `reload` needs `socket`: the new worker is awaited on the admin socket"
+                    .into(),
+            ));
+        }
+        let reload_timeout = positive(options.seconds("reload_timeout", 15.0)?, "reload_timeout")?;
+        let server_state_file = options.string("server_state_file")?.map(PathBuf::from);
         Ok(Self {
             path,
-            request: haproxy_cfg::Request {
-                backend,
-                target,
-                all_matches,
-                desired,
-            },
+            changes,
+            batch,
             socket,
             socket_timeout,
             min_active,
@@ -498,6 +556,9 @@ impl ServerArgs {
             validate,
             checksum,
             lock_timeout,
+            reload,
+            reload_timeout,
+            server_state_file,
             ansible: options.ansible,
         })
     }
@@ -517,6 +578,86 @@ impl InfoArgs {
             ansible: options.ansible,
         })
     }
+}
+
+/// The request described by `backend`, `server`/`address`, `all_matches`, `state` and `weight`.
+fn request(options: &mut Options, all_matches: bool) -> Result<Change, ArgsError> {
+    let backend = options.string("backend")?;
+    if let Some(name) = &backend {
+        check_label_name("backend", name)?;
+    }
+    let target = match (options.string("server")?, options.string("address")?) {
+        (Some(name), None) => Target::Name(check_label_name("server", &name).map(|()| name)?),
+        (None, Some(address)) => Target::Address(check_label_address(&address).map(|()| address)?),
+        (Some(_), Some(_)) => {
+            return Err(ArgsError::Conflict(
+                "options `server` and `address` are mutually exclusive".into(),
+            ))
+        }
+        (None, None) => {
+            return Err(ArgsError::Conflict(
+                "one of the options `server` or `address` is required".into(),
+            ))
+        }
+    };
+    let all_matches = options.flag("all_matches", all_matches)?;
+    let state: Option<State> = options.take("state")?;
+    let weight = match options.take::<Value>("weight")? {
+        None => None,
+        Some(value) => Some(weight(&value).map_err(|reason| invalid("weight", reason))?),
+    };
+    let desired = match (state.unwrap_or_default(), weight) {
+        (State::Enabled, Some(spec)) => Desired::Weight(spec),
+        (State::Enabled, None) => Desired::Enabled,
+        (State::Drain, None) => Desired::Drain,
+        (State::Disabled, None) => Desired::Disabled,
+        (State::Absent, None) => Desired::Absent,
+        (other, Some(_)) => {
+            return Err(ArgsError::Conflict(format!(
+                "option `weight` only goes with state=enabled (the server stays in service with \
+                 a lower weight), not with state={}",
+                state_name(other)
+            )))
+        }
+    };
+    Ok(Change {
+        request: haproxy_cfg::Request {
+            backend,
+            target,
+            all_matches,
+            desired,
+        },
+        reason: None,
+    })
+}
+
+/// The `changes` list; `all_matches` is the default of each entry's own.
+fn changes(list: Value, all_matches: bool) -> Result<Vec<Change>, ArgsError> {
+    let Value::Array(entries) = list else {
+        return Err(invalid(
+            "changes",
+            format!("expected a list of changes, found {list}"),
+        ));
+    };
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            let in_change = |error| ArgsError::InChange {
+                index,
+                error: Box::new(error),
+            };
+            let Value::Object(map) = entry else {
+                return Err(in_change(ArgsError::Conflict(format!(
+                    "expected an object, found {entry}"
+                ))));
+            };
+            let mut options = Options::of_map(map, CHANGE_OPTIONS).map_err(in_change)?;
+            let reason = options.take::<Value>("reason").map_err(in_change)?;
+            let change = request(&mut options, all_matches).map_err(in_change)?;
+            Ok(Change { reason, ..change })
+        })
+        .collect()
 }
 
 fn positive(duration: Duration, option: &'static str) -> Result<Duration, ArgsError> {
@@ -549,10 +690,10 @@ mod tests {
     fn defaults_apply_when_only_the_server_is_given() {
         let args = server(r#"{"server": "web1"}"#).unwrap();
         assert_eq!(args.path, PathBuf::from("/etc/haproxy/haproxy.cfg"));
-        assert_eq!(args.request.target, Target::Name("web1".into()));
-        assert_eq!(args.request.desired, Desired::Enabled);
-        assert_eq!(args.request.backend, None);
-        assert!(!args.request.all_matches);
+        assert_eq!(args.changes[0].request.target, Target::Name("web1".into()));
+        assert_eq!(args.changes[0].request.desired, Desired::Enabled);
+        assert_eq!(args.changes[0].request.backend, None);
+        assert!(!args.changes[0].request.all_matches);
         assert_eq!(args.socket, None);
         assert_eq!(args.socket_timeout, Duration::from_secs(5));
         assert_eq!(args.min_active, 1);
@@ -569,9 +710,9 @@ mod tests {
             "backup": false, "validate": "true %s", "checksum": "AB00000000000000000000000000000000000000000000000000000000000000",
             "lock_timeout": 0}"#;
         let args = server(json).unwrap();
-        assert_eq!(args.request.desired, Desired::Drain);
-        assert_eq!(args.request.backend.as_deref(), Some("app"));
-        assert!(args.request.all_matches);
+        assert_eq!(args.changes[0].request.desired, Desired::Drain);
+        assert_eq!(args.changes[0].request.backend.as_deref(), Some("app"));
+        assert!(args.changes[0].request.all_matches);
         assert_eq!(args.socket_timeout, Duration::from_millis(2500));
         assert_eq!(args.min_active, 0);
         assert!(!args.backup);
@@ -584,7 +725,7 @@ mod tests {
         // address is the other half of the server/address pair
         let by_address = server(r#"{"address": "10.0.0.1:80"}"#).unwrap();
         assert_eq!(
-            by_address.request.target,
+            by_address.changes[0].request.target,
             Target::Address("10.0.0.1:80".into())
         );
     }
@@ -625,7 +766,7 @@ mod tests {
 
     #[test]
     fn weight_accepts_absolute_and_percent_and_needs_state_enabled() {
-        let w = |json: &str| server(json).map(|a| a.request.desired);
+        let w = |json: &str| server(json).map(|a| a.changes[0].request.desired.clone());
         assert_eq!(
             w(r#"{"server": "a", "weight": 5}"#),
             Ok(Desired::Weight(WeightSpec::Absolute(5)))
@@ -741,7 +882,7 @@ mod tests {
             server(r#"{"server": "a", "backup": "no", "all_matches": "True", "min_active": "2"}"#)
                 .unwrap();
         assert!(!args.backup);
-        assert!(args.request.all_matches);
+        assert!(args.changes[0].request.all_matches);
         assert_eq!(args.min_active, 2);
     }
 
@@ -788,5 +929,87 @@ mod tests {
         assert!(args.ansible.check_mode);
         let err = InfoArgs::parse(r#"{"state": "drain"}"#).unwrap_err();
         assert!(matches!(err, ArgsError::Unknown { ref names, .. } if names == &["state"]));
+    }
+
+    #[test]
+    fn changes_are_read_in_order_with_the_top_level_all_matches_as_default() {
+        let args = server(
+            r#"{"all_matches": true, "changes": [
+                {"backend": "app", "server": "web1", "state": "drain", "reason": {"alert": "A"}},
+                {"address": "10.0.0.2", "weight": "50%", "all_matches": false}]}"#,
+        )
+        .unwrap();
+        assert!(args.batch);
+        let [first, second] = &args.changes[..] else {
+            panic!("two changes expected: {:?}", args.changes)
+        };
+        assert_eq!(first.request.target, Target::Name("web1".into()));
+        assert_eq!(first.request.desired, Desired::Drain);
+        assert!(first.request.all_matches);
+        assert_eq!(first.reason, Some(serde_json::json!({"alert": "A"})));
+        assert_eq!(second.request.target, Target::Address("10.0.0.2".into()));
+        assert_eq!(
+            second.request.desired,
+            Desired::Weight(WeightSpec::Percent(50))
+        );
+        assert!(!second.request.all_matches);
+        let empty = server(r#"{"changes": []}"#).unwrap();
+        assert!(empty.batch && empty.changes.is_empty());
+        assert!(!server(r#"{"server": "web1"}"#).unwrap().batch);
+    }
+
+    #[test]
+    fn bad_changes_name_the_entry_and_the_problem() {
+        let err = |json: &str| server(json).unwrap_err().to_string();
+        assert_eq!(
+            err(
+                r#"{"changes": [{"server": "a"}, {"server": "b", "state": "drain", "weight": 3}]}"#
+            ),
+            "changes[1]: option `weight` only goes with state=enabled (the server stays in \
+             service with a lower weight), not with state=drain"
+        );
+        assert!(err(r#"{"changes": [{"server": "a", "socket": "/x"}]}"#)
+            .starts_with("changes[0]: unsupported option(s): socket"));
+        assert_eq!(
+            err(r#"{"changes": [7]}"#),
+            "changes[0]: expected an object, found 7"
+        );
+        assert!(err(r#"{"changes": {"server": "a"}}"#).contains("expected a list of changes"));
+        assert_eq!(
+            err(r#"{"server": "a", "changes": [{"server": "b"}]}"#),
+            "option `server` goes inside each entry of `changes`, not beside it"
+        );
+        assert_eq!(
+            err(r#"{"changes": [{"state": "drain"}]}"#),
+            "changes[0]: one of the options `server` or `address` is required"
+        );
+    }
+
+    #[test]
+    fn reload_needs_the_admin_socket_and_a_known_method() {
+        let err = |json: &str| server(json).unwrap_err().to_string();
+        assert!(err(r#"{"server": "a", "reload": "signal"}"#).contains("needs `socket`"));
+        assert!(err(r#"{"server": "a", "socket": "/s", "reload": "kick"}"#)
+            .contains("expected one of none, master_cli, signal, systemd"));
+        let args = server(r#"{"server": "a", "socket": "/s", "reload": "signal"}"#).unwrap();
+        assert_eq!(
+            args.reload,
+            Some(ReloadMethod::Signal(PathBuf::from("/run/haproxy.pid")))
+        );
+        let args = server(
+            r#"{"server": "a", "socket": "/s", "reload": "master_cli", "master_socket": "/m"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            args.reload,
+            Some(ReloadMethod::MasterCli(PathBuf::from("/m")))
+        );
+        assert_eq!(args.reload_timeout, Duration::from_secs(15));
+        assert_eq!(
+            server(r#"{"server": "a", "reload": "none"}"#)
+                .unwrap()
+                .reload,
+            None
+        );
     }
 }

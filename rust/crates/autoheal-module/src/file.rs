@@ -104,12 +104,40 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
     }
 }
 
-/// The lowercase hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
+/// The lowercase hex sha256 of a text given in pieces.
+pub fn sha256_hex<'t>(pieces: impl IntoIterator<Item = &'t str>) -> String {
+    let mut hasher = Sha256::new();
+    pieces
+        .into_iter()
+        .for_each(|piece| hasher.update(piece.as_bytes()));
+    hex(hasher)
+}
+
+fn hex(hasher: Sha256) -> String {
+    hasher
+        .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The sha256 of `source` and of `source` with `patch` applied. The bytes before the first edit are
+/// the same in both and hashed once (hashing is most of a run's work on a large file).
+pub fn sha256_before_after(source: &str, patch: &haproxy_cfg::Patch) -> (String, String) {
+    let shared = patch
+        .edits
+        .first()
+        .map_or(source.len(), |(range, _)| range.start);
+    let mut before = Sha256::new();
+    before.update(&source.as_bytes()[..shared]);
+    let mut after = before.clone();
+    before.update(&source.as_bytes()[shared..]);
+    // The pieces start with that shared prefix when it is not empty.
+    patch
+        .pieces(source)
+        .skip(usize::from(shared > 0))
+        .for_each(|piece| after.update(piece.as_bytes()));
+    (hex(before), hex(after))
 }
 
 /// The config file, locked against other runs for as long as this value lives.
@@ -162,14 +190,14 @@ impl LockedFile {
         read_text(&self.path)
     }
 
-    /// Replaces the file with `contents`, keeping its owner and mode.
+    /// Replaces the file with `contents` (the new text in pieces), keeping its owner and mode.
     ///
     /// `validate` (argv with `%s`) checks the candidate first. With `backup`, the old
     /// contents `original` are kept under a timestamped name, which is returned.
-    pub fn replace(
+    pub fn replace<'c>(
         &self,
         original: &str,
-        contents: &str,
+        contents: impl IntoIterator<Item = &'c str>,
         validate: Option<&[String]>,
         backup: bool,
     ) -> Result<Option<PathBuf>, FileError> {
@@ -185,8 +213,10 @@ impl LockedFile {
             .tempfile_in(&self.dir_path)
             .map_err(io_error("create a temp file in", &self.dir_path))?;
         let temp_path = temp.path().to_owned();
-        temp.write_all(contents.as_bytes())
-            .map_err(io_error("write", &temp_path))?;
+        for piece in contents {
+            temp.write_all(piece.as_bytes())
+                .map_err(io_error("write", &temp_path))?;
+        }
         keep_owner_and_mode(temp.as_file(), &meta).map_err(io_error("chown/chmod", &temp_path))?;
         temp.as_file()
             .sync_all()
@@ -211,6 +241,26 @@ impl LockedFile {
             .map_err(io_error("fsync the directory", &self.dir_path))?;
         Ok(backup_file)
     }
+}
+
+/// Replaces `path` with `text` through a synced temp file in the same directory (mode 0644).
+pub fn write_text(path: &Path, text: &str) -> Result<(), FileError> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".autoheal.")
+        .tempfile_in(dir)
+        .map_err(io_error("create a temp file in", dir))?;
+    let temp_path = temp.path().to_owned();
+    temp.write_all(text.as_bytes())
+        .and_then(|()| {
+            temp.as_file()
+                .set_permissions(fs::Permissions::from_mode(0o644))
+        })
+        .and_then(|()| temp.as_file().sync_all())
+        .map_err(io_error("write", &temp_path))?;
+    temp.persist(path)
+        .map_err(|e| io_error("rename the temp file over", path)(e.error))?;
+    Ok(())
 }
 
 /// Reads a whole file as text. The file is only ever replaced by rename, so a read without the
@@ -328,9 +378,28 @@ mod tests {
     }
 
     #[test]
+    fn before_and_after_hashes_match_hashing_each_text_whole() {
+        let source = "global\nbackend app\n    server a 127.0.0.1:1\n    server b 127.0.0.1:2\n";
+        let request = |name: &str| haproxy_cfg::Request {
+            backend: None,
+            target: haproxy_cfg::Target::Name(name.into()),
+            all_matches: false,
+            desired: haproxy_cfg::Desired::Drain,
+        };
+        for requests in [vec![], vec![request("a")], vec![request("b"), request("a")]] {
+            let patch = haproxy_cfg::plan_all(source, &requests).unwrap();
+            let after = patch.render(source);
+            assert_eq!(
+                sha256_before_after(source, &patch),
+                (sha256_hex([source]), sha256_hex([after.as_str()]))
+            );
+        }
+    }
+
+    #[test]
     fn sha256_is_lowercase_hex() {
         assert_eq!(
-            sha256_hex(b"abc"),
+            sha256_hex(["a", "bc"]),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
@@ -352,7 +421,7 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
         let locked = LockedFile::lock(&path, Duration::from_secs(1)).unwrap();
         let backup = locked
-            .replace("old\n", "new\n", None, true)
+            .replace("old\n", ["new\n"], None, true)
             .unwrap()
             .unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "new\n");
@@ -372,7 +441,7 @@ mod tests {
             .map(String::from)
             .to_vec();
         let err = locked
-            .replace("old\n", "new\n", Some(&argv), true)
+            .replace("old\n", ["new\n"], Some(&argv), true)
             .unwrap_err();
         let msg = err.to_string();
         assert!(
@@ -384,7 +453,7 @@ mod tests {
         assert_eq!(entries(dir.path()), ["h.cfg"]);
         let missing = ["/nonexistent/validator", "%s"].map(String::from).to_vec();
         assert!(matches!(
-            locked.replace("old\n", "new\n", Some(&missing), false),
+            locked.replace("old\n", ["new\n"], Some(&missing), false),
             Err(FileError::ValidateSpawn { .. })
         ));
         assert_eq!(entries(dir.path()), ["h.cfg"]);

@@ -22,8 +22,8 @@ pub fn config_active(state: &ConfigState) -> bool {
 
 /// Checks every backend the request touches.
 ///
-/// `servers` gives the inventory of the file before the change; it is only called when the
-/// request takes an active server out, since listing a large file costs more than the edit. `live` (when a socket is used)
+/// `servers` gives the servers of the touched backends before the change; it is only called when
+/// the request takes an active server out. `live` (when a socket is used)
 /// holds the running state of the touched backends. A server is active when the file says so
 /// and, with a socket, HAProxy has it up, ready and weighted. A changed server's admin state and
 /// weight will follow the file; its health will not, so it must still be up to count.

@@ -59,7 +59,7 @@ pub fn execute(args: &InfoArgs) -> Result<InfoResult, ModuleError> {
     Ok(InfoResult {
         changed: false,
         path: args.path.display().to_string(),
-        checksum: sha256_hex(source.as_bytes()),
+        checksum: sha256_hex([source.as_str()]),
         backends,
     })
 }

@@ -8,6 +8,7 @@ pub mod args;
 pub mod file;
 pub mod guard;
 pub mod info;
+pub mod reload;
 pub mod result;
 pub mod runtime;
 pub mod server;
@@ -38,6 +39,8 @@ pub enum ModuleError {
         path: PathBuf,
         /// The engine's reason.
         error: haproxy_cfg::Error,
+        /// The entry of `changes` at fault, when a list was given.
+        change: Option<usize>,
     },
     /// The admin socket failed before anything was changed.
     Runtime(runtime::RuntimeError),
@@ -71,8 +74,15 @@ impl fmt::Display for ModuleError {
             Self::Args(e) => e.fmt(f),
             Self::File(e) => e.fmt(f),
             Self::Runtime(e) => e.fmt(f),
-            Self::Engine { path, error } => {
+            Self::Engine {
+                path,
+                error,
+                change,
+            } => {
                 let path = path.display();
+                if let Some(index) = change {
+                    write!(f, "changes[{index}]: ")?;
+                }
                 match error {
                     haproxy_cfg::Error::NotFound { wanted } => {
                         write!(f, "no server matches {wanted} in {path}")
@@ -91,6 +101,11 @@ impl fmt::Display for ModuleError {
                         write!(f, "no backend or listen section named {name} in {path}")
                     }
                     haproxy_cfg::Error::Invalid(why) => write!(f, "invalid request: {why}"),
+                    haproxy_cfg::Error::Overlap { server, earlier } => write!(
+                        f,
+                        "{server} is also designated by changes[{earlier}] in {path}; give each \
+                         server once per call, nothing was changed"
+                    ),
                 }
             }
             Self::ChecksumMismatch {

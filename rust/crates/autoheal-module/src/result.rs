@@ -121,6 +121,29 @@ pub struct ServerOutcome {
     pub after: Snapshot,
 }
 
+/// One entry of the `changes` option in the result of `autoheal.haproxy.server`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangeOutcome {
+    /// The `backend` asked for.
+    pub backend: Option<String>,
+    /// The `server` asked for.
+    pub server: Option<String>,
+    /// The `address` asked for.
+    pub address: Option<String>,
+    /// The state asked for (`drain`, `weight 50%`, ...).
+    pub state: String,
+    /// The `reason` given, as given.
+    pub reason: Option<serde_json::Value>,
+    /// One of its servers changed (or would, in check mode).
+    pub changed: bool,
+    /// One of its servers waits for a reload.
+    pub reload_required: bool,
+    /// What happened to its servers, for people.
+    pub msg: String,
+    /// The servers it designated, as `backend/server` (their detail is in `servers`).
+    pub servers: Vec<String>,
+}
+
 /// Ansible's diff mode payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diff {
@@ -132,6 +155,15 @@ pub struct Diff {
     pub before_header: String,
     /// Label of `after`.
     pub after_header: String,
+}
+
+/// A reload the module did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReloadResult {
+    /// The worker before the reload.
+    pub old_pid: u32,
+    /// The new worker, which answered on the admin socket.
+    pub new_pid: u32,
 }
 
 /// `passed` or `blocked`.
@@ -165,10 +197,15 @@ pub struct ServerResult {
     /// File contents before and after, with `--diff`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<Diff>,
-    /// The matched servers.
+    /// The matched servers, in file order.
     pub servers: Vec<ServerOutcome>,
+    /// With the `changes` option: each change, in order, with its servers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Vec<ChangeOutcome>>,
     /// HAProxy needs a reload before the running state matches the file.
     pub reload_required: bool,
+    /// The reload the module did (option `reload`), if any.
+    pub reloaded: Option<ReloadResult>,
     /// The running HAProxy agrees with the file; `null` without a socket.
     pub live_in_sync: Option<bool>,
     /// The `min_active` guard's decision.

@@ -400,6 +400,22 @@ impl AdminSocket {
         Ok(all.remove(backend).unwrap_or_default())
     }
 
+    /// The answer to `show info` (process information, the worker's `Pid:` among it).
+    pub fn show_info(&self) -> Result<String, RuntimeError> {
+        self.exchange("show info")
+    }
+
+    /// The answer to `show servers state`, as HAProxy's `server-state-file` takes it.
+    pub fn servers_state_text(&self) -> Result<String, RuntimeError> {
+        let command = "show servers state";
+        let answer = self.exchange(command)?;
+        parse_servers_state(&answer).map_err(|reason| RuntimeError::Unreadable {
+            command: command.into(),
+            reason,
+        })?;
+        Ok(answer)
+    }
+
     /// Every live backend's servers.
     pub fn all_state(&self) -> Result<BTreeMap<String, BackendState>, RuntimeError> {
         let command = "show servers state";

@@ -6,13 +6,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use haproxy_cfg::{Desired, ServerChange};
+use haproxy_cfg::{Desired, Request, ServerChange, Target};
 
 use crate::args::ServerArgs;
-use crate::file::{sha256_hex, LockedFile};
+use crate::file::{sha256_before_after, write_text, LockedFile};
 use crate::guard::{self, Verdict};
+use crate::reload::{self, ReloadMethod};
 use crate::result::{
-    desired_label, ConfigView, Diff, GuardResult, LiveView, ServerOutcome, ServerResult, Snapshot,
+    desired_label, ChangeOutcome, ConfigView, Diff, GuardResult, LiveView, ReloadResult,
+    ServerOutcome, ServerResult, Snapshot,
 };
 use crate::runtime::{AdminSocket, BackendState, LiveCommand, LiveGoal, LiveServer};
 use crate::ModuleError;
@@ -26,6 +28,9 @@ pub fn run(args_text: &str) -> Result<ServerResult, ModuleError> {
 
 /// One matched server: what the file does to it and what the live state needs.
 struct Step<'a> {
+    /// Index of the change (in `changes`) that designated the server.
+    index: usize,
+    desired: &'a Desired,
     change: &'a ServerChange,
     goal: LiveGoal,
     /// `None` without a socket; `Some(None)` when the running HAProxy does not know the server.
@@ -68,8 +73,9 @@ fn goal_for(change: &ServerChange, desired: &Desired) -> LiveGoal {
 }
 
 fn plan_step<'a>(
+    index: usize,
     change: &'a ServerChange,
-    desired: &Desired,
+    desired: &'a Desired,
     live: Option<&BTreeMap<String, BackendState>>,
 ) -> Step<'a> {
     let goal = goal_for(change, desired);
@@ -95,6 +101,8 @@ fn plan_step<'a>(
         None => Vec::new(),
     };
     Step {
+        index,
+        desired,
         change,
         goal,
         live_before,
@@ -106,12 +114,11 @@ fn plan_step<'a>(
 /// Reads the live state of every backend in `changes`.
 fn read_live(
     socket: &AdminSocket,
-    changes: &[ServerChange],
+    backends: &[&str],
 ) -> Result<BTreeMap<String, BackendState>, crate::runtime::RuntimeError> {
-    let backends: BTreeSet<&str> = changes.iter().map(|c| c.before.backend.as_str()).collect();
     backends
-        .into_iter()
-        .map(|b| Ok((b.to_owned(), socket.backend_state(b)?)))
+        .iter()
+        .map(|b| Ok(((*b).to_owned(), socket.backend_state(b)?)))
         .collect()
 }
 
@@ -149,10 +156,10 @@ fn outcome(
 }
 
 /// A line per server saying what happened.
-fn summary(steps: &[Step<'_>], desired: &Desired, check_mode: bool) -> String {
+fn summary<'s>(steps: impl IntoIterator<Item = &'s Step<'s>>, check_mode: bool) -> String {
     let verb = if check_mode { "would be" } else { "was" };
     let lines: Vec<String> = steps
-        .iter()
+        .into_iter()
         .map(|step| {
             let who = format!("{}/{}", step.change.before.backend, step.change.before.name);
             let mut parts = vec![if step.change.changed {
@@ -178,7 +185,11 @@ fn summary(steps: &[Step<'_>], desired: &Desired, check_mode: bool) -> String {
                         .join(", ")
                 )),
             }
-            format!("{who} {}: {}", desired_label(desired), parts.join("; "))
+            format!(
+                "{who} {}: {}",
+                desired_label(step.desired),
+                parts.join("; ")
+            )
         })
         .collect();
     let mut msg = lines.join(" | ");
@@ -193,12 +204,16 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     let file = LockedFile::lock(&args.path, args.lock_timeout)?;
     let path_text = file.path().display().to_string();
     let source = file.read()?;
-    let checksum_before = sha256_hex(source.as_bytes());
-    let plan = haproxy_cfg::plan(&source, &args.request).map_err(|error| ModuleError::Engine {
-        path: file.path().to_owned(),
-        error,
+    let requests: Vec<Request> = args.changes.iter().map(|c| c.request.clone()).collect();
+    let patch = haproxy_cfg::plan_all(&source, &requests).map_err(|(index, error)| {
+        ModuleError::Engine {
+            path: file.path().to_owned(),
+            error,
+            change: args.batch.then_some(index),
+        }
     })?;
-    let file_changed = plan.output != source;
+    let file_changed = !patch.edits.is_empty();
+    let (checksum_before, checksum_after) = sha256_before_after(&source, &patch);
     if let (true, Some(expected)) = (file_changed, &args.checksum) {
         if *expected != checksum_before {
             return Err(ModuleError::ChecksumMismatch {
@@ -208,24 +223,34 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
             });
         }
     }
+    let backends: Vec<&str> = patch
+        .changes
+        .iter()
+        .map(|(_, change)| change.before.backend.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let socket = args
         .socket
         .as_deref()
         .map(|p| AdminSocket::new(p, args.socket_timeout));
     let live_before = match &socket {
-        Some(socket) => Some(read_live(socket, &plan.changes)?),
+        Some(socket) => Some(read_live(socket, &backends)?),
         None => None,
     };
-    let desired = &args.request.desired;
-    let steps: Vec<Step<'_>> = plan
+    let steps: Vec<Step<'_>> = patch
         .changes
         .iter()
-        .map(|change| plan_step(change, desired, live_before.as_ref()))
+        .map(|(index, change)| {
+            let desired = &requests[*index].desired;
+            plan_step(*index, change, desired, live_before.as_ref())
+        })
         .collect();
-    let diff = |after: &str| {
+    // The texts are only built with --diff: the new one is otherwise never held in memory.
+    let diff = |after: &dyn Fn() -> String| {
         args.ansible.diff.then(|| Diff {
             before: source.clone(),
-            after: after.to_owned(),
+            after: after(),
             before_header: format!("{path_text} (content)"),
             after_header: format!("{path_text} (content)"),
         })
@@ -240,34 +265,49 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
         backup_file: None,
         diff: None,
         servers: Vec::new(),
+        changes: None,
         reload_required: false,
+        reloaded: None,
         live_in_sync: live_before.as_ref().map(|_| true),
         guard: GuardResult::Passed,
     };
+    let finish = |mut result: ServerResult, servers: Vec<ServerOutcome>| {
+        if args.batch {
+            let blocked = (result.guard == GuardResult::Blocked).then_some(result.msg.as_str());
+            let mut changes = per_change(args, &steps, &servers, blocked);
+            if result.reloaded.is_some() {
+                changes.iter_mut().for_each(|c| c.reload_required = false);
+            }
+            result.changes = Some(changes);
+        }
+        result.servers = servers;
+        Ok(result)
+    };
 
+    let changes: Vec<ServerChange> = patch.changes.iter().map(|(_, c)| c.clone()).collect();
     if let Verdict::Blocked(msg) = guard::check(
-        || haproxy_cfg::inventory(&source),
-        &plan.changes,
+        || patch.section_servers.clone(),
+        &changes,
         live_before.as_ref(),
         args.min_active,
     ) {
         result.failed = true;
         result.guard = GuardResult::Blocked;
         result.msg = msg;
-        result.diff = diff(&source);
+        result.diff = diff(&|| source.clone());
         result.live_in_sync = None;
-        result.servers = steps
+        let servers = steps
             .iter()
             .map(|s| outcome(s, s.live_before, false))
             .collect();
-        return Ok(result);
+        return finish(result, servers);
     }
 
     result.changed = file_changed || steps.iter().any(|s| !s.commands.is_empty());
-    result.checksum_after = sha256_hex(plan.output.as_bytes());
-    result.diff = diff(&plan.output);
+    result.checksum_after = checksum_after;
+    result.diff = diff(&|| patch.render(&source));
     result.reload_required = steps.iter().any(Step::reload_pending);
-    result.msg = summary(&steps, desired, args.ansible.check_mode);
+    result.msg = summary(&steps, args.ansible.check_mode);
 
     if args.ansible.check_mode {
         result.live_in_sync = live_before.as_ref().map(|_| {
@@ -276,7 +316,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
                 Some(None) => s.change.after.state.absent,
             })
         });
-        result.servers = steps
+        let servers = steps
             .iter()
             .map(|step| {
                 let predicted = step.live_before.map(|live| {
@@ -290,18 +330,23 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
                 outcome(step, predicted, true)
             })
             .collect();
-        return Ok(result);
+        return finish(result, servers);
     }
 
     if file_changed {
         result.backup_file = file
-            .replace(&source, &plan.output, args.validate.as_deref(), args.backup)?
+            .replace(
+                &source,
+                patch.pieces(&source),
+                args.validate.as_deref(),
+                args.backup,
+            )?
             .map(|p| p.display().to_string());
     }
 
     let Some(socket) = socket else {
-        result.servers = steps.iter().map(|s| outcome(s, None, true)).collect();
-        return Ok(result);
+        let servers = steps.iter().map(|s| outcome(s, None, true)).collect();
+        return finish(result, servers);
     };
     let mut problems = Vec::new();
     for step in &steps {
@@ -312,7 +357,16 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
             }
         }
     }
-    let live_after = match read_live(&socket, &plan.changes) {
+    if let (true, Some(method)) = (result.reload_required, &args.reload) {
+        match reload_now(args, method, &socket) {
+            Ok(reloaded) => {
+                result.reload_required = false;
+                result.reloaded = Some(reloaded);
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    let live_after = match read_live(&socket, &backends) {
         Ok(live) => Some(live),
         Err(e) => {
             problems.push(format!("reading the live state back failed: {e}"));
@@ -320,7 +374,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
         }
     };
     let mut in_sync = live_after.is_some();
-    result.servers = steps
+    let servers = steps
         .iter()
         .map(|step| {
             let found = live_after.as_ref().map(|backends| {
@@ -361,7 +415,72 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
             problems.join("; ")
         );
     }
-    Ok(result)
+    finish(result, servers)
+}
+
+/// Saves the runtime state when asked, reloads HAProxy and waits for the new worker.
+fn reload_now(
+    args: &ServerArgs,
+    method: &ReloadMethod,
+    socket: &AdminSocket,
+) -> Result<ReloadResult, String> {
+    if let Some(state_file) = &args.server_state_file {
+        let state = socket
+            .servers_state_text()
+            .map_err(|e| format!("saving the server state before the reload failed: {e}"))?;
+        write_text(state_file, &state).map_err(|e| {
+            format!(
+                "saving the server state before the reload failed: {e}; HAProxy was not reloaded"
+            )
+        })?;
+    }
+    let reloaded =
+        reload::reload(method, socket, args.reload_timeout).map_err(|e| e.to_string())?;
+    Ok(ReloadResult {
+        old_pid: reloaded.old_pid,
+        new_pid: reloaded.new_pid,
+    })
+}
+
+/// The result's `changes`: each entry of the `changes` option with the servers it designated.
+/// `blocked` is the guard's message when it refused the batch.
+fn per_change(
+    args: &ServerArgs,
+    steps: &[Step<'_>],
+    servers: &[ServerOutcome],
+    blocked: Option<&str>,
+) -> Vec<ChangeOutcome> {
+    args.changes
+        .iter()
+        .enumerate()
+        .map(|(index, change)| {
+            let mine: Vec<usize> = (0..steps.len())
+                .filter(|&at| steps[at].index == index)
+                .collect();
+            let request = &change.request;
+            let (server, address) = match &request.target {
+                Target::Name(name) => (Some(name.clone()), None),
+                Target::Address(address) => (None, Some(address.clone())),
+            };
+            ChangeOutcome {
+                backend: request.backend.clone(),
+                server,
+                address,
+                state: desired_label(&request.desired),
+                reason: change.reason.clone(),
+                changed: mine.iter().any(|&at| servers[at].changed),
+                reload_required: mine.iter().any(|&at| steps[at].reload_pending()),
+                msg: blocked.map_or_else(
+                    || summary(mine.iter().map(|&at| &steps[at]), args.ansible.check_mode),
+                    str::to_owned,
+                ),
+                servers: mine
+                    .iter()
+                    .map(|&at| format!("{}/{}", servers[at].backend, servers[at].server))
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -445,17 +564,17 @@ mod tests {
     fn servers_unknown_to_haproxy_wait_for_a_reload_unless_absent() {
         let live = BTreeMap::from([("app".to_owned(), BackendState::new())]);
         let enabled = change(after(10, false, false));
-        let step = plan_step(&enabled, &Desired::Enabled, Some(&live));
+        let step = plan_step(0, &enabled, &Desired::Enabled, Some(&live));
         assert!(step.commands.is_empty() && step.reload_pending());
         assert!(step.notes.iter().any(|n| n.contains("next reload")));
         let absent = ServerChange {
             changed: false,
             ..change(after(10, false, true))
         };
-        let step = plan_step(&absent, &Desired::Absent, Some(&live));
+        let step = plan_step(0, &absent, &Desired::Absent, Some(&live));
         assert!(step.commands.is_empty() && !step.reload_pending() && step.notes.is_empty());
         // Without a socket only the engine's own flag counts.
-        let step = plan_step(&enabled, &Desired::Enabled, None);
+        let step = plan_step(0, &enabled, &Desired::Enabled, None);
         assert!(!step.reload_pending());
     }
 }

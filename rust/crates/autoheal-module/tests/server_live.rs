@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::fs;
+
 use common::{config_weight, haproxy_accepts, server_line, server_words, Lab, Live};
 use serde_json::{json, Value};
 
@@ -296,4 +298,160 @@ fn live_drift_is_repaired_without_touching_the_file() {
     );
     assert_eq!(lab.config(), file);
     assert!(live(&lab, "web1").drained());
+}
+
+#[test]
+fn a_batch_is_applied_as_one_change_and_reported_per_change() {
+    let mut lab = Lab::new(
+        &[("web1", "weight 10"), ("web2", ""), ("web3", "weight 10")],
+        "",
+    );
+    lab.start();
+    let original = lab.config();
+    let live = lab.admin_view();
+    let batch = json!([
+        {"backend": "app", "server": "web1", "state": "drain", "reason": {"alert": "CpuBusy"}},
+        {"server": "web3", "weight": "50%"},
+        {"server": "web2", "state": "enabled"},
+    ]);
+
+    // Check mode: predicted, nothing touched.
+    let (check, code) = lab.server(json!({"changes": batch, "_ansible_check_mode": true}));
+    assert_eq!((code, &check["changed"]), (0, &json!(true)), "{check}");
+    assert_eq!(lab.config(), original);
+    assert_eq!(lab.admin_view(), live);
+
+    let (result, code) = lab.server(json!({"changes": batch}));
+    assert_eq!((code, &result["changed"]), (0, &json!(true)), "{result}");
+    let changes = result["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 3, "{result}");
+    assert_eq!(changes[0]["server"], "web1");
+    assert_eq!(changes[0]["reason"], json!({"alert": "CpuBusy"}));
+    assert_eq!(changes[0]["changed"], true);
+    assert_eq!(changes[0]["servers"], json!(["app/web1"]));
+    assert_eq!(result["servers"][0]["after"]["live"]["admin"], "drain");
+    assert_eq!(changes[1]["state"], "weight 50%");
+    assert_eq!(changes[2]["changed"], false, "web2 was already in service");
+    assert_eq!(result["servers"].as_array().unwrap().len(), 3);
+    let text = lab.config_text();
+    assert_eq!(config_weight(&text, "web1"), 0);
+    assert_eq!(config_weight(&text, "web3"), 5);
+    assert!(lab.servers()["web1"].drained());
+
+    // Again: nothing to do, in check mode and for real.
+    for check in [true, false] {
+        let (again, code) = lab.server(json!({"changes": batch, "_ansible_check_mode": check}));
+        assert_eq!((code, &again["changed"]), (0, &json!(false)), "{again}");
+    }
+
+    // The guard counts the whole batch: web2 and web3 together would empty the backend.
+    let file = lab.config();
+    let live = lab.admin_view();
+    let (refused, code) = lab.server(json!({"changes": [
+        {"server": "web2", "state": "drain"},
+        {"server": "web3", "state": "disabled"},
+    ]}));
+    assert_eq!(
+        (code, &refused["guard"]),
+        (1, &json!("blocked")),
+        "{refused}"
+    );
+    assert_eq!(refused["changes"].as_array().unwrap().len(), 2);
+    assert_eq!(lab.config(), file);
+    assert_eq!(lab.admin_view(), live);
+
+    // One bad change (unknown server, a server twice) and nothing at all is done.
+    for bad in [
+        json!([{"server": "web2", "state": "drain"}, {"server": "nope", "state": "drain"}]),
+        json!([{"server": "web2", "state": "drain"}, {"server": "web2", "state": "enabled"}]),
+    ] {
+        let (failed, code) = lab.server(json!({"changes": bad}));
+        assert_eq!(code, 1, "{failed}");
+        assert!(
+            failed["msg"].as_str().unwrap().starts_with("changes[1]: "),
+            "{failed}"
+        );
+        assert_eq!(lab.config(), file);
+        assert_eq!(lab.admin_view(), live);
+    }
+
+    // Restoring everything in one call gives the original bytes back.
+    let (restored, code) = lab.server(json!({"changes": [
+        {"server": "web1", "state": "enabled"},
+        {"server": "web3", "state": "enabled"},
+    ]}));
+    assert_eq!(
+        (code, &restored["changed"]),
+        (0, &json!(true)),
+        "{restored}"
+    );
+    assert_eq!(lab.config(), original);
+}
+
+#[test]
+fn the_module_reloads_haproxy_itself_and_waits_for_the_new_worker() {
+    let mut lab = Lab::new(&[("web1", ""), ("web2", "weight 20")], "");
+    lab.start();
+    let original = lab.config();
+    let master_socket = lab.root.join("run/master.sock");
+    let state_file = lab.root.join("run/server-state");
+    let first_worker = lab.worker_pid().unwrap();
+
+    // absent needs a reload: through the master CLI, with the runtime state saved first.
+    let absent = json!({"server": "web2", "state": "absent", "reload": "master_cli",
+                        "master_socket": master_socket, "server_state_file": state_file});
+    let (check, code) = lab.server(json!({"_ansible_check_mode": true, "server": "web2",
+                                          "state": "absent", "reload": "master_cli",
+                                          "master_socket": master_socket}));
+    assert_eq!(
+        (code, &check["reload_required"]),
+        (0, &json!(true)),
+        "{check}"
+    );
+    assert_eq!(check["reloaded"], Value::Null, "check mode never reloads");
+    assert_eq!(lab.worker_pid().unwrap(), first_worker);
+    let (result, code) = lab.server(absent.clone());
+    assert_eq!((code, &result["changed"]), (0, &json!(true)), "{result}");
+    assert_eq!(result["reload_required"], false, "{result}");
+    assert_eq!(result["reloaded"]["old_pid"].to_string(), first_worker);
+    let second_worker = lab.worker_pid().unwrap();
+    assert_ne!(second_worker, first_worker);
+    assert_eq!(result["reloaded"]["new_pid"].to_string(), second_worker);
+    assert!(!lab.servers().contains_key("web2"), "web2 still runs");
+    assert_eq!(result["live_in_sync"], true, "{result}");
+    let saved = fs::read_to_string(&state_file).unwrap();
+    assert!(
+        saved.starts_with("1\n") && saved.contains(" web2 "),
+        "{saved}"
+    );
+
+    // Nothing to do: no reload.
+    let (again, code) = lab.server(absent);
+    assert_eq!((code, &again["changed"]), (0, &json!(false)), "{again}");
+    assert_eq!(again["reloaded"], Value::Null);
+    assert_eq!(lab.worker_pid().unwrap(), second_worker);
+
+    // Back from absent: SIGUSR2 to the master named by a pid file.
+    let pidfile = lab.write_pidfile();
+    let (back, code) = lab.server(
+        json!({"server": "web2", "state": "enabled", "reload": "signal", "pidfile": pidfile}),
+    );
+    assert_eq!((code, &back["changed"]), (0, &json!(true)), "{back}");
+    assert_eq!(back["reloaded"]["old_pid"].to_string(), second_worker);
+    assert_ne!(lab.worker_pid().unwrap(), second_worker);
+    assert!(lab.servers()["web2"].ready_with(20), "{back}");
+    assert_eq!(lab.config(), original);
+
+    // A reload that cannot be asked for fails the task; the file keeps its change.
+    let (failed, code) = lab.server(
+        json!({"server": "web2", "state": "absent", "reload": "signal",
+                                           "pidfile": lab.root.join("run/missing.pid")}),
+    );
+    assert_eq!(code, 1, "{failed}");
+    assert!(
+        failed["msg"].as_str().unwrap().contains("missing.pid"),
+        "{failed}"
+    );
+    assert_eq!(failed["reload_required"], true, "{failed}");
+    assert_ne!(lab.config(), original);
 }

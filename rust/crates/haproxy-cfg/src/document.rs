@@ -165,8 +165,8 @@ pub(crate) struct Lines<'a> {
     depth: usize,
     /// Lex only the lines that may be headers, directives, server lines or markers.
     only_structure: bool,
-    /// When set, a plainly written `server` line is lexed only if it contains this text.
-    server_hint: Option<&'a str>,
+    /// When set, a plainly written `server` line is lexed only if it may name one of these servers.
+    server_hints: Option<&'a [&'a str]>,
 }
 
 impl<'a> Lines<'a> {
@@ -177,17 +177,17 @@ impl<'a> Lines<'a> {
             start: 0,
             depth: 0,
             only_structure: false,
-            server_hint: None,
+            server_hints: None,
         }
     }
 
     /// Every line, but lines that cannot matter to the server finder (most of a large file) come
-    /// back with no tokens instead of being lexed. With a `server_hint` (a server name), `server`
-    /// lines that cannot hold that name are skipped too.
-    pub(crate) fn structure(text: &'a str, server_hint: Option<&'a str>) -> Self {
+    /// back with no tokens instead of being lexed. With `server_hints` (server names), `server`
+    /// lines that cannot hold any of those names are skipped too.
+    pub(crate) fn structure(text: &'a str, server_hints: Option<&'a [&'a str]>) -> Self {
         Self {
             only_structure: true,
-            server_hint,
+            server_hints,
             ..Self::new(text)
         }
     }
@@ -214,15 +214,30 @@ impl<'a> Lines<'a> {
                 .any(|byte| matches!(byte, b'\'' | b'"' | b'\\'))
         };
         if word == b"server" {
-            return self
-                .server_hint
-                .is_none_or(|hint| content.contains(hint) || quoted(rest));
+            return quoted(rest)
+                || self
+                    .server_hints
+                    .is_none_or(|hints| may_name_one_of(&rest[end..], hints));
         }
         quoted(word)
             || matches!(word.first(), Some(b'.' | b'['))
             || matches!(word, b"default-server" | b"server-template")
             || std::str::from_utf8(word).is_ok_and(|word| SectionKind::from_keyword(word).is_some())
     }
+}
+
+/// Could a plainly written (unquoted, unescaped) `server` line whose text after the keyword is
+/// `after` name one of `hints`? Its name is then the next word, up to a space or a `#`.
+fn may_name_one_of(after: &[u8], hints: &[&str]) -> bool {
+    let Some(start) = after.iter().position(|&byte| !is_space(byte)) else {
+        return false;
+    };
+    let word = &after[start..];
+    let name = &word[..word
+        .iter()
+        .position(|&byte| is_space(byte) || byte == b'#')
+        .unwrap_or(word.len())];
+    hints.iter().any(|hint| hint.as_bytes() == name)
 }
 
 impl<'a> Iterator for Lines<'a> {

@@ -6,7 +6,7 @@ use crate::address::AddressQuery;
 use crate::lexer::{lex, LexedLine};
 use crate::marker::{state_text, Marker};
 use crate::server::{self, Effective, Entry, Inherited, NotServer, Servers, Settings};
-use crate::{Desired, Error, Plan, Request, ServerChange, Target, WeightSpec};
+use crate::{Desired, Error, Patch, Plan, Request, ServerChange, Target, WeightSpec};
 
 /// Highest weight HAProxy accepts.
 const MAX_WEIGHT: u32 = 256;
@@ -28,76 +28,149 @@ pub(crate) fn validate(desired: &Desired) -> Result<(), Error> {
 
 /// Plans `request` against `source`; see [`crate::plan`].
 pub(crate) fn plan(source: &str, request: &Request) -> Result<Plan, Error> {
-    validate(&request.desired)?;
-    let (Target::Name(wanted) | Target::Address(wanted)) = &request.target;
-    if wanted.trim().is_empty() {
-        return Err(Error::Invalid(
-            "the server name or address is empty".to_owned(),
-        ));
+    let patch = plan_all(source, std::slice::from_ref(request)).map_err(|(_, error)| error)?;
+    Ok(Plan {
+        output: patch.render(source),
+        changes: patch
+            .changes
+            .into_iter()
+            .map(|(_, change)| change)
+            .collect(),
+    })
+}
+
+/// Plans every request against `source` in one walk; see [`crate::plan_all`].
+pub(crate) fn plan_all(source: &str, requests: &[Request]) -> Result<Patch, (usize, Error)> {
+    for (index, request) in requests.iter().enumerate() {
+        validate(&request.desired).map_err(|error| (index, error))?;
+        let (Target::Name(wanted) | Target::Address(wanted)) = &request.target;
+        if wanted.trim().is_empty() {
+            return Err((
+                index,
+                Error::Invalid("the server name or address is empty".to_owned()),
+            ));
+        }
     }
-    let matcher = Matcher::new(&request.target);
-    let in_scope = |backend: &str| {
+    let matchers: Vec<Matcher> = requests.iter().map(|r| Matcher::new(&r.target)).collect();
+    let designates = |request: &Request, matcher: &Matcher, entry: &Entry| {
         request
             .backend
             .as_deref()
-            .is_none_or(|wanted| backend == wanted)
+            .is_none_or(|wanted| entry.backend == wanted)
+            && matcher.matches_server(entry)
     };
-    // Only the servers the request designates are kept: a large file is walked, never stored.
-    let name_hint = match &request.target {
-        Target::Name(name) => Some(name.as_str()),
-        Target::Address(_) => None,
-    };
-    let servers = server::find(source, name_hint, |entry| {
-        in_scope(&entry.backend) && matcher.matches_server(entry)
+    // Only the servers the requests designate are kept: a large file is walked, never stored. When every
+    // request names its server, server lines that hold none of the names are not even lexed.
+    let name_hints: Option<Vec<&str>> = requests
+        .iter()
+        .map(|request| match &request.target {
+            Target::Name(name) => Some(name.as_str()),
+            Target::Address(_) => None,
+        })
+        .collect();
+    let servers = server::find(source, name_hints.as_deref(), |entry| {
+        requests
+            .iter()
+            .zip(&matchers)
+            .any(|(request, matcher)| designates(request, matcher, entry))
     });
-    select(&servers, request, &matcher)?;
+    // Which request owns each entry found: a server may be designated by one request only.
+    let mut owner: Vec<Option<usize>> = vec![None; servers.entries.len()];
+    for (index, (request, matcher)) in requests.iter().zip(&matchers).enumerate() {
+        let mine: Vec<usize> = (0..servers.entries.len())
+            .filter(|&at| designates(request, matcher, &servers.entries[at]))
+            .collect();
+        let entries: Vec<&Entry> = mine.iter().map(|&at| &servers.entries[at]).collect();
+        select(&entries, &servers, request, matcher).map_err(|error| (index, error))?;
+        for at in mine {
+            if let Some(earlier) = owner[at] {
+                let entry = &servers.entries[at];
+                return Err((
+                    index,
+                    Error::Overlap {
+                        server: format!("{}/{}", entry.backend, entry.name),
+                        earlier,
+                    },
+                ));
+            }
+            owner[at] = Some(index);
+        }
+    }
 
-    let mut output = String::with_capacity(source.len() + 256);
-    let mut cursor = 0;
     // Lines added (or removed) above the current server by earlier edits, to number the lines after.
     let mut line_shift = 0isize;
+    let mut edits = Vec::with_capacity(servers.entries.len());
     let mut changes = Vec::with_capacity(servers.entries.len());
-    for entry in &servers.entries {
-        let edit = plan_entry(entry, &request.desired)?;
-        output.push_str(&source[cursor..entry.range.start]);
-        output.push_str(&edit.replacement);
-        cursor = entry.range.end;
+    for (entry, owner) in servers.entries.iter().zip(owner) {
+        let Some(index) = owner else { continue };
+        let edit = plan_entry(entry, &requests[index].desired).map_err(|error| (index, error))?;
         let old_lines = source[entry.range.clone()].split_inclusive('\n').count();
         let new_lines = edit.replacement.split_inclusive('\n').count();
         let first_line = entry.first_line.saturating_add_signed(line_shift);
         // The replacement is a server line (possibly under its marker) or an absent marker, so it
         // always reads back as one server; checked so that a defect can never lose a server.
         let after = server::reread(&edit.replacement, entry, first_line).ok_or_else(|| {
-            Error::Invalid(format!(
-                "internal error: the new text for {}/{} does not read back as a server; \
-                 nothing was changed",
-                entry.backend, entry.name
-            ))
+            (
+                index,
+                Error::Invalid(format!(
+                    "internal error: the new text for {}/{} does not read back as a server; \
+                     nothing was changed",
+                    entry.backend, entry.name
+                )),
+            )
         })?;
         line_shift += new_lines as isize - old_lines as isize;
         let changed = edit.replacement != source[entry.range.clone()];
-        changes.push(ServerChange {
-            before: entry.info(),
-            after: after.info(),
-            changed,
-            reload_required: changed && edit.touches_absent,
-            notes: edit.notes,
-        });
+        changes.push((
+            index,
+            ServerChange {
+                before: entry.info(),
+                after: after.info(),
+                changed,
+                reload_required: changed && edit.touches_absent,
+                notes: edit.notes,
+            },
+        ));
+        if changed {
+            edits.push((entry.range.clone(), edit.replacement));
+        }
     }
-    output.push_str(&source[cursor..]);
-    Ok(Plan { output, changes })
+    let touched: Vec<&str> = changes
+        .iter()
+        .map(|(_, change)| change.before.backend.as_str())
+        .collect();
+    let section_servers = servers
+        .backends
+        .iter()
+        .filter(|span| touched.contains(&span.name.as_ref()))
+        .flat_map(|span| server::list_section(source, span))
+        .collect();
+    Ok(Patch {
+        edits,
+        changes,
+        section_servers,
+    })
 }
 
 /// Checks that the request designates the servers found: the backend exists, something matched, and
 /// several matches were asked for.
-fn select(servers: &Servers, request: &Request, matcher: &Matcher) -> Result<(), Error> {
+fn select(
+    entries: &[&Entry],
+    servers: &Servers,
+    request: &Request,
+    matcher: &Matcher,
+) -> Result<(), Error> {
     if let Some(backend) = &request.backend {
-        if !servers.backends.iter().any(|name| name == backend) {
+        if !servers
+            .backends
+            .iter()
+            .any(|span| span.name == backend.as_str())
+        {
             return Err(Error::NoSuchBackend(backend.clone()));
         }
     }
     let wanted = || describe(request);
-    if servers.entries.is_empty() {
+    if entries.is_empty() {
         let not_server = servers.not_servers.iter().find(|line| {
             request
                 .backend
@@ -113,17 +186,17 @@ fn select(servers: &Servers, request: &Request, matcher: &Matcher) -> Result<(),
             None => Error::NotFound { wanted: wanted() },
         });
     }
-    if servers.entries.len() > 1 && !request.all_matches {
+    if entries.len() > 1 && !request.all_matches {
         return Err(Error::Ambiguous {
             wanted: wanted(),
-            candidates: candidates(&servers.entries),
+            candidates: candidates(entries),
         });
     }
     Ok(())
 }
 
 /// `backend/server`, plus the line number when one backend holds the same name twice.
-fn candidates(entries: &[Entry]) -> Vec<String> {
+fn candidates(entries: &[&Entry]) -> Vec<String> {
     let label = |entry: &Entry| format!("{}/{}", entry.backend, entry.name);
     entries
         .iter()
@@ -1221,5 +1294,69 @@ backend c
             apply(&planned.output, &named("b", "s", Desired::Enabled)).output,
             planned.output
         );
+    }
+
+    #[test]
+    fn a_batch_plans_like_its_requests_one_after_another() {
+        let requests = [
+            request(Some("api"), Target::Name("web1".into()), Desired::Drain),
+            request(None, Target::Name("web3".into()), Desired::Absent),
+            request(
+                Some("app"),
+                Target::Address("10.0.0.1".into()),
+                Desired::Weight(WeightSpec::Percent(50)),
+            ),
+        ];
+        let patch = plan_all(CONFIG, &requests).unwrap();
+        let mut sequential = CONFIG.to_owned();
+        for request in &requests {
+            sequential = plan(&sequential, request).unwrap().output;
+        }
+        assert_eq!(patch.render(CONFIG), sequential);
+        assert_eq!(patch.pieces(CONFIG).collect::<String>(), sequential);
+        // Changes come in file order, each with the request that designated it.
+        let owners: Vec<(usize, &str, &str)> = patch
+            .changes
+            .iter()
+            .map(|(index, c)| (*index, c.before.backend.as_str(), c.before.name.as_str()))
+            .collect();
+        assert_eq!(
+            owners,
+            [(2, "app", "web1"), (1, "app", "web3"), (0, "api", "web1")]
+        );
+    }
+
+    #[test]
+    fn a_batch_fails_as_a_whole_and_names_the_request_at_fault() {
+        let twice = [
+            request(Some("app"), Target::Name("web2".into()), Desired::Drain),
+            request(
+                None,
+                Target::Address("10.0.0.2:80".into()),
+                Desired::Disabled,
+            ),
+        ];
+        assert_eq!(
+            plan_all(CONFIG, &twice),
+            Err((
+                1,
+                Error::Overlap {
+                    server: "app/web2".into(),
+                    earlier: 0
+                }
+            ))
+        );
+        let unknown = [
+            request(None, Target::Name("web2".into()), Desired::Drain),
+            request(None, Target::Name("nope".into()), Desired::Drain),
+        ];
+        assert!(matches!(
+            plan_all(CONFIG, &unknown),
+            Err((1, Error::NotFound { .. }))
+        ));
+        // Nothing to do is a patch without edits.
+        let none = plan_all(CONFIG, &[]).unwrap();
+        assert!(none.edits.is_empty() && none.changes.is_empty());
+        assert_eq!(none.render(CONFIG), CONFIG);
     }
 }

@@ -28,6 +28,13 @@ pub enum Error {
     NoSuchBackend(String),
     /// The request itself is invalid (weight out of range, ...).
     Invalid(String),
+    /// In a batch, a server is designated by this request and by an earlier one.
+    Overlap {
+        /// `backend/server`.
+        server: String,
+        /// 0-based index of the earlier request.
+        earlier: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -46,6 +53,11 @@ impl fmt::Display for Error {
             ),
             Self::NoSuchBackend(backend) => write!(f, "no backend or listen section is named '{backend}'"),
             Self::Invalid(reason) => write!(f, "invalid request: {reason}"),
+            Self::Overlap { server, earlier } => write!(
+                f,
+                "{server} is also designated by change {}; give each server once per batch",
+                earlier + 1
+            ),
         }
     }
 }

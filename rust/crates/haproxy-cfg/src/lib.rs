@@ -1,7 +1,7 @@
 //! Lossless parsing and surgical editing of haproxy.cfg.
 //!
 //! CONTRACT (agreed between the engine and the module; the engine owns the implementation):
-//! the module only calls [`inventory`] and [`plan`], and only reads the types below.
+//! the module only calls [`inventory`], [`plan`] and [`plan_all`], and only reads the types below.
 //! Everything else in this crate is free to change.
 //!
 //! How it works: [`Document`] keeps the original text and, for every line, the byte spans of its
@@ -142,6 +142,56 @@ pub struct Plan {
     pub changes: Vec<ServerChange>,
 }
 
+/// The outcome of planning several requests at once: the edits to make, without a copy of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Patch {
+    /// Byte ranges of the input and their new text, in file order, not overlapping.
+    pub edits: Vec<(std::ops::Range<usize>, String)>,
+    /// One entry per matched server, in file order, with the index of the request that matched it.
+    pub changes: Vec<(usize, ServerChange)>,
+    /// Every server of the sections that hold a matched server, before the change, as [`inventory`]
+    /// lists them (for checks such as "how many stay active"), without a second walk of the file.
+    pub section_servers: Vec<ServerInfo>,
+}
+
+impl Patch {
+    /// The new text as consecutive pieces of `source` (the text planned against) and new lines.
+    pub fn pieces<'p>(&'p self, source: &'p str) -> impl Iterator<Item = &'p str> + 'p {
+        let mut cursor = 0;
+        let mut edits = self.edits.iter();
+        let mut replacement: Option<&str> = None;
+        std::iter::from_fn(move || loop {
+            if let Some(text) = replacement.take() {
+                return Some(text);
+            }
+            match edits.next() {
+                Some((range, text)) => {
+                    let kept = &source[cursor..range.start];
+                    cursor = range.end;
+                    replacement = Some(text);
+                    if !kept.is_empty() {
+                        return Some(kept);
+                    }
+                }
+                None if cursor < source.len() => {
+                    let rest = &source[cursor..];
+                    cursor = source.len();
+                    return Some(rest);
+                }
+                None => return None,
+            }
+        })
+    }
+
+    /// The new text in one string.
+    pub fn render(&self, source: &str) -> String {
+        let growth: usize = self.edits.iter().map(|(_, text)| text.len()).sum();
+        let mut output = String::with_capacity(source.len() + growth);
+        self.pieces(source).for_each(|piece| output.push_str(piece));
+        output
+    }
+}
+
 /// Lists every server of every `backend` and `listen` section, absent ones included.
 pub fn inventory(source: &str) -> Vec<ServerInfo> {
     let mut servers = Vec::new();
@@ -156,4 +206,11 @@ pub fn inventory(source: &str) -> Vec<ServerInfo> {
 /// Plans `request` against `source`. Pure: no I/O, never panics.
 pub fn plan(source: &str, request: &Request) -> Result<Plan, Error> {
     edit::plan(source, request)
+}
+
+/// Plans several requests against `source` in one walk, as one change: each request selects its
+/// servers as [`plan`] would, and no server may be designated by two requests. On failure, the index
+/// of the request at fault and why. Pure: no I/O, never panics.
+pub fn plan_all(source: &str, requests: &[Request]) -> Result<Patch, (usize, Error)> {
+    edit::plan_all(source, requests)
 }

@@ -258,21 +258,61 @@ pub struct Servers<'a> {
     pub entries: Vec<Entry<'a>>,
     /// `server-template` and `default-server` lines.
     pub not_servers: Vec<NotServer<'a>>,
-    /// Names of every `backend` and `listen` section.
-    pub backends: Vec<Cow<'a, str>>,
+    /// Every `backend` and `listen` section.
+    pub backends: Vec<SectionSpan<'a>>,
+}
+
+/// Where a `backend` or `listen` section's body lies, and what it inherits, so that it can be
+/// read again on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionSpan<'a> {
+    /// The section's name.
+    pub name: Cow<'a, str>,
+    kind: SectionKind,
+    /// The bytes after the header line, up to the next header.
+    body: Range<usize>,
+    /// 0-based index of the body's first line.
+    first_line: usize,
+    inherited: Inherited,
+}
+
+/// Lists every server of one section found by an earlier walk of `text`, as [`find`] describes them.
+pub fn list_section(text: &str, span: &SectionSpan<'_>) -> Vec<ServerInfo> {
+    let mut servers = Vec::new();
+    let body = &text[span.body.clone()];
+    let mut finder = Finder::new(body, |entry: &Entry| {
+        servers.push(entry.info());
+        false
+    });
+    finder.section = Some(SectionState {
+        kind: span.kind,
+        name: span.name.clone(),
+        inherited: span.inherited,
+    });
+    finder.index = span.first_line;
+    for line in Lines::new(body) {
+        finder.feed(line);
+    }
+    drop(finder);
+    servers
 }
 
 /// Walks the text once, line by line, keeping the servers `keep` accepts; tracks what each `defaults`
-/// section and each backend's `default-server` lines hand down. `name_hint`, when given, must be the
-/// name `keep` looks for: server lines that cannot contain it are not even lexed.
+/// section and each backend's `default-server` lines hand down. `name_hints`, when given, must hold
+/// every name `keep` looks for: server lines that contain none of them are not even lexed.
 pub fn find<'a>(
     text: &'a str,
-    name_hint: Option<&'a str>,
+    name_hints: Option<&'a [&'a str]>,
     keep: impl FnMut(&Entry<'a>) -> bool,
 ) -> Servers<'a> {
     let mut finder = Finder::new(text, keep);
-    for line in Lines::structure(text, name_hint) {
+    for line in Lines::structure(text, name_hints) {
         finder.feed(line);
+    }
+    if let Some(last) = finder.servers.backends.last_mut() {
+        if last.body.end == usize::MAX {
+            last.body.end = text.len();
+        }
     }
     finder.servers
 }
@@ -347,6 +387,9 @@ impl<'a, K: FnMut(&Entry<'a>) -> bool> Finder<'a, K> {
         let pending = self.pending.take();
         if let Some(header) = Header::read(&line.lexed) {
             self.close_section();
+            if let Some(open) = self.servers.backends.last_mut() {
+                open.body.end = open.body.end.min(line.range.start);
+            }
             let parent = match &header.from {
                 Some(name) => self
                     .named_defaults
@@ -357,9 +400,13 @@ impl<'a, K: FnMut(&Entry<'a>) -> bool> Finder<'a, K> {
                 None => self.last_defaults,
             };
             if header.kind.holds_targets() {
-                self.servers
-                    .backends
-                    .push(header.name.clone().unwrap_or_default());
+                self.servers.backends.push(SectionSpan {
+                    name: header.name.clone().unwrap_or_default(),
+                    kind: header.kind,
+                    body: line.range.end..usize::MAX,
+                    first_line: self.index + 1,
+                    inherited: parent,
+                });
             }
             self.section = Some(SectionState {
                 kind: header.kind,

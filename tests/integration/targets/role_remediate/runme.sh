@@ -5,10 +5,12 @@
 # client, the file with its own reader and by bytes; never with the module under test.
 #   drain, enabled: check/real/check/real each (changed, changed, not changed, not changed), live verified,
 #     traffic verified, and after `enabled` the file is byte-identical to the original;
-#   absent then enabled: the reload handler runs (USR2, then master CLI) only on the real runs that need it;
+#   absent then enabled: the module reloads (USR2, then master CLI) only on the real runs that need it;
 #   a weight action (enabled + 50%) and actions by address;
-#   min_active guard: the refused action fails the play loudly, the others are applied;
+#   min_active guard on the whole list: a refused list (or one with an unknown server) fails loudly and
+#     changes nothing; a list within the guard is applied in one run;
 #   restore_all: every server autoheal took out comes back, file byte-identical again;
+#   every state, reloads included, on an inventory host whose Python interpreter does not exist;
 #   a malformed action: refused before anything changes.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -45,7 +47,7 @@ run() {
   [[ " $* " != *" --check "* ]] || mode=check
   # restore_all computes its own actions: an extra var would override them.
   [[ -z $actions ]] || set -- -e "{\"autoheal_actions\": $actions}" "$@"
-  log=$(ansible-playbook -i "$work/inventory" "autoheal.haproxy.$playbook" "$@" 2>&1) || rc=$?
+  log=$(ansible-playbook -i "${inventory:-$work/inventory}" "autoheal.haproxy.$playbook" "$@" 2>&1) || rc=$?
   last_log=$log
   if [[ $expect == failed ]]; then
     ((rc != 0)) || { echo "$log"; fail "$playbook $actions: expected a failure"; }
@@ -97,7 +99,6 @@ run remediate changed '[{"backend": "app", "server": "web3", "state": "absent"}]
 run remediate changed '[{"backend": "app", "server": "web3", "state": "absent"}]'
 pid1=$(worker)
 [[ $pid1 != "$pid0" ]] || fail "absent did not reload HAProxy"
-grep -q "Reload HAProxy (USR2 to the master)" <<<"$last_log" || fail "the USR2 handler did not run"
 [[ $(live app/web3) == missing ]] || fail "after the reload web3 is still in the running HAProxy: $(live app/web3)"
 [[ $(file_line app web3) == missing ]] || fail "web3 is still a server line in the file"
 head -1 "$lab/server-state" | grep -qx 1 || fail "the server state was not saved before the reload"
@@ -122,15 +123,27 @@ run remediate changed "[{\"backend\": \"app\", \"address\": \"$web3_address\", \
 run remediate changed "[{\"backend\": \"app\", \"address\": \"$web3_address\", \"state\": \"enabled\"}]"
 [[ $(live app/web3) == "ready w1" ]] || fail "web3 (by address) not back: $(live app/web3)"
 
-# --- min_active guard: the third drain in app is refused, loudly; the first two are applied ----------
+# --- min_active guard, on the whole list: three drains in app would leave none; refused, nothing changed -
+before=$(sha256sum <"$cfg")
+live_before=$(live_all)
 run remediate failed '[{"backend": "app", "server": "web1", "state": "drain"},
                        {"backend": "app", "server": "web2", "state": "drain"},
                        {"backend": "app", "server": "web3", "state": "drain"}]'
-grep -q "1 of 3 actions failed on lb1" <<<"$last_log" || fail "the failure does not count the refused actions"
+grep -q "Applying the 3 actions failed on lb1" <<<"$last_log" || fail "the failure does not count the actions"
 grep -q "guard blocked" <<<"$last_log" || fail "the failure does not say the guard blocked"
+grep -q "min_active=1" <<<"$last_log" || fail "the failure does not say why"
+[[ $(sha256sum <"$cfg") == "$before" && $(live_all) == "$live_before" ]] || fail "a refused list changed something"
+# An unknown server in the list: refused as a whole too, naming the action.
+run remediate failed '[{"backend": "app", "server": "web1", "state": "drain"},
+                       {"backend": "app", "server": "web9", "state": "drain"}]'
+grep -q "changes\[1\]: no server matches" <<<"$last_log" || fail "the failure does not name the unknown server's action"
+[[ $(sha256sum <"$cfg") == "$before" && $(live_all) == "$live_before" ]] || fail "a refused list changed something"
+# Two of the three: allowed, both applied in one run.
+run remediate changed '[{"backend": "app", "server": "web1", "state": "drain"},
+                        {"backend": "app", "server": "web2", "state": "drain"}]'
 [[ $(live app/web1) == drain* && $(live app/web2) == drain* ]] || fail "the allowed drains were not applied"
 # web1 now carries two autoheal changes (weight 50%, then drain); restore_all must undo both.
-[[ $(live app/web3) == "ready w1" ]] || fail "the refused drain changed web3: $(live app/web3)"
+[[ $(live app/web3) == "ready w1" ]] || fail "web3 changed: $(live app/web3)"
 
 # --- restore_all puts back everything autoheal took out ------------------------------------------------
 run remediate changed '[{"backend": "api", "server": "api2", "state": "disabled"}]'
@@ -140,6 +153,26 @@ for server in app/web1 app/web2 app/web3 api/api2; do
 done
 [[ $(live app/web1) == "ready w10" && $(live api/api2) == "ready w5" ]] || fail "weights not restored"
 same_file "$work/original.cfg" || fail "after restore_all the file differs from the original"
+
+# --- no Python on the load balancer: every state, reloads included, with an interpreter that does not exist -
+inventory="$work/inventory-nopython"
+sed 's#ansible_python_interpreter="[^"]*"#ansible_python_interpreter=/nonexistent#' "$work/inventory" >"$inventory"
+grep -q "ansible_python_interpreter=/nonexistent" "$inventory" || fail "the inventory still names a Python"
+four remediate '[{"backend": "app", "server": "web2", "state": "drain"},
+                 {"backend": "api", "server": "api2", "state": "disabled"},
+                 {"backend": "app", "server": "web1", "state": "enabled", "weight": 5}]'
+[[ $(live app/web2) == drain* && $(live api/api2) == maint* && $(live app/web1) == "ready w5" ]] ||
+  fail "without Python: $(live_all)"
+pid0=$(worker)
+four remediate '[{"backend": "app", "server": "web3", "state": "absent"}]' -e autoheal_remediate_reload_method=master_cli
+pid1=$(worker)
+[[ $pid1 != "$pid0" && $(live app/web3) == missing ]] || fail "without Python, absent did not reload: $(live_all)"
+four remediate '[{"backend": "app", "server": "web1", "state": "enabled"}, {"backend": "app", "server": "web2", "state": "enabled"},
+                 {"backend": "app", "server": "web3", "state": "enabled"}, {"backend": "api", "server": "api2", "state": "enabled"}]'
+[[ $(worker) != "$pid1" && $(live app/web3) == "ready w1" ]] || fail "without Python, web3 did not come back: $(live_all)"
+same_file "$work/original.cfg" || fail "without Python, the file did not come back to the original"
+unset inventory
+echo "ok: every state, with reloads, on a host without Python"
 
 # --- malformed actions: refused before anything changes ---------------------------------------------
 before=$(sha256sum <"$cfg")

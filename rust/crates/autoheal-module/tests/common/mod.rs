@@ -160,7 +160,16 @@ impl Lab {
         });
     }
 
-    fn worker_pid(&self) -> Option<String> {
+    /// The master process's pid, written to `run/haproxy.pid` as `haproxy -p` would.
+    pub fn write_pidfile(&self) -> PathBuf {
+        let master = self.child.as_ref().expect("started").id();
+        let pidfile = self.root.join("run/haproxy.pid");
+        fs::write(&pidfile, format!("{master}\n")).unwrap();
+        pidfile
+    }
+
+    /// The worker's pid as `show info` gives it.
+    pub fn worker_pid(&self) -> Option<String> {
         self.try_command("show info").and_then(|info| pid_of(&info))
     }
 

@@ -1,7 +1,7 @@
 //! The engine's promises, checked on any text. Shared by the property tests, the fuzz target
 //! (rust/fuzz, which includes this file by path) and the replay of fuzz regressions.
 
-use haproxy_cfg::{inventory, lex, plan, Desired, Document, Request, Target, WeightSpec};
+use haproxy_cfg::{inventory, lex, plan, plan_all, Desired, Document, Request, Target, WeightSpec};
 
 /// Servers planned per input, so huge inputs stay fast.
 const MAX_SERVERS: usize = 4;
@@ -23,7 +23,8 @@ pub fn every_desired() -> [Desired; 7] {
 /// - rendering the parsed document gives the text back;
 /// - planning any state for any found server works, and applying it again changes nothing;
 /// - only the lines of the planned server change, and the reported `after` is what the file now says;
-/// - on unmanaged servers, any state followed by `enabled` gives the text back.
+/// - on unmanaged servers, any state followed by `enabled` gives the text back;
+/// - a plan lists the servers of the sections it touches as the full inventory lists them.
 pub fn check(text: &str) {
     assert_eq!(
         Document::parse(text).render(),
@@ -42,6 +43,13 @@ pub fn check(text: &str) {
             let Ok(first) = plan(text, &request) else {
                 continue;
             };
+            let patch = plan_all(text, std::slice::from_ref(&request)).expect("plan worked");
+            let in_section: Vec<_> = servers
+                .iter()
+                .filter(|s| s.backend == server.backend)
+                .cloned()
+                .collect();
+            assert_eq!(patch.section_servers, in_section, "section servers");
             let listed = inventory(&first.output);
             assert_eq!(
                 listed.len(),

@@ -1,0 +1,53 @@
+# Copyright: autoheal.haproxy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""autoheal.haproxy.remediate_outcome/remediate_summary: one outcome per action from the module's batch result."""
+
+from __future__ import annotations
+
+from ansible_collections.autoheal.haproxy.plugins.filter.remediate_outcome import (
+    FilterModule,
+    remediate_outcome,
+    remediate_summary,
+)
+
+ACTIONS = [
+    {"backend": "app", "server": "web1", "state": "drain", "reason": {"alert": "NodeCpuBusy"}},
+    {"server": "web2", "state": "absent"},
+]
+
+
+def test_each_action_gets_its_change_entry():
+    result = {
+        "changed": True, "guard": "passed", "live_in_sync": True, "msg": "both",
+        "changes": [
+            {"changed": True, "reload_required": False, "msg": "app/web1 drain: file was updated",
+             "servers": ["app/web1"]},
+            {"changed": False, "reload_required": True, "msg": "app/web2 absent: file already up to date",
+             "servers": ["app/web2", "api/web2b"]},
+        ],
+    }
+    outcome = remediate_outcome(result, ACTIONS)
+    assert [o["changed"] for o in outcome] == [True, False]
+    assert [o["reload_required"] for o in outcome] == [False, True]
+    assert outcome[1]["servers"] == ["web2", "web2b"]
+    assert outcome[0]["action"] is ACTIONS[0]
+    assert {o["guard"] for o in outcome} == {"passed"}
+    assert not any(o["failed"] for o in outcome)
+    assert remediate_summary(outcome) == [
+        "changed: app/web1 drain: file was updated [NodeCpuBusy]",
+        "ok: app/web2 absent: file already up to date",
+    ]
+
+
+def test_a_refused_list_marks_every_action_failed_with_the_module_message():
+    result = {"failed": True, "changed": False, "msg": "changes[1]: no server matches server 'web2'"}
+    outcome = remediate_outcome(result, ACTIONS)
+    assert [o["failed"] for o in outcome] == [True, True]
+    assert {o["msg"] for o in outcome} == {result["msg"]}
+    assert all(o["servers"] == [] for o in outcome)
+    assert remediate_summary(outcome)[0].startswith("FAILED: changes[1]")
+
+
+def test_a_skipped_run_has_no_outcome_and_the_filters_are_registered():
+    assert remediate_outcome({"skipped": True, "changed": False}, []) == []
+    assert set(FilterModule().filters()) == {"remediate_outcome", "remediate_summary"}
