@@ -26,7 +26,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = "plugins/modules/server_linux_x86_64"
+BINARY = "plugins/modules/__bin__/server_linux_x86_64"
 
 
 def collection_from_checkout(root: str) -> str:
