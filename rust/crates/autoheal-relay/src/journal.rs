@@ -78,7 +78,7 @@ pub struct NewRun {
 /// A run's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunResult {
-    /// `successful`, `failed`, `timeout`, `error`, `canceled`.
+    /// `successful`, `partial`, `failed`, `timeout`, `error`, `canceled`.
     pub status: String,
     /// Exit code, when there was a process.
     pub rc: Option<i32>,
@@ -87,6 +87,9 @@ pub struct RunResult {
     /// Short human detail (job id, error message, stderr tail).
     pub detail: String,
 }
+
+/// Status of a run that failed on some hosts and did its work on the others.
+pub const PARTIAL: &str = "partial";
 
 impl RunResult {
     /// Whether the run did what it was asked.
@@ -696,7 +699,15 @@ fn finish(tx: &Transaction<'_>, now: i64, run_id: i64, r: &RunResult) -> Result<
         "UPDATE runs SET finished_ms = ?2, status = ?3, rc = ?4, duration_ms = ?5, detail = ?6 WHERE id = ?1",
         params![run_id, now, r.status, r.rc, r.duration_ms, r.detail],
     )?;
-    let outcome = if r.succeeded() { "done" } else { "failed" };
+    let outcome = match r.status.as_str() {
+        _ if r.succeeded() => "done",
+        PARTIAL => PARTIAL,
+        _ => "failed",
+    };
+    // A partial run names the hosts it failed on in its detail's first line: kept with its decisions,
+    // so the history still tells it once a retry has completed them.
+    let note = (r.status == PARTIAL)
+        .then(|| format!("run #{run_id} partial: {}", r.detail.lines().next().unwrap_or("")));
     if !r.succeeded() {
         // What the run did to its targets is unknown: the guard counts them as out.
         tx.execute(
@@ -706,8 +717,9 @@ fn finish(tx: &Transaction<'_>, now: i64, run_id: i64, r: &RunResult) -> Result<
         )?;
     }
     tx.execute(
-        "UPDATE decisions SET outcome = ?2, updated_ms = ?3 WHERE run_id = ?1 AND outcome = 'running'",
-        params![run_id, outcome, now],
+        "UPDATE decisions SET outcome = ?2, updated_ms = ?3, detail = COALESCE(?4, detail)
+         WHERE run_id = ?1 AND outcome = 'running'",
+        params![run_id, outcome, now, note],
     )?;
     Ok(())
 }
