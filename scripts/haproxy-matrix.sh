@@ -14,7 +14,7 @@ cache=${AUTOHEAL_HAPROXY_CACHE:-/var/cache/autoheal-haproxy}
 shopt -s nullglob
 tarballs=("$src"/haproxy-*.tar.gz)
 if [[ ! -f $src/SHA256SUMS || ${#tarballs[@]} -eq 0 ]]; then
-  echo "haproxy-matrix: no HAProxy sources in $src; the version matrix is not built" >&2
+  echo "HAProxy version matrix: did not run (no release tarballs and SHA256SUMS in $src)" >&2
   exit 0
 fi
 

@@ -10,17 +10,28 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 
-mapfile -t releases < <(scripts/haproxy-matrix.sh)
-if ((${#releases[@]} == 0)); then
-  echo "matrix: did not run (no HAProxy sources; see scripts/haproxy-matrix.sh above)"
-  exit 0
-fi
+# Without sources haproxy-matrix.sh says so in one line (the only output) and lists nothing.
+listing=$(scripts/haproxy-matrix.sh)
+[[ -n $listing ]] || exit 0
+mapfile -t releases <<<"$listing"
 
 # Built once for every version: the tests find haproxy at run time.
 cargo test --quiet --manifest-path rust/Cargo.toml -p autoheal-module --locked \
   --test server_live --test server_file --no-run
 
 integration_targets=(server role_remediate role_haproxy_runtime)
+# step NAME COMMAND...: runs COMMAND with this version's haproxy first on PATH, notes the result.
+step() {
+  local name=$1
+  shift
+  if PATH="$bin_dir:$PATH" "$@"; then
+    results+=("$name ok")
+  else
+    results+=("$name FAILED")
+    failed=1
+  fi
+}
+
 started=$SECONDS
 summary=()
 failed=0
@@ -36,16 +47,6 @@ for release in "${releases[@]}"; do
   echo "== matrix: HAProxy $version ($binary)"
   version_start=$SECONDS
   results=()
-  step() {
-    local name=$1
-    shift
-    if PATH="$bin_dir:$PATH" "$@"; then
-      results+=("$name ok")
-    else
-      results+=("$name FAILED")
-      failed=1
-    fi
-  }
   step module cargo test --quiet --manifest-path rust/Cargo.toml -p autoheal-module --locked \
     --test server_live --test server_file
   step integration tests/run-integration.sh "${integration_targets[@]}"
