@@ -17,7 +17,7 @@ mapfile -t releases <<<"$listing"
 
 # Built once for every version: the tests find haproxy at run time.
 cargo test --quiet --manifest-path rust/Cargo.toml -p autoheal-module --locked \
-  --test server_live --test server_file --no-run
+  --test server_live --test server_file --test server_versions --no-run
 
 integration_targets=(server role_remediate role_haproxy_runtime)
 # step NAME COMMAND...: runs COMMAND with this version's haproxy first on PATH, notes the result.
@@ -48,7 +48,7 @@ for release in "${releases[@]}"; do
   version_start=$SECONDS
   results=()
   step module cargo test --quiet --manifest-path rust/Cargo.toml -p autoheal-module --locked \
-    --test server_live --test server_file
+    --test server_live --test server_file --test server_versions
   step integration tests/run-integration.sh "${integration_targets[@]}"
   step e2e tests/e2e/run.sh test_loop.py
   rm -rf "$bin_dir"

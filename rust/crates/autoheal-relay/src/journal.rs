@@ -706,8 +706,12 @@ fn finish(tx: &Transaction<'_>, now: i64, run_id: i64, r: &RunResult) -> Result<
     };
     // A partial run names the hosts it failed on in its detail's first line: kept with its decisions,
     // so the history still tells it once a retry has completed them.
-    let note = (r.status == PARTIAL)
-        .then(|| format!("run #{run_id} partial: {}", r.detail.lines().next().unwrap_or("")));
+    let note = (r.status == PARTIAL).then(|| {
+        format!(
+            "run #{run_id} partial: {}",
+            r.detail.lines().next().unwrap_or("")
+        )
+    });
     if !r.succeeded() {
         // What the run did to its targets is unknown: the guard counts them as out.
         tx.execute(

@@ -68,13 +68,22 @@ impl HostOutcome {
             .into_iter()
             .chain(hosts_with("dark"))
             .map(|host| {
-                let msg = messages.get(&host).cloned().unwrap_or_else(|| "failed".into());
+                let msg = messages
+                    .get(&host)
+                    .cloned()
+                    .unwrap_or_else(|| "failed".into());
                 (host, msg)
             })
             .collect();
         let mut done: Vec<String> = stats["processed"]
             .as_object()
-            .map(|hosts| hosts.keys().filter(|h| !failed.contains_key(*h)).cloned().collect())
+            .map(|hosts| {
+                hosts
+                    .keys()
+                    .filter(|h| !failed.contains_key(*h))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         done.sort();
         Some(Self { failed, done })
@@ -144,7 +153,10 @@ mod tests {
 
     #[test]
     fn no_stats_event_means_no_outcome() {
-        assert_eq!(HostOutcome::from_events([failed("lb1", "x", false)].iter()), None);
+        assert_eq!(
+            HostOutcome::from_events([failed("lb1", "x", false)].iter()),
+            None
+        );
     }
 
     #[test]
@@ -156,7 +168,11 @@ mod tests {
         };
         // File names do not sort by counter; the later failure message wins.
         write("9-b.json", 9, failed("lb2", "second", false));
-        write("10-c.json", 10, stats(json!({"lb2": 1}), json!({}), json!({"lb1": 1, "lb2": 1})));
+        write(
+            "10-c.json",
+            10,
+            stats(json!({"lb2": 1}), json!({}), json!({"lb1": 1, "lb2": 1})),
+        );
         write("2-a.json", 2, failed("lb2", "first", false));
         std::fs::write(dir.path().join("partial.json"), "{not json").unwrap();
         let outcome = HostOutcome::read(dir.path()).unwrap();
