@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The HAProxy version matrix: the module's live tests, the integration targets that drive a real HAProxy
+# The HAProxy version matrix: the module's tests against a real HAProxy, the remediate role's integration target
 # and one end-to-end drain/restore loop, against every release scripts/haproxy-matrix.sh builds
 # (2.8, 3.0, 3.2, 3.4). Debian's 2.6 (/usr/sbin/haproxy) runs the rest of the suite.
 # Each version is put first on PATH as `haproxy`: the tests, the module's default `validate`, the
@@ -19,7 +19,7 @@ mapfile -t releases <<<"$listing"
 cargo test --quiet --manifest-path rust/Cargo.toml -p autoheal-module --locked \
   --test server_live --test server_file --test server_versions --no-run
 
-integration_targets=(server role_remediate role_haproxy_runtime)
+integration_targets=(role_remediate)
 # step NAME COMMAND...: runs COMMAND with this version's haproxy first on PATH, notes the result.
 step() {
   local name=$1

@@ -1,7 +1,8 @@
 """The whole autoheal loop on loopback, as a library for the demo, the end-to-end tests and the benchmark.
 
 Every piece is the real program: three backends with a node_exporter look-alike each (``backend.py``),
-HAProxy 2.6 in master-worker mode with an admin socket and a server-state file, Prometheus with the
+HAProxy (the ``haproxy`` on PATH: Debian's 2.6, or a release of the version matrix) in master-worker mode
+with an admin socket and a server-state file, one per load balancer (``StackOptions.nodes``), Prometheus with the
 collection's alert rules, Alertmanager routing to ``autoheal-relay``, and the relay running
 ``ansible-runner`` with the collection's ``remediate`` playbook against localhost.
 
