@@ -39,7 +39,9 @@ class HaPairTest(StackTestCase):
             self.stack.set_cpu(name, 0.1)
         self.wait(lambda: not self.stack.firing(), 60, "no alert firing")
         for node in (LB1, LB2):
-            self.wait(lambda n=node: all(self.ready_on(n, name) for name in SERVERS), 60, f"every server ready on lb{node + 1}")
+            self.wait(
+                lambda n=node: all(self.ready_on(n, name) for name in SERVERS), 60, f"every server ready on lb{node + 1}"
+            )
 
     def drains_of(self, server: str, since: float) -> list[stack.Action]:
         return [a for a in self.stack.relay_actions(since) if a.server == server and a.state == "drain"]
@@ -103,7 +105,7 @@ class HaPairTest(StackTestCase):
         # On lb2 only, s1 and s3 are in maintenance (an operator's doing): s2 is its last active server.
         for name in ("s1", "s3"):
             self.assertEqual(admin2.command(f"set server {stack.HAPROXY_BACKEND}/{name} state maint").strip(), "")
-        self.addCleanup(lambda: [admin2.command(f"set server {stack.HAPROXY_BACKEND}/{n} state ready") for n in ("s1", "s3")])
+            self.addCleanup(admin2.command, f"set server {stack.HAPROXY_BACKEND}/{name} state ready")
         lb2_file = s.node_cfg(LB2).read_text()
 
         drain = self.playbook([{"backend": stack.HAPROXY_BACKEND, "server": "s2", "state": "drain"}])
