@@ -39,3 +39,6 @@ scripts/ansible-versions.sh
 
 echo "== end-to-end: the whole loop on loopback (tests/e2e)"
 tests/e2e/run.sh
+
+echo "== HAProxy version matrix: 2.8, 3.0, 3.2, 3.4 from ../shared/haproxy-src (when there)"
+scripts/test-matrix.sh

@@ -38,7 +38,8 @@ RETURN = r"""
 _value:
   description:
     - One entry per action, in order, with C(action), C(changed), C(failed), C(guard), C(reload_required),
-      C(live_in_sync), C(servers) (names) and C(msg).
+      C(live_in_sync), C(servers) (names), C(unavailable) (HAProxy did not answer on the admin socket, so
+      nothing was changed on this load balancer) and C(msg).
   type: list
   elements: dict
 """
@@ -59,6 +60,7 @@ def remediate_outcome(result, actions):
             "guard": result.get("guard"),
             "reload_required": bool(entry.get("reload_required", False)),
             "live_in_sync": result.get("live_in_sync"),
+            "unavailable": bool(result.get("haproxy_unreachable", False)),
             "servers": [name.split("/", 1)[-1] for name in entry.get("servers", [])],
             "msg": entry.get("msg", result.get("msg", "")),
         })

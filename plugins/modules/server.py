@@ -266,6 +266,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+haproxy_unreachable:
+  description:
+    - V(true) when the task failed because HAProxy did not answer on O(socket) (stopped, socket gone, timed
+      out). Nothing was changed, in the file or live; a rollout over several load balancers can leave this one
+      for a later run.
+  returned: failure, when HAProxy did not answer
+  type: bool
+  sample: true
 path:
   description: The file edited, symlinks resolved.
   returned: success

@@ -19,6 +19,8 @@ class StackTestCase(unittest.TestCase):
     stack: stack.Stack
     extra_alertmanagers = 0
     relay_extra: dict = {}
+    nodes = 1
+    min_active = 2
 
     @classmethod
     def setUpClass(cls) -> None:
@@ -27,9 +29,10 @@ class StackTestCase(unittest.TestCase):
             port_base=port_base,
             # The port base in the name keeps two runs of the suite from sharing a directory.
             workdir=WORKROOT / f"{cls.__name__}-{port_base}",
-            min_active=2,
+            min_active=cls.min_active,
             extra_alertmanagers=cls.extra_alertmanagers,
             relay_extra=dict(cls.relay_extra),
+            nodes=cls.nodes,
         )
         cls.stack = stack.Stack(options)
         try:
@@ -45,7 +48,7 @@ class StackTestCase(unittest.TestCase):
 
     @classmethod
     def dump_logs(cls) -> None:
-        for name in ("relay", "haproxy", "alertmanager", "prometheus"):
+        for name in ("relay", "haproxy", "haproxy-2", "alertmanager", "prometheus"):
             tail = cls.stack.sup.log_tail(name, 40)
             if tail:
                 print(f"\n--- {name} log (last lines) ---\n{tail}")

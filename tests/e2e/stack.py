@@ -1,7 +1,8 @@
 """The whole autoheal loop on loopback, as a library for the demo, the end-to-end tests and the benchmark.
 
 Every piece is the real program: three backends with a node_exporter look-alike each (``backend.py``),
-HAProxy 2.6 in master-worker mode with an admin socket and a server-state file, Prometheus with the
+HAProxy (the ``haproxy`` on PATH: Debian's 2.6, or a release of the version matrix) in master-worker mode
+with an admin socket and a server-state file, one per load balancer (``StackOptions.nodes``), Prometheus with the
 collection's alert rules, Alertmanager routing to ``autoheal-relay``, and the relay running
 ``ansible-runner`` with the collection's ``remediate`` playbook against localhost.
 
@@ -505,8 +506,12 @@ class Ports:
     def exporter(self, index: int) -> int:
         return self.base + 20 + index
 
+    def node_frontend(self, index: int) -> int:
+        """Frontend of load balancer ``index`` (0 is the main HAProxy's)."""
+        return self.frontend if index == 0 else self.base + 30 + index
+
     def all(self) -> list[int]:
-        return [self.base + offset for offset in (*range(0, 10), 10, 11, 12, 20, 21, 22)]
+        return [self.base + offset for offset in (*range(0, 10), 10, 11, 12, 20, 21, 22, 31, 32)]
 
 
 def find_port_base(start: int = 20000, stop: int = 60000, step: int = 50) -> int:
@@ -534,6 +539,8 @@ class StackOptions:
     extra_webhooks: list = field(default_factory=list)
     # Environment added to every Ansible run (the benchmark's timing callback).
     ansible_extra_env: dict = field(default_factory=dict)
+    # Load balancers: each its own HAProxy (config, admin socket, frontend) before the same backends.
+    nodes: int = 1
 
 
 class Stack:
@@ -655,6 +662,8 @@ backend {HAPROXY_BACKEND}
         )
         if name == "haproxy":
             frontend, stats = self.ports.frontend, self.ports.stats
+        if frontend is None:
+            raise ValueError(f"{name} needs a frontend port")
         cfg.write_text(self.render_haproxy_cfg(base, frontend, stats))
         check = subprocess.run(["haproxy", "-c", "-q", "-f", cfg], capture_output=True, text=True)
         if check.returncode != 0:
@@ -663,6 +672,42 @@ backend {HAPROXY_BACKEND}
         admin = AdminSocket(base / "admin.sock")
         wait_until(lambda: all_servers_up(admin), 20, f"{name} with every server UP")
         return admin
+
+    def node_name(self, index: int) -> str:
+        """The HAProxy of load balancer ``index``: its process name and its directory under the workdir."""
+        return "haproxy" if index == 0 else f"haproxy-{index + 1}"
+
+    def node_host(self, index: int) -> str:
+        """Its inventory host name (one node: ``localhost``, as before the pair existed)."""
+        return "localhost" if self.options.nodes == 1 else f"lb{index + 1}"
+
+    def node_admin(self, index: int) -> AdminSocket:
+        return AdminSocket(self.dir / self.node_name(index) / "admin.sock")
+
+    def node_cfg(self, index: int) -> Path:
+        return self.dir / self.node_name(index) / "haproxy.cfg"
+
+    def start_nodes(self) -> None:
+        for index in range(self.options.nodes):
+            self.start_haproxy(self.node_name(index), frontend=self.ports.node_frontend(index))
+
+    def stop_node(self, index: int) -> None:
+        """Stop a load balancer's HAProxy (master and worker); its admin socket no longer answers."""
+        self.sup.stop(self.node_name(index))
+
+    def restart_node(self, index: int) -> None:
+        """Start a stopped load balancer again on the file it has now (not a fresh one)."""
+        name = self.node_name(index)
+        base = self.dir / name
+        self.sup.start(name, ["haproxy", "-W", "-db", "-f", base / "haproxy.cfg", "-S", base / "master.sock"])
+        wait_until(lambda: all_servers_up(self.node_admin(index)), 20, f"{name} with every server UP")
+
+    def node_live(self, index: int) -> dict[str, str]:
+        return {name: live_status(row) for name, row in self.node_admin(index).servers_state().items()}
+
+    def node_in_file(self, index: int) -> dict[str, str]:
+        lines = file_servers(self.node_cfg(index).read_text())
+        return {name: file_status(lines.get(name)) for name in SERVERS}
 
     def save_server_state(self) -> None:
         """What the reload procedure does first: dump live state so the new worker inherits it."""
@@ -689,10 +734,11 @@ backend {HAPROXY_BACKEND}
 
     # ---- load -----------------------------------------------------------------------------------
 
-    def load(self, **overrides: object) -> LoadGenerator:
+    def load(self, node: int = 0, **overrides: object) -> LoadGenerator:
+        """Traffic through load balancer ``node``'s frontend."""
         settings = {"threads": self.options.load_threads, "per_thread_rps": self.options.load_rps_per_thread}
         settings.update(overrides)
-        return LoadGenerator(self.ports.frontend, **settings).start()  # type: ignore[arg-type]
+        return LoadGenerator(self.ports.node_frontend(node), **settings).start()  # type: ignore[arg-type]
 
     # ---- the collection, as Ansible will load it -------------------------------------------------
 
@@ -918,22 +964,25 @@ backend {HAPROXY_BACKEND}
         return self.relay_dir / "relay.toml"
 
     def write_inventory(self) -> Path:
-        """One HAProxy host, this machine, reached without SSH; its variables point the remediate role at
-        the stack's haproxy.cfg and admin socket."""
-        hostvars = {
-            "ansible_connection": "local",
-            "ansible_python_interpreter": str(VENV_BIN / "python"),
-            **self.remediate_vars(),
+        """One host per load balancer, all this machine, reached without SSH; each host's variables point
+        the remediate role at its own haproxy.cfg and admin socket."""
+        hosts = {
+            self.node_host(index): {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": str(VENV_BIN / "python"),
+                **self.remediate_vars(index),
+            }
+            for index in range(self.options.nodes)
         }
-        inventory = {"all": {"children": {"haproxy": {"hosts": {"localhost": hostvars}}}}}
+        inventory = {"all": {"children": {"haproxy": {"hosts": hosts}}}}
         path = self.dir / "inventory.yml"
         path.write_text(json.dumps(inventory, indent=2))
         return path
 
-    def remediate_vars(self) -> dict:
-        base = self.dir / "haproxy"
+    def remediate_vars(self, index: int = 0) -> dict:
+        base = self.dir / self.node_name(index)
         return {
-            "autoheal_remediate_config": str(self.haproxy_cfg),
+            "autoheal_remediate_config": str(base / "haproxy.cfg"),
             "autoheal_remediate_socket": str(base / "admin.sock"),
             "autoheal_remediate_min_active": self.options.min_active,
             "autoheal_remediate_backup": True,
@@ -947,7 +996,9 @@ backend {HAPROXY_BACKEND}
         self.relay_dir.mkdir(exist_ok=True)
         inventory = self.write_inventory()
         env = self.ansible_env()
-        max_out = len(SERVERS) - self.options.min_active
+        max_out = self.options.relay_extra.get("max_out", len(SERVERS) - self.options.min_active)
+        retry = self.options.relay_extra.get("retry")
+        retry_section = "" if retry is None else f"[retry]\nattempts = {retry[0]}\ndelay_ms = {retry[1]}\n"
         q = json.dumps  # a JSON string is a valid TOML basic string
         # The relay's own coalescing window unless a test asks for another.
         window = self.options.relay_extra.get("window_ms")
@@ -970,6 +1021,7 @@ restore = true
 fleet = "e2e"
 
 {coalesce}
+{retry_section}
 [guard]
 max_out_per_backend = {max_out}
 breaker_max_actions = {self.options.relay_extra.get("breaker_max_actions", 10000)}
@@ -1115,7 +1167,7 @@ level = "info"
         """Everything, in dependency order: backends before HAProxy (else its first checks fail),
         Alertmanager before Prometheus, the relay last but before any alert can fire."""
         self.start_backends()
-        self.start_haproxy()
+        self.start_nodes()
         self.install_collection()
         self.render_alerting()
         self.start_tap()

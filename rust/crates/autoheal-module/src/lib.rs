@@ -180,6 +180,10 @@ struct Failure {
     failed: bool,
     changed: bool,
     msg: String,
+    /// HAProxy did not answer on the admin socket, so nothing was changed: callers rolling out
+    /// to several load balancers leave this one for later instead of stopping everywhere.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    haproxy_unreachable: bool,
 }
 
 /// Prints exactly one JSON object for Ansible and returns the exit code (1 on failure).
@@ -190,6 +194,10 @@ pub fn respond<T: Outcome>(outcome: Result<T, ModuleError>) -> ExitCode {
             let failure = Failure {
                 failed: true,
                 changed: false,
+                haproxy_unreachable: matches!(
+                    error,
+                    ModuleError::Runtime(runtime::RuntimeError::Io { .. })
+                ),
                 msg: error.to_string(),
             };
             (serde_json::to_string(&failure), true)

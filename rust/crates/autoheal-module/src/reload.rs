@@ -137,6 +137,30 @@ fn ask(method: &ReloadMethod, timeout: Duration) -> Result<(), ReloadError> {
 }
 
 fn master_cli_reload(path: &Path, timeout: Duration) -> std::io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let answer = master_cli_ask(path, timeout)?;
+        match read_reload_answer(&answer) {
+            ReloadAnswer::Refused(logs) => {
+                return Err(std::io::Error::other(format!(
+                    "HAProxy did not load the new configuration: {logs}"
+                )))
+            }
+            // 3.1 and later refuse a reload while the previous one's worker is still starting.
+            ReloadAnswer::Busy if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            ReloadAnswer::Busy => {
+                return Err(std::io::Error::other(
+                    "the master kept answering that another reload is still in progress",
+                ))
+            }
+            ReloadAnswer::Accepted => return Ok(()),
+        }
+    }
+}
+
+fn master_cli_ask(path: &Path, timeout: Duration) -> std::io::Result<String> {
     let mut stream = UnixStream::connect(path)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
@@ -144,9 +168,36 @@ fn master_cli_reload(path: &Path, timeout: Duration) -> std::io::Result<()> {
     // The master answers (2.7 and later) or just closes the connection (2.6) as it re-executes.
     let mut answer = Vec::new();
     match stream.read_to_end(&mut answer) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(()),
+        Ok(_) => Ok(String::from_utf8_lossy(&answer).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(String::new()),
         Err(e) => Err(e),
+    }
+}
+
+/// What the master CLI said to `reload`.
+#[derive(Debug, PartialEq, Eq)]
+enum ReloadAnswer {
+    /// `Success=1` (2.7+), or no answer at all (2.6 closes the connection as it re-executes).
+    Accepted,
+    /// `Success=0`: the new configuration did not load; the old worker goes on. Carries the
+    /// startup logs the master printed after it.
+    Refused(String),
+    /// 3.1+: another reload is still in progress.
+    Busy,
+}
+
+fn read_reload_answer(answer: &str) -> ReloadAnswer {
+    if answer.contains("Another reload is still in progress") {
+        ReloadAnswer::Busy
+    } else if answer.lines().any(|line| line.trim() == "Success=0") {
+        let logs: Vec<&str> = answer
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && *line != "Success=0" && *line != "--")
+            .collect();
+        ReloadAnswer::Refused(logs.join(" | "))
+    } else {
+        ReloadAnswer::Accepted
     }
 }
 
@@ -156,6 +207,8 @@ fn master_pid(pidfile: &Path) -> Result<rustix::process::Pid, String> {
     first
         .parse::<i32>()
         .ok()
+        // A zero or negative "pid" would signal a process group (or every process) instead.
+        .filter(|pid| *pid > 0)
         .and_then(rustix::process::Pid::from_raw)
         .ok_or_else(|| format!("no pid in it (found {first:?})"))
 }
@@ -204,6 +257,33 @@ mod tests {
         std::fs::write(&pidfile, "\n").unwrap();
         assert!(master_pid(&pidfile).unwrap_err().contains("no pid"));
         assert!(master_pid(&dir.path().join("missing")).is_err());
+        for not_a_pid in ["0\n", "-1\n", "-4242\n", "12ab\n"] {
+            std::fs::write(&pidfile, not_a_pid).unwrap();
+            assert!(
+                master_pid(&pidfile).is_err(),
+                "{not_a_pid:?} was taken as a pid"
+            );
+        }
+    }
+
+    #[test]
+    fn the_master_cli_answer_says_whether_the_reload_was_taken() {
+        // 2.6 closes the connection without a word; 2.7+ prints Success=1 and the startup logs.
+        assert_eq!(read_reload_answer(""), ReloadAnswer::Accepted);
+        assert_eq!(
+            read_reload_answer("Success=1\n--\n[NOTICE] (1) : New worker (2) forked\n"),
+            ReloadAnswer::Accepted
+        );
+        assert_eq!(
+            read_reload_answer("Success=0\n--\n[ALERT] (1) : config : parsing [h.cfg:9] : unknown keyword 'bogus'\n"),
+            ReloadAnswer::Refused(
+                "[ALERT] (1) : config : parsing [h.cfg:9] : unknown keyword 'bogus'".into()
+            )
+        );
+        assert_eq!(
+            read_reload_answer("Another reload is still in progress.\n"),
+            ReloadAnswer::Busy
+        );
     }
 
     #[test]

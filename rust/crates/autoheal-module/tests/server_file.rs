@@ -305,3 +305,20 @@ fn diff_mode_returns_the_file_before_and_after() {
         "check mode predicted the real file"
     );
 }
+
+#[test]
+fn haproxy_not_answering_changes_nothing_and_says_so() {
+    let lab = Lab::new(&WEB, "");
+    let original = lab.config();
+    let gone = lab.root.join("run/stopped.sock");
+    let (result, code) = lab.server(json!({"server": "web1", "state": "drain", "socket": gone}));
+    assert_eq!(code, 1, "{result}");
+    assert_eq!(result["haproxy_unreachable"], true, "{result}");
+    assert_eq!(result["changed"], false, "{result}");
+    assert_eq!(lab.config(), original);
+    assert_eq!(lab.etc_entries(), ["haproxy.cfg"]);
+    // Any other failure does not carry the flag.
+    let (result, code) = lab.server(json!({"server": "nope", "state": "drain"}));
+    assert_eq!(code, 1, "{result}");
+    assert!(result.get("haproxy_unreachable").is_none(), "{result}");
+}

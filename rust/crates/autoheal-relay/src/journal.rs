@@ -85,7 +85,7 @@ pub struct NewRun {
 /// A run's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunResult {
-    /// `successful`, `failed`, `timeout`, `error`, `canceled`.
+    /// `successful`, `partial`, `failed`, `timeout`, `error`, `canceled`.
     pub status: String,
     /// Exit code, when there was a process.
     pub rc: Option<i32>,
@@ -94,6 +94,9 @@ pub struct RunResult {
     /// Short human detail (job id, error message, stderr tail).
     pub detail: String,
 }
+
+/// Status of a run that failed on some hosts and did its work on the others.
+pub const PARTIAL: &str = "partial";
 
 impl RunResult {
     /// Whether the run did what it was asked.
@@ -814,7 +817,7 @@ fn settle(tx: &Transaction<'_>, now: i64, s: Settlement) -> Result<Option<i64>, 
 
 /// Records a run's result. The decisions of a failed run that have retries left become
 /// `retrying` (a retry is work owed: it resumes after a restart, with the attempts it has used);
-/// the others become `failed`.
+/// the others become `failed`, or `partial` when the run did its work on some load balancers.
 fn finish(
     tx: &Transaction<'_>,
     now: i64,
@@ -843,6 +846,20 @@ fn finish(
          WHERE key IN (SELECT target FROM decisions WHERE run_id = ?1)",
         params![run_id, now],
     )?;
+    // A partial run names the hosts it failed on in its detail's first line: kept with its
+    // decisions, so the history still tells it once a retry has completed them.
+    let partial = r.status == PARTIAL;
+    if partial {
+        let note = format!(
+            "run #{run_id} partial: {}",
+            r.detail.lines().next().unwrap_or("")
+        );
+        tx.execute(
+            "UPDATE decisions SET detail = ?2 WHERE run_id = ?1 AND outcome = 'running'",
+            params![run_id, note],
+        )?;
+    }
+    let exhausted = if partial { PARTIAL } else { "failed" };
     let failed: Vec<(i64, u32)> = tx
         .prepare_cached(
             "SELECT d.id, COALESCE(r.attempts, 0) FROM decisions d LEFT JOIN retries r ON r.decision_id = d.id
@@ -868,8 +885,8 @@ fn finish(
         } else {
             tx.execute("DELETE FROM retries WHERE decision_id = ?1", params![id])?;
             tx.execute(
-                "UPDATE decisions SET outcome = 'failed', updated_ms = ?2 WHERE id = ?1",
-                params![id, now],
+                "UPDATE decisions SET outcome = ?2, updated_ms = ?3 WHERE id = ?1",
+                params![id, exhausted, now],
             )?;
         }
     }

@@ -185,3 +185,24 @@ grep -q "weight is only allowed with state enabled" <<<"$last_log" || fail "weig
 run remediate failed '[{"backend": "app", "server": "web1", "state": "sleep"}]'
 [[ $(sha256sum <"$cfg") == "$before" && $(live app/web1) == "ready w10" ]] || fail "a refused run changed something"
 echo "ok: malformed actions refused, nothing changed"
+
+# --- a node whose HAProxy does not answer: left untouched; the role fails it (at once by default; at the
+# end of the playbook, which goes on to the other nodes first) ------------------------------------------
+before=$(sha256sum <"$cfg")
+gone="$work/stopped-haproxy.sock"
+run remediate failed '[{"backend": "app", "server": "web1", "state": "drain"}]' -e "autoheal_remediate_socket=$gone"
+grep -q "Fail the load balancers whose HAProxy did not answer" <<<"$last_log" ||
+  fail "the playbook did not reach its last play"
+grep -q "HAProxy does not answer on $gone on lb1" <<<"$last_log" || fail "the failure does not name the node"
+[[ $(sha256sum <"$cfg") == "$before" ]] || fail "the file of a node whose HAProxy does not answer was changed"
+cat >"$work/role-alone.yml" <<YAML
+- hosts: haproxy
+  gather_facts: false
+  roles: [autoheal.haproxy.remediate]
+YAML
+log=$(ansible-playbook -i "$work/inventory" "$work/role-alone.yml" -e "autoheal_remediate_socket=$gone" \
+  -e '{"autoheal_actions": [{"backend": "app", "server": "web1", "state": "drain"}]}' 2>&1) &&
+  fail "the role alone did not fail a node whose HAProxy does not answer"
+grep -q "Fail the node now" <<<"$log" || { echo "$log"; fail "the role alone did not fail at once"; }
+[[ $(sha256sum <"$cfg") == "$before" && $(live app/web1) == "ready w10" ]] || fail "an unanswered node was changed"
+echo "ok: a node whose HAProxy does not answer is left untouched and failed"

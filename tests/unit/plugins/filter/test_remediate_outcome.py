@@ -45,7 +45,15 @@ def test_a_refused_list_marks_every_action_failed_with_the_module_message():
     assert [o["failed"] for o in outcome] == [True, True]
     assert {o["msg"] for o in outcome} == {result["msg"]}
     assert all(o["servers"] == [] for o in outcome)
+    assert not any(o["unavailable"] for o in outcome)
     assert remediate_summary(outcome)[0].startswith("FAILED: changes[1]")
+
+
+def test_haproxy_not_answering_marks_every_action_unavailable():
+    result = {"failed": True, "changed": False, "haproxy_unreachable": True,
+              "msg": "admin socket /run/haproxy/admin.sock: `show servers state app` failed: Connection refused"}
+    outcome = remediate_outcome(result, ACTIONS)
+    assert [(o["failed"], o["unavailable"], o["changed"]) for o in outcome] == [(True, True, False)] * 2
 
 
 def test_a_skipped_run_has_no_outcome_and_the_filters_are_registered():

@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 
+use super::host_outcome::HostOutcome;
 use super::resident::{Answer, Worker, WorkerError};
 use super::{extra_vars_unsafe_yaml, Executor, RunFuture, RunRequest};
 use crate::config::AnsibleRunnerConfig;
-use crate::journal::RunResult;
+use crate::journal::{RunResult, PARTIAL};
 
 /// Extra time granted beyond `job_timeout` before the relay kills ansible-runner.
 const KILL_MARGIN: Duration = Duration::from_secs(30);
@@ -342,13 +343,21 @@ impl AnsibleRunner {
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty())
         });
-        let status = match reported {
+        let mut status = match reported {
             Some(s) => s,
             None if rc == Some(0) => "successful".into(),
             None => "failed".into(),
         };
         let mut detail = format!("private data dir {}", dir.display());
         if status != "successful" {
+            // The hosts it failed on come first, on a line of their own (the journal keeps that line
+            // with the run's decisions); a run that still changed other hosts is partial.
+            if let Some(hosts) = HostOutcome::read(&artifacts.join("job_events")) {
+                if hosts.partial() {
+                    status = PARTIAL.into();
+                }
+                detail = format!("{}\n{detail}", hosts.summary());
+            }
             let tail = tail_of(stderr_path).or_else(|| tail_of(&artifacts.join("stdout")));
             if let Some(tail) = tail {
                 detail.push_str(": ");

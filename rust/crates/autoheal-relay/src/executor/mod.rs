@@ -8,6 +8,7 @@ use crate::model::Action;
 
 pub mod ansible_runner;
 pub mod awx;
+pub mod host_outcome;
 pub mod resident;
 
 /// The extra variable the playbook reads its actions from.
