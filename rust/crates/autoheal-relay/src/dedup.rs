@@ -4,13 +4,15 @@
 //! whatever the volume; a bounded cache of the most recent keys answers the common case (a sender
 //! repeating what it sent moments ago) without a lookup.
 //!
-//! Its own file, written after the journal's commit and without an fsync of its own: keys are
-//! inserted at random places, and in the journal's fsynced WAL they would cost every commit. A
-//! key lost to a crash only lets a repeat through (the actions are idempotent), never drops an
-//! alert, and the journal's events of the window fill any gap at the next start.
+//! Its own file, written by a thread of its own after the journal's commit and without an fsync
+//! per write: keys are inserted at random places, and in the journal's fsynced WAL they would
+//! cost every commit. A key lost to a crash only lets a repeat through (the actions are
+//! idempotent), never drops an alert, and the journal's events of the window fill any gap at the
+//! next start.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
@@ -84,11 +86,64 @@ impl RecentKeys {
     }
 }
 
-/// The window on disk and its cache of recent keys.
+/// Bits of each generation of the filter (1 MiB): at a million keys per generation about 2% of
+/// new alerts still need a lookup; past that more do, and memory stays the same.
+const FILTER_BITS: u64 = 1 << 23;
+
+/// A Bloom filter of keys: "certainly not seen" without a lookup.
+#[derive(Debug)]
+struct Filter {
+    words: Vec<u64>,
+}
+
+impl Filter {
+    fn new() -> Self {
+        Self {
+            words: vec![0; usize::try_from(FILTER_BITS / 64).unwrap_or(1)],
+        }
+    }
+
+    /// Four bit positions from the key, itself a hash.
+    fn bits(key: DedupKey) -> impl Iterator<Item = (usize, u64)> {
+        let hash = u64::from_ne_bytes(key.to_ne_bytes());
+        let step = hash.rotate_left(29) | 1;
+        (0..4u64).map(move |i| {
+            let bit = hash.wrapping_add(i.wrapping_mul(step)) & (FILTER_BITS - 1);
+            (usize::try_from(bit / 64).unwrap_or(0), 1 << (bit % 64))
+        })
+    }
+
+    fn insert(&mut self, key: DedupKey) {
+        for (word, mask) in Self::bits(key) {
+            self.words[word] |= mask;
+        }
+    }
+
+    fn may_contain(&self, key: DedupKey) -> bool {
+        Self::bits(key).all(|(word, mask)| self.words[word] & mask != 0)
+    }
+}
+
+/// The window on disk, a filter of its keys and a cache of the recent ones. Lookups read the
+/// file only when the filter cannot rule a key out; writes go to a thread of their own, off the
+/// journal writer's path (the cache and the filter cover the moment until they land).
 #[derive(Debug)]
 pub struct DedupStore {
-    conn: Connection,
+    reader: Connection,
     recent: RecentKeys,
+    /// Keys recorded since `rotate_at - ttl` (`[0]`) and in the window before (`[1]`): a key
+    /// stays in one of them at least `ttl` after it was recorded.
+    filters: [Filter; 2],
+    rotate_at: i64,
+    ttl_ms: i64,
+    writes: Option<mpsc::Sender<Write>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+enum Write {
+    Record(Vec<(DedupKey, i64)>),
+    Prune(i64),
 }
 
 /// The dedup file of the journal at `journal`.
@@ -98,16 +153,21 @@ pub fn path_for(journal: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+const UPSERT: &str = "INSERT INTO dedup (key, seen_ms) VALUES (?1, ?2)
+     ON CONFLICT(key) DO UPDATE SET seen_ms = max(seen_ms, excluded.seen_ms)";
+
 impl DedupStore {
     /// Opens (or creates, mode 0600) the dedup file beside `journal` and adds the keys of the
-    /// journal's events since `horizon_ms` it does not have yet (a crash between the journal's
-    /// commit and this file's, or a journal older than this file).
+    /// journal's events since `horizon_ms` it does not have yet (a crash before the last keys
+    /// reached the file, or a journal older than this file).
     pub fn open(
         journal: &Path,
         events: &Connection,
-        horizon_ms: i64,
+        now_ms: i64,
+        ttl_ms: i64,
         cache: usize,
     ) -> rusqlite::Result<Self> {
+        let horizon_ms = now_ms.saturating_sub(ttl_ms);
         let path = path_for(journal);
         {
             use std::os::unix::fs::OpenOptionsExt;
@@ -119,20 +179,42 @@ impl DedupStore {
                 .mode(0o600)
                 .open(&path);
         }
-        let conn = Connection::open(&path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(
+        let writer = Connection::open(&path)?;
+        writer.pragma_update(None, "journal_mode", "WAL")?;
+        writer.pragma_update(None, "synchronous", "NORMAL")?;
+        writer.execute_batch(
             "CREATE TABLE IF NOT EXISTS dedup (key INTEGER PRIMARY KEY, seen_ms INTEGER NOT NULL)",
         )?;
         let newest: Option<i64> =
-            conn.query_row("SELECT max(seen_ms) FROM dedup", [], |r| r.get(0))?;
-        let store = Self {
-            conn,
+            writer.query_row("SELECT max(seen_ms) FROM dedup", [], |r| r.get(0))?;
+        catch_up(
+            &writer,
+            events,
+            newest.unwrap_or(horizon_ms).max(horizon_ms),
+        )?;
+        let mut window = Filter::new();
+        {
+            let mut stmt = writer.prepare("SELECT key FROM dedup WHERE seen_ms >= ?1")?;
+            for key in stmt.query_map(params![horizon_ms], |r| r.get::<_, DedupKey>(0))? {
+                window.insert(key?);
+            }
+        }
+        let reader =
+            Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let (writes, queue) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("dedup".into())
+            .spawn(move || write_loop(&writer, &queue))
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(Self {
+            reader,
             recent: RecentKeys::new(cache),
-        };
-        store.catch_up(events, newest.unwrap_or(horizon_ms).max(horizon_ms))?;
-        Ok(store)
+            filters: [window, Filter::new()],
+            rotate_at: now_ms.saturating_add(ttl_ms),
+            ttl_ms,
+            writes: Some(writes),
+            thread: Some(thread),
+        })
     }
 
     /// When `key` was last journaled, from the cache or else the file.
@@ -140,34 +222,32 @@ impl DedupStore {
         if let Some(seen) = self.recent.get(key) {
             return Ok(Some(seen));
         }
-        self.conn
+        if !self.filters.iter().any(|f| f.may_contain(key)) {
+            return Ok(None);
+        }
+        self.reader
             .prepare_cached("SELECT seen_ms FROM dedup WHERE key = ?1")?
             .query_row(params![key], |r| r.get(0))
             .optional()
     }
 
     /// Records keys the journal has just committed.
-    pub fn record(&mut self, keys: &[(DedupKey, i64)]) -> rusqlite::Result<()> {
+    pub fn record(&mut self, keys: &[(DedupKey, i64)]) {
         for (key, seen_ms) in keys {
+            if *seen_ms >= self.rotate_at {
+                self.filters.swap(0, 1);
+                self.filters[0] = Filter::new();
+                self.rotate_at = seen_ms.saturating_add(self.ttl_ms);
+            }
+            self.filters[0].insert(*key);
             self.recent.insert(*key, *seen_ms);
         }
-        let tx = self.conn.transaction()?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO dedup (key, seen_ms) VALUES (?1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET seen_ms = excluded.seen_ms",
-            )?;
-            for (key, seen_ms) in keys {
-                insert.execute(params![key, seen_ms])?;
-            }
-        }
-        tx.commit()
+        self.send(Write::Record(keys.to_vec()));
     }
 
-    /// Forgets keys seen before `horizon_ms`; returns how many.
-    pub fn prune(&self, horizon_ms: i64) -> rusqlite::Result<usize> {
-        self.conn
-            .execute("DELETE FROM dedup WHERE seen_ms < ?1", params![horizon_ms])
+    /// Forgets keys seen before `horizon_ms`.
+    pub fn prune(&self, horizon_ms: i64) {
+        self.send(Write::Prune(horizon_ms));
     }
 
     /// Keys held in memory.
@@ -175,22 +255,77 @@ impl DedupStore {
         self.recent.len()
     }
 
-    fn catch_up(&self, events: &Connection, since_ms: i64) -> rusqlite::Result<()> {
-        let mut stmt = events.prepare(
-            "SELECT fingerprint, status, starts_at, received_ms FROM events WHERE received_ms >= ?1",
-        )?;
-        let rows = stmt.query_map(params![since_ms], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
-        })?;
-        let mut insert = self.conn.prepare(
-            "INSERT INTO dedup (key, seen_ms) VALUES (?1, ?2)
-             ON CONFLICT(key) DO UPDATE SET seen_ms = max(seen_ms, excluded.seen_ms)",
-        )?;
+    fn send(&self, write: Write) {
+        if let Some(writes) = &self.writes {
+            // The thread ends only when this store is dropped.
+            let _ = writes.send(write);
+        }
+    }
+}
+
+impl Drop for DedupStore {
+    /// Lets the pending writes land before the journal's lock is released.
+    fn drop(&mut self) {
+        self.writes = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Applies the writes, every one waiting in one transaction.
+fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Write>) {
+    while let Ok(first) = queue.recv() {
+        let result = (|| -> rusqlite::Result<usize> {
+            let tx = conn.unchecked_transaction()?;
+            let mut pruned = 0;
+            {
+                let mut upsert = tx.prepare_cached(UPSERT)?;
+                for write in std::iter::once(first).chain(queue.try_iter()) {
+                    match write {
+                        Write::Record(keys) => {
+                            for (key, seen_ms) in keys {
+                                upsert.execute(params![key, seen_ms])?;
+                            }
+                        }
+                        Write::Prune(horizon_ms) => {
+                            pruned += tx.execute(
+                                "DELETE FROM dedup WHERE seen_ms < ?1",
+                                params![horizon_ms],
+                            )?;
+                        }
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(pruned)
+        })();
+        match result {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(keys = n, "pruned the dedup window"),
+            // Committed in the journal already: a missing key can only let a repeat through.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot record dedup keys; repeats of these alerts may be journaled again")
+            }
+        }
+    }
+}
+
+fn catch_up(conn: &Connection, events: &Connection, since_ms: i64) -> rusqlite::Result<()> {
+    let mut stmt = events.prepare(
+        "SELECT fingerprint, status, starts_at, received_ms FROM events WHERE received_ms >= ?1",
+    )?;
+    let rows = stmt.query_map(params![since_ms], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    let tx = conn.unchecked_transaction()?;
+    {
+        let mut upsert = tx.prepare(UPSERT)?;
         for row in rows {
             let (fingerprint, status, starts_at, seen_ms) = row?;
             let status = if status == "firing" {
@@ -198,10 +333,10 @@ impl DedupStore {
             } else {
                 AlertStatus::Resolved
             };
-            insert.execute(params![key(&fingerprint, status, &starts_at), seen_ms])?;
+            upsert.execute(params![key(&fingerprint, status, &starts_at), seen_ms])?;
         }
-        Ok(())
     }
+    tx.commit()
 }
 
 #[cfg(test)]
@@ -234,6 +369,44 @@ mod tests {
     }
 
     #[test]
+    fn the_filter_has_no_false_negatives() {
+        let mut filter = Filter::new();
+        for n in 0..100_000 {
+            filter.insert(key(&format!("{n:x}"), AlertStatus::Firing, "t"));
+        }
+        for n in 0..100_000 {
+            assert!(filter.may_contain(key(&format!("{n:x}"), AlertStatus::Firing, "t")));
+        }
+        let false_positives = (100_000..200_000)
+            .filter(|n| filter.may_contain(key(&format!("{n:x}"), AlertStatus::Firing, "t")))
+            .count();
+        assert!(
+            false_positives < 100,
+            "{false_positives} false positives in 100,000"
+        );
+    }
+
+    #[test]
+    fn a_key_stays_in_the_filters_for_at_least_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("journal.db");
+        let events = Connection::open(&journal).unwrap();
+        events
+            .execute_batch("CREATE TABLE events (fingerprint TEXT, status TEXT, starts_at TEXT, received_ms INTEGER)")
+            .unwrap();
+        let mut store = DedupStore::open(&journal, &events, 0, 100, 2).unwrap();
+        // Recorded at 50; the cache (2 keys) forgets it at once, the filters must not within 100.
+        store.record(&[(7, 50)]);
+        for t in (51..150).step_by(7) {
+            store.record(&[(1_000 + t, t), (2_000 + t, t)]);
+            assert!(
+                store.filters.iter().any(|f| f.may_contain(7)),
+                "lost at {t}"
+            );
+        }
+    }
+
+    #[test]
     fn the_window_outlives_the_cache_and_a_restart_and_old_keys_are_pruned() {
         let dir = tempfile::tempdir().unwrap();
         let journal = dir.path().join("journal.db");
@@ -244,27 +417,27 @@ mod tests {
                  INSERT INTO events VALUES ('ee', 'firing', 't', 500);",
             )
             .unwrap();
-        let mut store = DedupStore::open(&journal, &events, 0, 4).unwrap();
+        let mut store = DedupStore::open(&journal, &events, 10_000, 10_000, 4).unwrap();
         // The journal's event the file did not have is there.
-        assert_eq!(
-            store
-                .last_seen(key("ee", AlertStatus::Firing, "t"))
-                .unwrap(),
-            Some(500)
-        );
+        let from_events = key("ee", AlertStatus::Firing, "t");
+        assert_eq!(store.last_seen(from_events).unwrap(), Some(500));
         let keys: Vec<(DedupKey, i64)> = (0..100).map(|n| (n, 1_000 + n)).collect();
-        store.record(&keys).unwrap();
+        store.record(&keys);
         assert!(store.cached() <= 4);
+        assert_eq!(store.last_seen(99).unwrap(), Some(1_099), "from the cache");
+        drop(store);
+        let store = DedupStore::open(&journal, &events, 10_000, 10_000, 4).unwrap();
         assert_eq!(
             store.last_seen(0).unwrap(),
             Some(1_000),
-            "evicted, read from disk"
+            "from disk, after a restart"
         );
+        assert_eq!(store.last_seen(99).unwrap(), Some(1_099));
+        store.prune(1_050);
         drop(store);
-        let store = DedupStore::open(&journal, &events, 0, 4).unwrap();
-        assert_eq!(store.last_seen(99).unwrap(), Some(1_099), "after a restart");
-        assert_eq!(store.prune(1_050).unwrap(), 51);
-        assert_eq!(store.last_seen(0).unwrap(), None);
+        let store = DedupStore::open(&journal, &events, 11_000, 10_000, 4).unwrap();
+        assert_eq!(store.last_seen(0).unwrap(), None, "pruned");
+        assert_eq!(store.last_seen(60).unwrap(), Some(1_060));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path_for(&journal))
             .unwrap()

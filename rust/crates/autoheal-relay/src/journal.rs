@@ -328,12 +328,7 @@ impl Journal {
         let mut conn = open_db(&opts.path, opts.synchronous)?;
         let recovered = recover(&mut conn)?;
         let dedup_ttl_ms = i64::try_from(opts.dedup_ttl.as_millis()).unwrap_or(i64::MAX);
-        let dedup = DedupStore::open(
-            &opts.path,
-            &conn,
-            now_ms().saturating_sub(dedup_ttl_ms),
-            opts.dedup_cache,
-        )?;
+        let dedup = DedupStore::open(&opts.path, &conn, now_ms(), dedup_ttl_ms, opts.dedup_cache)?;
         let (tx, rx) = mpsc::channel(opts.max_batch);
         let failing = Arc::new(Mutex::new(None));
         let writer = Writer {
@@ -521,9 +516,7 @@ impl Writer {
                     Ok(n) => tracing::info!(rows = n, "pruned journal history past its retention"),
                     Err(e) => tracing::warn!(error = %e, "cannot prune the journal"),
                 }
-                if let Err(e) = self.dedup.prune(now.saturating_sub(self.dedup_ttl_ms)) {
-                    tracing::warn!(error = %e, "cannot prune the dedup window");
-                }
+                self.dedup.prune(now.saturating_sub(self.dedup_ttl_ms));
             }
             let mut batch = Vec::new();
             let mut next = Some(first);
@@ -641,10 +634,7 @@ impl Writer {
             }
             return;
         }
-        if let Err(e) = self.dedup.record(&staged.dedup) {
-            // Committed, so answered 200: a missing key can only let a repeat through.
-            tracing::warn!(error = %e, "cannot record dedup keys; repeats of these alerts may be journaled again");
-        }
+        self.dedup.record(&staged.dedup);
         for p in staged.forward {
             // The pipeline is gone only at shutdown; the decision stays pending in the journal.
             let _ = self.pipeline.send(p);
