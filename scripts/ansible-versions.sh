@@ -20,8 +20,10 @@ venvs="${AUTOHEAL_VENVS:-$HOME/.cache/autoheal-haproxy/venvs}"
 SANITY_TESTS=(validate-modules compile import runtime-metadata ansible-doc action-plugin-docs ignores)
 
 ensure_venv() {  # VENV VERSION
-  local venv="$1" version="$2"
-  if ! "$venv/bin/pip" freeze 2>/dev/null | grep -qix "ansible-core==$version"; then
+  local venv="$1" version="$2" frozen
+  # Read the whole list first: with pipefail, `grep -q` closing the pipe early would fail pip freeze.
+  frozen="$("$venv/bin/pip" freeze 2>/dev/null || true)"
+  if ! grep -qix "ansible-core==$version" <<<"$frozen"; then
     echo "ansible-versions: installing ansible-core==$version into $venv"
     [[ -x "$venv/bin/pip" ]] || /usr/bin/python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check "ansible-core==$version" "$PYTEST"
