@@ -273,9 +273,16 @@ impl Drop for DedupStore {
     }
 }
 
-/// Applies the writes, every one waiting in one transaction.
+/// How long the writer gathers keys before it commits them. Keys are spread over the whole table,
+/// so a commit costs about a page per key: one commit per tenth of a second writes each page once
+/// for the keys of that tenth instead of once per request, and the cache (far larger than a
+/// tenth of a second's keys) answers for them meanwhile.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Applies the writes, every one waiting after [`GATHER`] in one transaction.
 fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Write>) {
     while let Ok(first) = queue.recv() {
+        std::thread::sleep(GATHER);
         let result = (|| -> rusqlite::Result<usize> {
             let tx = conn.unchecked_transaction()?;
             let mut pruned = 0;
