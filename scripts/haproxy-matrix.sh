@@ -2,13 +2,14 @@
 # Builds the HAProxy releases in $AUTOHEAL_HAPROXY_SRC (2.8, 3.0, 3.2, 3.4) once each and caches every
 # binary outside the checkout, keyed by its tarball's sha256, so a rebuild happens only when a tarball
 # changes. Prints one "VERSION BINARY" line per release on stdout (progress goes to stderr).
-#   AUTOHEAL_HAPROXY_SRC    where the tarballs and SHA256SUMS are (default ../shared/haproxy-src)
+#   AUTOHEAL_HAPROXY_SRC    where the tarballs and SHA256SUMS are (default: haproxy-src/ in the shared
+#                           directory that scripts/shared-dir.sh names)
 #   AUTOHEAL_HAPROXY_CACHE  where binaries are kept (default /var/cache/autoheal-haproxy)
 # With no sources it prints one line on stderr saying so and exits 0 with nothing on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-src=${AUTOHEAL_HAPROXY_SRC:-$(cd .. && pwd)/shared/haproxy-src}
+src=${AUTOHEAL_HAPROXY_SRC:-$(scripts/shared-dir.sh)/haproxy-src}
 cache=${AUTOHEAL_HAPROXY_CACHE:-/var/cache/autoheal-haproxy}
 
 shopt -s nullglob
