@@ -79,11 +79,11 @@ def is_address(value):
     if not isinstance(value, str):
         return False
     if value.startswith("["):
-        host, _, port = value[1:].partition("]:")
+        host, dummy, port = value[1:].partition("]:")
         return is_host(host) and ":" in host and bool(PORT.match(port)) and 0 < int(port) < 65536
     if is_host(value):
         return True
-    host, _, port = value.rpartition(":")
+    host, dummy, port = value.rpartition(":")
     return is_host(host) and bool(PORT.match(port)) and 0 < int(port) < 65536
 
 
