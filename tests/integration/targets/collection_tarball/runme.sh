@@ -50,7 +50,7 @@ source ../setup_haproxy/files/lab.sh
 lab_inventory "$work/inventory"
 
 actions='{"autoheal_actions": [{"backend": "app", "server": "web2", "state": "drain",
-  "reason": {"alert": "AutohealNodeCpuBusy", "fingerprint": "tarball", "status": "firing"}}]}'
+  "reason": {"alert": "AutohealNodeCpuBusy", "fingerprint": "7a7ba11", "status": "firing"}}]}'
 ansible-playbook -i "$work/inventory" autoheal.haproxy.remediate -e "$actions" >"$work/remediate.log" 2>&1 ||
   { cat "$work/remediate.log"; fail "remediate from the installed tarball failed"; }
 [[ $(live app/web2) == drain* ]] || fail "web2 is not drained live: $(live app/web2)"
