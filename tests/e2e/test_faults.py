@@ -94,8 +94,11 @@ class FaultsTest(StackTestCase):
         listing = sorted(p.name for p in s.haproxy_cfg.parent.iterdir())
         start = stack.now()
         s.set_cpu("s1", 1.0)
+        # The run fails; its action is then `retrying` (a retry is due) until its retries are used up.
         failed = self.wait(
-            lambda: [a for a in s.relay_actions(since=start) if a.server == "s1" and a.outcome == "failed"],
+            lambda: [
+                a for a in s.relay_actions(since=start) if a.server == "s1" and a.outcome in ("retrying", "failed")
+            ],
             60,
             "the run failing",
         )
