@@ -95,7 +95,7 @@ const FIXTURES: &[(&str, &[&str])] = &[
             "odd.names-and_such/cookie-backup",
         ],
     ),
-    ("empty.cfg", &[]),
+    ("no-sections.cfg", &[]),
 ];
 
 /// long.cfg: 80 backends `pool01`..`pool80` of 25 servers `pNN-s01`..`pNN-s25`.
