@@ -9,9 +9,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::auth::{AuthError, Authenticator};
 use crate::config::{Config, ConfigError, ExecutorConfig, LogFormat};
-use crate::decide::{decide, Decision};
+use crate::decide::decide;
 use crate::journal::{self, HistoryRow, JournalError};
-use crate::model::{now_ms, Action, Source};
+use crate::model::{now_ms, Action, Decision, Source};
 use crate::payload::{self, ParseError};
 use crate::relay::{executor_from_config, StartError};
 use crate::server::ServeError;

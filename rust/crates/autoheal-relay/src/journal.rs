@@ -15,12 +15,12 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::coalesce::Pending;
 use crate::config::{RetryConfig, Synchronous};
-use crate::decide::Decision;
 use crate::dedup::{self, DedupKey, DedupStore};
-use crate::guard::{TargetState, UNKNOWN_COUNTS_AS};
-use crate::model::{now_ms, Alert, DesiredState, Intent, Source};
+use crate::model::{
+    now_ms, Action, Alert, Decision, DesiredState, Intent, Pending, RecordedTarget, RunResult,
+    Source, PARTIAL,
+};
 
 /// Why the journal failed.
 #[derive(Debug, thiserror::Error)]
@@ -82,29 +82,6 @@ pub struct NewRun {
     pub items: Vec<Pending>,
 }
 
-/// A run's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RunResult {
-    /// `successful`, `partial`, `failed`, `timeout`, `error`, `canceled`.
-    pub status: String,
-    /// Exit code, when there was a process.
-    pub rc: Option<i32>,
-    /// Wall time.
-    pub duration_ms: i64,
-    /// Short human detail (job id, error message, stderr tail).
-    pub detail: String,
-}
-
-/// Status of a run that failed on some hosts and did its work on the others.
-pub const PARTIAL: &str = "partial";
-
-impl RunResult {
-    /// Whether the run did what it was asked.
-    pub fn succeeded(&self) -> bool {
-        self.status == "successful"
-    }
-}
-
 /// The fate of a batch the pipeline took from the coalescer.
 #[derive(Debug, Default)]
 pub struct Settlement {
@@ -161,7 +138,7 @@ pub struct Recovered {
     /// interrupted or is to be retried (they were admitted once and are re-run as they are).
     pub pending: Vec<Recovery>,
     /// The state last asked for, per target key.
-    pub targets: HashMap<String, TargetState>,
+    pub targets: HashMap<String, RecordedTarget>,
     /// Paused through the admin endpoint when the relay stopped.
     pub paused: bool,
 }
@@ -778,7 +755,7 @@ fn settle(tx: &Transaction<'_>, now: i64, s: Settlement) -> Result<Option<i64>, 
         set_outcome.execute(params![id, "refused", why, now])?;
     }
     let Some(run) = s.run else { return Ok(None) };
-    let actions: Vec<crate::model::Action> = run.items.iter().map(|p| (&p.intent).into()).collect();
+    let actions: Vec<Action> = run.items.iter().map(|p| (&p.intent).into()).collect();
     tx.execute(
         "INSERT INTO runs (fleet, executor, started_ms, status, actions) VALUES (?1, ?2, ?3, 'running', ?4)",
         params![s.fleet, run.executor, now, serde_json::to_string(&actions).unwrap_or_default()],
@@ -934,11 +911,11 @@ fn recover(conn: &mut Connection) -> Result<Recovered, JournalError> {
         })?;
         for row in rows {
             let (key, backend, state, weight) = row?;
-            // `unknown` (the last run failed) counts as out, like in the running guard.
-            let state = DesiredState::parse(&state).unwrap_or(UNKNOWN_COUNTS_AS);
+            // `unknown`: the last run failed.
+            let state = DesiredState::parse(&state);
             targets.insert(
                 key,
-                TargetState {
+                RecordedTarget {
                     backend,
                     state,
                     weight,

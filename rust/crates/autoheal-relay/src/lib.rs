@@ -15,10 +15,12 @@ pub mod executor;
 pub mod guard;
 pub mod http;
 pub mod journal;
+pub mod label;
 pub mod metrics;
 pub mod model;
 pub mod payload;
 pub mod relay;
+pub mod rules;
 pub mod server;
 pub mod target;
 

@@ -21,7 +21,7 @@ use super::host_outcome::HostOutcome;
 use super::resident::{Answer, Worker, WorkerError};
 use super::{extra_vars_unsafe_yaml, Executor, RunFuture, RunRequest};
 use crate::config::AnsibleRunnerConfig;
-use crate::journal::{RunResult, PARTIAL};
+use crate::model::{RunResult, PARTIAL};
 
 /// Extra time granted beyond `job_timeout` before the relay kills ansible-runner.
 const KILL_MARGIN: Duration = Duration::from_secs(30);

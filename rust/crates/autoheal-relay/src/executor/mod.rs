@@ -3,8 +3,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::journal::RunResult;
 use crate::model::Action;
+use crate::model::RunResult;
 
 pub mod ansible_runner;
 pub mod awx;
