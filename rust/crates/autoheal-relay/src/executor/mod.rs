@@ -8,8 +8,6 @@ use crate::model::RunResult;
 
 pub mod ansible_runner;
 pub mod awx;
-pub mod host_outcome;
-pub mod resident;
 
 /// The extra variable the playbook reads its actions from.
 pub const ACTIONS_VAR: &str = "autoheal_actions";
