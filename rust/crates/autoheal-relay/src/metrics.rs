@@ -48,7 +48,8 @@ pub struct Metrics {
     pub alerts_rejected: Family<ReasonLabel, Counter>,
     /// Connections closed at once because `server.max_connections` were open.
     pub connections_refused: Counter,
-    /// Requests refused before parsing (auth, size, content type, JSON), per reason.
+    /// Webhook and admin requests answered with an error (credentials, content type, body size or
+    /// read, payload, journal commit), per reason.
     pub requests_refused: Family<ReasonLabel, Counter>,
     /// Actions decided, per desired state.
     pub actions_decided: Family<StateLabel, Counter>,
@@ -119,7 +120,7 @@ impl Metrics {
         );
         registry.register(
             "requests_refused",
-            "Webhook requests refused before parsing",
+            "Webhook and admin requests refused (credentials, content type, body, payload, journal)",
             m.requests_refused.clone(),
         );
         registry.register(
