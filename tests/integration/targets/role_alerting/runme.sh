@@ -6,21 +6,19 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 : "${ANSIBLE_COLLECTIONS_PATH:?must point at a collections dir holding autoheal.haproxy}"
+# shellcheck source=../setup_haproxy/files/recap.sh
+source ../setup_haproxy/files/recap.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 printf 'localhost ansible_connection=local ansible_python_interpreter="{{ ansible_playbook_python }}"\n' >"$work/inventory"
 
 # play VARIANT OUT EXPECT [ansible-playbook args...]: EXPECT is "changed" or "unchanged".
 play() {
-  local variant=$1 out=$2 expect=$3 log changed
+  local variant=$1 out=$2 expect=$3 log
   shift 3
   log=$(ansible-playbook -i "$work/inventory" apply.yml -e "@vars/$variant.yml" -e "autoheal_test_out=$out" "$@") || {
     echo "$log"; echo "FAIL: $variant ${*:-real run} failed"; return 1; }
-  changed=$(sed -n 's/^localhost *: .*changed=\([0-9]*\).*/\1/p' <<<"$log")
-  if [[ $expect == changed && $changed -eq 0 || $expect == unchanged && $changed -ne 0 ]]; then
-    echo "$log"; echo "FAIL: $variant ${*:-real run}: expected $expect, got changed=$changed"; return 1
-  fi
-  echo "ok: $variant ${*:-real run}: changed=$changed"
+  check_recap "$expect" localhost "$log" "$variant ${*:-real run}"
 }
 
 for variant in default custom; do

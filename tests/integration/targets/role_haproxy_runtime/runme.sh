@@ -6,21 +6,19 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 : "${ANSIBLE_COLLECTIONS_PATH:?must point at a collections dir holding autoheal.haproxy}"
+# shellcheck source=../setup_haproxy/files/recap.sh
+source ../setup_haproxy/files/recap.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 printf 'localhost ansible_connection=local ansible_python_interpreter="{{ ansible_playbook_python }}"\n' >"$work/inventory"
 
 # play DIR EXPECT [args...]: EXPECT is "changed" or "unchanged".
 play() {
-  local dir=$1 expect=$2 log changed
+  local dir=$1 expect=$2 log
   shift 2
   log=$(ansible-playbook -i "$work/inventory" apply.yml -e "autoheal_test_dir=$dir" "$@") || {
     echo "$log"; echo "FAIL: $(basename "$dir") ${*:-real run} failed"; return 1; }
-  changed=$(sed -n 's/^localhost *: .*changed=\([0-9]*\).*/\1/p' <<<"$log")
-  if [[ $expect == changed && $changed -eq 0 || $expect == unchanged && $changed -ne 0 ]]; then
-    echo "$log"; echo "FAIL: $(basename "$dir") ${*:-real run}: expected $expect, got changed=$changed"; return 1
-  fi
-  echo "ok: $(basename "$dir") ${*:-real run}: changed=$changed"
+  check_recap "$expect" localhost "$log" "$(basename "$dir") ${*:-real run}"
 }
 
 # case NAME SOURCE EXPECT_FIRST EXTRA_VERIFY_JSON

@@ -12,6 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 : "${ANSIBLE_COLLECTIONS_PATH:?must point at a collections dir holding autoheal.haproxy}"
+# shellcheck source=../setup_haproxy/files/recap.sh
+source ../setup_haproxy/files/recap.sh
 
 # The relay binary: AUTOHEAL_RELAY_BIN, else built by the repository's helper (the collection copy the
 # driver runs from has no Rust sources; the repository is the one whose .venv runs ansible-playbook).
@@ -47,7 +49,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 # play EXPECT [args...]: EXPECT is changed, unchanged or failed.
 play() {
-  local expect=$1 rc=0 changed mode=real
+  local expect=$1 rc=0 mode=real
   shift
   [[ " $* " != *" --check "* ]] || mode=check
   last_log=$(ansible-playbook -i "$work/inventory" apply.yml -e "autoheal_test_prefix=$prefix" \
@@ -58,11 +60,7 @@ play() {
     return
   fi
   ((rc == 0)) || { echo "$last_log"; fail "$mode run exited $rc"; }
-  changed=$(sed -n 's/^localhost *: .*changed=\([0-9]*\).*/\1/p' <<<"$last_log")
-  if [[ $expect == changed && $changed -eq 0 || $expect == unchanged && $changed -ne 0 ]]; then
-    echo "$last_log"; fail "$mode: expected $expect, got changed=$changed"
-  fi
-  echo "ok: $mode: changed=$changed"
+  check_recap "$expect" localhost "$last_log" "$mode" || exit 1
 }
 
 play changed --check
@@ -182,9 +180,8 @@ for expect in changed unchanged; do
   rc=0
   log=$(ansible-playbook -i "$work/deploy.yml" autoheal.haproxy.deploy 2>&1) || rc=$?
   ((rc == 0)) || { echo "$log"; fail "deploy exited $rc"; }
-  total=$(awk '/ : ok=/ { sub(/.*changed=/, ""); sum += $1 } END { print sum + 0 }' <<<"$log")
-  [[ $expect == changed && $total -gt 0 || $expect == unchanged && $total -eq 0 ]] ||
-    { echo "$log"; fail "deploy: expected $expect, got changed=$total"; }
+  total=$(recap_total_changed "$log") || { echo "$log"; fail "deploy: no play recap"; }
+  expect_changes "$expect" "$total" || { echo "$log"; fail "deploy: expected $expect, got changed=$total"; }
   echo "ok: deploy $expect (changed=$total)"
 done
 grep -q "master-worker" "$deploy/haproxy.cfg" || fail "deploy did not prepare haproxy.cfg"

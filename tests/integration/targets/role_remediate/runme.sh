@@ -15,6 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 : "${ANSIBLE_COLLECTIONS_PATH:?must point at a collections dir holding autoheal.haproxy}"
+# shellcheck source=../setup_haproxy/files/recap.sh
+source ../setup_haproxy/files/recap.sh
 lab_py="$PWD/../setup_haproxy/files/haproxy_lab.py"
 work=$(mktemp -d)
 lab="$work/lab"
@@ -42,7 +44,7 @@ same_file() { cmp -s "$cfg" "$1"; }
 
 # run PLAYBOOK EXPECT ACTIONS_JSON [args...]: EXPECT is changed, unchanged or failed; ACTIONS_JSON may be empty.
 run() {
-  local playbook=$1 expect=$2 actions=$3 log rc=0 changed mode=real
+  local playbook=$1 expect=$2 actions=$3 log rc=0 mode=real
   shift 3
   [[ " $* " != *" --check "* ]] || mode=check
   # restore_all computes its own actions: an extra var would override them.
@@ -55,11 +57,7 @@ run() {
     return
   fi
   ((rc == 0)) || { echo "$log"; fail "$playbook $actions $mode: exit $rc"; }
-  changed=$(sed -n 's/^lb1 *: .*changed=\([0-9]*\).*/\1/p' <<<"$log")
-  if [[ $expect == changed && $changed -eq 0 || $expect == unchanged && $changed -ne 0 ]]; then
-    echo "$log"; fail "$playbook $actions $mode: expected $expect, got changed=$changed"
-  fi
-  echo "ok: $playbook $mode: changed=$changed"
+  check_recap "$expect" lb1 "$log" "$playbook $mode" || exit 1
 }
 
 # four PLAYBOOK ACTIONS: check, real, check, real.
