@@ -185,6 +185,29 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Sends a firing alert for server `sentinel` and waits for the run that carries it. Intents reach
+/// the pipeline in commit order, and a fleet's run takes every intent of the fleet that may run:
+/// an action that an alert sent earlier had led to is in that run or an earlier one. So once it
+/// is recorded, [`servers_run`] tells everything the earlier alerts made the relay run, with no
+/// waiting and hoping.
+async fn sentinel_run(relay: &Relay, rec: &Recorder) {
+    let body = alert_body("firing", &[("BackendCpuHigh", "sentinel", "5e5e")]);
+    assert_eq!(send(relay, am_request(body)).await.1["actions"], 1);
+    wait_for("the sentinel's run", || {
+        servers_run(rec).iter().any(|s| s == "sentinel")
+    })
+    .await;
+}
+
+/// The servers of every action run so far, in order.
+fn servers_run(rec: &Recorder) -> Vec<String> {
+    rec.runs()
+        .iter()
+        .flat_map(|r| &r.actions)
+        .map(|a| a.server.clone().unwrap_or_default())
+        .collect()
+}
+
 fn alert_body(status: &str, alerts: &[(&str, &str, &str)]) -> Vec<u8> {
     // (alertname, server, fingerprint)
     let alerts: Vec<_> = alerts
@@ -271,12 +294,12 @@ async fn malformed_truncated_and_custom_bodies_get_400_with_a_json_error() {
             "{shown}: {json}"
         );
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(rec.runs().is_empty());
     assert!(
         history(&h.db()).is_empty(),
         "nothing of a refused body is journaled"
     );
+    sentinel_run(&relay, &rec).await;
+    assert_eq!(servers_run(&rec), ["sentinel"]);
     let metrics = relay.state().metrics().render();
     assert!(
         metrics.contains("autoheal_relay_requests_refused_total{reason=\"payload\"} 9"),
@@ -491,13 +514,14 @@ async fn hostile_label_values_are_rejected_audited_and_never_run() {
         "startsAt": "2026-01-01T00:00:00Z", "fingerprint": "ffff"}]});
     let (_, json) = send(&relay, am_request(serde_json::to_vec(&body).unwrap())).await;
     assert_eq!(json["rejected"], 1);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        rec.runs().is_empty(),
-        "no hostile value may reach an executor"
-    );
     let rows = history(&h.db());
     assert_eq!(rows.len(), hostile.len() + 1);
+    sentinel_run(&relay, &rec).await;
+    assert_eq!(
+        servers_run(&rec),
+        ["sentinel"],
+        "no hostile value may reach an executor"
+    );
     assert!(
         rows.iter()
             .all(|r| r.outcome == "rejected" && r.target.is_none()),
@@ -941,8 +965,6 @@ async fn a_journal_that_cannot_commit_answers_503_and_keeps_nothing_half_written
         .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
         .unwrap();
     assert_eq!(events, 0, "a refused batch leaves no event behind");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(rec.runs().is_empty());
     // The dedup memory was not updated either: once the journal works again, the retry that
     // Alertmanager sends after the 503 is accepted, not dropped as a duplicate.
     conn.execute_batch(
@@ -951,10 +973,12 @@ async fn a_journal_that_cannot_commit_answers_503_and_keeps_nothing_half_written
          fleet TEXT, state TEXT, intent TEXT, detail TEXT, run_id INTEGER REFERENCES runs(id))",
     )
     .unwrap();
+    sentinel_run(&relay, &rec).await;
+    assert_eq!(servers_run(&rec), ["sentinel"], "the refused batch ran");
     let (status, json) = send(&relay, am_request(fixture("alertmanager/firing.json"))).await;
     assert_eq!(status, StatusCode::OK, "{json}");
     assert_eq!(json["actions"], 1, "{json}");
-    wait_for("the run", || rec.runs().len() == 1).await;
+    wait_for("the run", || rec.runs().len() == 2).await;
     relay.shutdown().await;
 }
 
@@ -996,10 +1020,18 @@ async fn retries_stop_after_the_configured_attempts() {
         am_request(alert_body("firing", &[("BackendCpuHigh", "s1", "01")])),
     )
     .await;
-    wait_for("the retry", || rec.runs().len() == 2).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(rec.runs().len(), 2, "one try and one retry, no more");
-    assert_eq!(history(&h.db())[0].outcome, "failed");
+    // The journal gives up on the decision (no retry left) when it records the retry's failure.
+    wait_for("the decision to fail", || {
+        history(&h.db())[0].outcome == "failed"
+    })
+    .await;
+    rec.fail_next.store(0, std::sync::atomic::Ordering::SeqCst);
+    sentinel_run(&relay, &rec).await;
+    assert_eq!(
+        servers_run(&rec),
+        ["s1", "s1", "sentinel"],
+        "one try and one retry, no more"
+    );
     relay.shutdown().await;
 }
 
