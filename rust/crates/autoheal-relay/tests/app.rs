@@ -147,6 +147,14 @@ kind = "dry-run"
         }
     }
 
+    /// A harness with `extra` configuration, a recorder and a relay started on them.
+    fn started(extra: &str) -> (Self, Arc<Recorder>, Relay) {
+        let h = Self::new(extra);
+        let rec = Arc::new(Recorder::default());
+        let relay = h.start(&rec);
+        (h, rec, relay)
+    }
+
     fn start(&self, recorder: &Arc<Recorder>) -> Relay {
         Relay::start(&self.config, recorder.clone()).unwrap()
     }
@@ -160,12 +168,33 @@ fn post(path: &str) -> axum::http::request::Builder {
     Request::post(path)
 }
 
-fn am_request(body: Vec<u8>) -> Request<Body> {
+/// The webhook senders' bearer credentials.
+fn bearer() -> String {
+    format!("Bearer {TOKEN}")
+}
+
+/// The admin endpoints' bearer credentials.
+fn admin_bearer() -> String {
+    format!("Bearer {ADMIN_TOKEN}")
+}
+
+/// HTTP basic credentials for `user:password`.
+fn basic(credentials: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    )
+}
+
+/// A JSON POST to the Alertmanager hook with the senders' token; the body is the caller's.
+fn am_post() -> axum::http::request::Builder {
     post("/hooks/alertmanager")
         .header(header::CONTENT_TYPE, "application/json")
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-        .body(Body::from(body))
-        .unwrap()
+        .header(header::AUTHORIZATION, bearer())
+}
+
+fn am_request(body: Vec<u8>) -> Request<Body> {
+    am_post().body(Body::from(body)).unwrap()
 }
 
 async fn send(relay: &Relay, req: Request<Body>) -> (StatusCode, serde_json::Value) {
@@ -233,9 +262,7 @@ fn history(db: &Path) -> Vec<journal::HistoryRow> {
 
 #[tokio::test]
 async fn firing_then_resolved_become_drain_then_enabled_runs() {
-    let h = Harness::new("");
-    let rec = Arc::new(Recorder::default());
-    let relay = h.start(&rec);
+    let (h, rec, relay) = Harness::started("");
     let (status, body) = send(&relay, am_request(fixture("alertmanager/firing.json"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["actions"], 1);
@@ -267,9 +294,7 @@ async fn firing_then_resolved_become_drain_then_enabled_runs() {
 
 #[tokio::test]
 async fn malformed_truncated_and_custom_bodies_get_400_with_a_json_error() {
-    let h = Harness::new("");
-    let rec = Arc::new(Recorder::default());
-    let relay = h.start(&rec);
+    let (h, rec, relay) = Harness::started("");
     let good = fixture("alertmanager/firing.json");
     let mut bodies: Vec<Vec<u8>> = vec![
         b"{".to_vec(),
@@ -310,9 +335,7 @@ async fn malformed_truncated_and_custom_bodies_get_400_with_a_json_error() {
 
 #[tokio::test]
 async fn oversized_body_is_413() {
-    let h = Harness::new("");
-    let rec = Arc::new(Recorder::default());
-    let relay = h.start(&rec);
+    let (_h, _rec, relay) = Harness::started("");
     // Over the configured 64 KiB, both with and without a Content-Length.
     let mut big = br#"{"alerts":[],"pad":""#.to_vec();
     big.extend(std::iter::repeat_n(b'x', 70_000));
@@ -323,9 +346,7 @@ async fn oversized_body_is_413() {
         .chunks(8192)
         .map(|c| Ok(axum::body::Bytes::copy_from_slice(c)))
         .collect();
-    let req = post("/hooks/alertmanager")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+    let req = am_post()
         .body(Body::from_stream(futures_util::stream::iter(chunks)))
         .unwrap();
     let (status, _) = send(&relay, req).await;
@@ -335,9 +356,7 @@ async fn oversized_body_is_413() {
 
 #[tokio::test]
 async fn wrong_content_type_is_415() {
-    let h = Harness::new("");
-    let rec = Arc::new(Recorder::default());
-    let relay = h.start(&rec);
+    let (_h, _rec, relay) = Harness::started("");
     let body = fixture("alertmanager/firing.json");
     for ct in [
         Some("text/plain"),
@@ -345,8 +364,7 @@ async fn wrong_content_type_is_415() {
         Some("application/jsonx"),
         None,
     ] {
-        let mut req =
-            post("/hooks/alertmanager").header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+        let mut req = post("/hooks/alertmanager").header(header::AUTHORIZATION, bearer());
         if let Some(ct) = ct {
             req = req.header(header::CONTENT_TYPE, ct);
         }
@@ -354,7 +372,7 @@ async fn wrong_content_type_is_415() {
         assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}: {json}");
     }
     let ok = post("/hooks/alertmanager")
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::AUTHORIZATION, bearer())
         .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
         .body(Body::from(body))
         .unwrap();
@@ -364,16 +382,8 @@ async fn wrong_content_type_is_415() {
 
 #[tokio::test]
 async fn missing_or_wrong_credentials_are_401_and_nothing_is_journaled() {
-    let h = Harness::new("");
-    let rec = Arc::new(Recorder::default());
-    let relay = h.start(&rec);
+    let (h, _rec, relay) = Harness::started("");
     let body = fixture("alertmanager/firing.json");
-    let basic = |c: &str| {
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(c)
-        )
-    };
     for auth in [
         None,
         Some("Bearer wrong".to_owned()),
@@ -409,9 +419,7 @@ fn corrupt_first_digit(hex: String) -> String {
 
 #[tokio::test]
 async fn grafana_needs_a_valid_hmac() {
-    let h = Harness::new("");
-    let rec = Arc::new(Recorder::default());
-    let relay = h.start(&rec);
+    let (h, rec, relay) = Harness::started("");
     let body = fixture("grafana/firing-two-alerts.json");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -477,9 +485,7 @@ async fn grafana_needs_a_valid_hmac() {
 
 #[tokio::test]
 async fn hostile_label_values_are_rejected_audited_and_never_run() {
-    let h = Harness::new("");
-    let rec = Arc::new(Recorder::default());
-    let relay = h.start(&rec);
+    let (h, rec, relay) = Harness::started("");
     let long = "a".repeat(4000);
     let hostile = [
         "s1; rm -rf /",
@@ -545,9 +551,7 @@ async fn hostile_label_values_are_rejected_audited_and_never_run() {
 
 #[tokio::test]
 async fn duplicate_deliveries_are_one_event() {
-    let h = Harness::new("");
-    let rec = Arc::new(Recorder::default());
-    let relay = h.start(&rec);
+    let (h, rec, relay) = Harness::started("");
     let body = fixture("alertmanager/firing.json");
     let (_, first) = send(&relay, am_request(body.clone())).await;
     let (_, second) = send(&relay, am_request(body.clone())).await;
@@ -572,9 +576,7 @@ async fn duplicate_deliveries_are_one_event() {
 
 #[tokio::test]
 async fn a_storm_of_1000_alerts_over_100_servers_becomes_a_handful_of_runs() {
-    let h = Harness::new("");
-    let rec = Arc::new(Recorder::default());
-    let relay = h.start(&rec);
+    let (h, rec, relay) = Harness::started("");
     // 100 requests of 10 alerts: every server fires, then a third of them resolve again.
     for req in 0..100_u32 {
         let alerts: Vec<(String, String)> = (0..10)
@@ -673,9 +675,7 @@ async fn budget_refusals_are_audited() {
 
 #[tokio::test]
 async fn pause_holds_actions_until_resumed_and_needs_auth() {
-    let h = Harness::new("");
-    let rec = Arc::new(Recorder::default());
-    let relay = h.start(&rec);
+    let (h, rec, relay) = Harness::started("");
     let unauth = post("/admin/pause").body(Body::empty()).unwrap();
     assert_eq!(send(&relay, unauth).await.0, StatusCode::UNAUTHORIZED);
     let (status, json) = send(&relay, admin("/admin/pause")).await;
@@ -696,7 +696,7 @@ async fn pause_holds_actions_until_resumed_and_needs_auth() {
 
 fn admin(path: &str) -> Request<Body> {
     post(path)
-        .header(header::AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
+        .header(header::AUTHORIZATION, admin_bearer())
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::empty())
         .unwrap()
@@ -704,14 +704,8 @@ fn admin(path: &str) -> Request<Body> {
 
 #[tokio::test]
 async fn the_admin_endpoints_refuse_sender_credentials_and_cross_site_forms() {
-    let h = Harness::new("");
-    let rec = Arc::new(Recorder::default());
-    let relay = h.start(&rec);
-    let basic = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode("alertmanager:pw-1")
-    );
-    for sender in [format!("Bearer {TOKEN}"), basic] {
+    let (h, rec, relay) = Harness::started("");
+    for sender in [bearer(), basic("alertmanager:pw-1")] {
         let req = post("/admin/resume")
             .header(header::AUTHORIZATION, sender.as_str())
             .header(header::CONTENT_TYPE, "application/json")
@@ -734,7 +728,7 @@ async fn the_admin_endpoints_refuse_sender_credentials_and_cross_site_forms() {
     }
     // What an HTML form can send: no JSON content type.
     let form = post("/admin/pause")
-        .header(header::AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
+        .header(header::AUTHORIZATION, admin_bearer())
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Body::from("a=b"))
         .unwrap();
@@ -750,7 +744,7 @@ async fn the_admin_endpoints_refuse_sender_credentials_and_cross_site_forms() {
     cfg.auth.admin_token_file = None;
     let relay = Relay::start(&cfg, rec.clone()).unwrap();
     let req = post("/admin/pause")
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::AUTHORIZATION, bearer())
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::empty())
         .unwrap();
@@ -765,16 +759,14 @@ async fn the_admin_endpoints_refuse_sender_credentials_and_cross_site_forms() {
 
 #[tokio::test]
 async fn the_admin_pause_survives_a_restart_and_so_does_the_resume() {
-    let h = Harness::new("");
-    let rec = Arc::new(Recorder::default());
-    let relay = h.start(&rec);
+    let (h, rec, relay) = Harness::started("");
     assert_eq!(send(&relay, admin("/admin/pause")).await.1["paused"], true);
     relay.shutdown().await;
 
     // Restarted with the same journal: still paused, and alerts wait.
     let relay = h.start(&rec);
     let status = Request::get("/admin/status")
-        .header(header::AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
+        .header(header::AUTHORIZATION, admin_bearer())
         .body(Body::empty())
         .unwrap();
     assert_eq!(send(&relay, status).await.1["paused"], true);
@@ -892,9 +884,7 @@ async fn a_run_interrupted_by_a_stop_is_rerun_on_restart() {
 
 #[tokio::test]
 async fn health_ready_and_metrics() {
-    let h = Harness::new("");
-    let rec = Arc::new(Recorder::default());
-    let relay = h.start(&rec);
+    let (_h, rec, relay) = Harness::started("");
     for path in ["/healthz", "/readyz"] {
         let (status, _) = send(&relay, Request::get(path).body(Body::empty()).unwrap()).await;
         assert_eq!(status, StatusCode::OK, "{path}");
@@ -948,9 +938,7 @@ fn running_without_auth_must_be_explicit() {
 
 #[tokio::test]
 async fn a_journal_that_cannot_commit_answers_503_and_keeps_nothing_half_written() {
-    let h = Harness::new("");
-    let rec = Arc::new(Recorder::default());
-    let relay = h.start(&rec);
+    let (h, rec, relay) = Harness::started("");
     // Break the schema under the running relay: the event insert succeeds, the decision insert
     // fails, so the whole transaction must roll back.
     let conn = rusqlite::Connection::open(h.db()).unwrap();
@@ -1097,9 +1085,7 @@ async fn a_failed_restore_still_counts_against_the_budget() {
 
 #[tokio::test]
 async fn pruning_removes_finished_history_and_keeps_unfinished_work() {
-    let h = Harness::new("");
-    let rec = Arc::new(Recorder::default());
-    let relay = h.start(&rec);
+    let (h, _rec, relay) = Harness::started("");
     send(
         &relay,
         am_request(alert_body("firing", &[("BackendCpuHigh", "s1", "01")])),
@@ -1144,9 +1130,7 @@ async fn requests_over_the_concurrency_limit_get_503_at_once() {
     let relay = Relay::start(&cfg, rec.clone()).unwrap();
     let router = app(relay.state());
     // A sender that never finishes its body holds the only slot.
-    let stuck = post("/hooks/alertmanager")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+    let stuck = am_post()
         .body(Body::from_stream(futures_util::stream::pending::<
             Result<axum::body::Bytes, std::io::Error>,
         >()))
@@ -1201,9 +1185,7 @@ async fn the_concurrency_limit_is_one_for_all_routes() {
     let rec = Arc::new(Recorder::default());
     let relay = Relay::start(&cfg, rec.clone()).unwrap();
     let router = app(relay.state());
-    let stuck = post("/hooks/alertmanager")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+    let stuck = am_post()
         .body(Body::from_stream(futures_util::stream::pending::<
             Result<axum::body::Bytes, std::io::Error>,
         >()))
@@ -1225,9 +1207,7 @@ async fn the_concurrency_limit_is_one_for_all_routes() {
 #[tokio::test]
 async fn a_second_relay_on_the_same_journal_is_refused_and_the_journal_is_private() {
     use std::os::unix::fs::PermissionsExt;
-    let h = Harness::new("");
-    let rec = Arc::new(Recorder::default());
-    let relay = h.start(&rec);
+    let (h, rec, relay) = Harness::started("");
     let mode = std::fs::metadata(h.db()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "journal mode {mode:o}");
     let err = Relay::start(&h.config, rec.clone())
@@ -1450,9 +1430,7 @@ async fn a_full_disk_gets_503s_readyz_says_why_and_nothing_acknowledged_is_lost(
 
 #[tokio::test]
 async fn a_grafana_request_without_signature_is_refused_before_its_body_and_a_replay_is_refused() {
-    let h = Harness::new("");
-    let rec = Arc::new(Recorder::default());
-    let relay = h.start(&rec);
+    let (_h, _rec, relay) = Harness::started("");
     // A body that never ends: refused at once, not after the request timeout.
     let unsigned = post("/hooks/grafana")
         .header(header::CONTENT_TYPE, "application/json")
@@ -1526,9 +1504,7 @@ async fn a_pause_file_that_cannot_be_looked_at_holds_actions() {
 
 #[tokio::test]
 async fn pruning_forgets_targets_back_in_service_and_ignored_alerts_keep_no_labels() {
-    let h = Harness::new("");
-    let rec = Arc::new(Recorder::default());
-    let relay = h.start(&rec);
+    let (h, _rec, relay) = Harness::started("");
     for (status, server, fingerprint) in [
         ("firing", "s1", "01"),
         ("resolved", "s1", "01"),
