@@ -412,9 +412,11 @@ fn weight(value: &Value) -> Result<WeightSpec, String> {
         Some(digits) => (digits.trim_end(), true),
         None => (text.as_str(), false),
     };
-    let n: u32 = digits
-        .parse()
-        .map_err(|_| format!("expected an integer or \"NN%\", found {value}"))?;
+    // Digits only: `u32::from_str` would also take a sign (`+5`), which the filter refuses.
+    let n: u32 = Some(digits)
+        .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(|| format!("expected an integer or \"NN%\", found {value}"))?;
     match (percent, n) {
         (false, 0..=256) => Ok(WeightSpec::Absolute(n)),
         (true, 0..=100) => Ok(WeightSpec::Percent(n)),

@@ -291,12 +291,30 @@ mod tests {
     }
 
     #[test]
-    fn weights() {
-        for ok in ["0", "256", "50%", "100%", "0%"] {
-            assert!(is_valid_weight(ok), "{ok}");
+    fn the_weight_grammar_is_the_one_the_filter_and_the_module_read() {
+        // Shared with plugins/filter/action_problems.py's and the module's tests. A rule's weight is
+        // written in the canonical form: the loose spellings a playbook may use are refused here.
+        let cases: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../../tests/unit/plugins/filter/weight_grammar.json"
+        ))
+        .unwrap();
+        let values = |kind: &str| -> Vec<serde_json::Value> {
+            cases[kind]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|case| case.get("value").unwrap_or(case).clone())
+                .collect()
+        };
+        for value in values("accept") {
+            assert!(is_valid_weight(value.as_str().unwrap()), "{value}");
         }
-        for bad in ["257", "101%", "%", "", "5 0", "-1", "1000"] {
-            assert!(!is_valid_weight(bad), "{bad}");
+        for kind in ["accept_loose", "out_of_range", "refuse"] {
+            for value in values(kind) {
+                if let Some(text) = value.as_str() {
+                    assert!(!is_valid_weight(text), "{kind} {value}");
+                }
+            }
         }
     }
 }

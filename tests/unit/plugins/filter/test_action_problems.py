@@ -14,10 +14,13 @@ from ansible_collections.autoheal.haproxy.plugins.filter.action_problems import 
     is_fingerprint,
     is_host,
     is_name,
+    weight_problem,
 )
 
 with open(os.path.join(os.path.dirname(__file__), "label_alphabet.json"), encoding="utf-8") as cases_file:
     ALPHABET_CASES = json.load(cases_file)
+with open(os.path.join(os.path.dirname(__file__), "weight_grammar.json"), encoding="utf-8") as cases_file:
+    WEIGHT_CASES = json.load(cases_file)
 
 
 def test_well_formed_actions_have_no_problems():
@@ -74,6 +77,16 @@ def test_weights_follow_the_module_rules():
     assert problems_of("101%") == ["autoheal_actions[0].weight 101% is out of range (0% to 100%)"]
     for bad in (-1, 1.5, "x%", "", "5%%", True, [1], {"w": 1}):
         assert problems_of(bad) == ["autoheal_actions[0].weight must be an integer 0..256 or a percentage like 50%"], bad
+
+
+def test_the_weight_grammar_is_the_relays_and_the_modules():
+    for kind in ("accept", "accept_loose"):
+        for case in WEIGHT_CASES[kind]:
+            assert weight_problem(case["value"]) is None, (kind, case)
+    for case in WEIGHT_CASES["out_of_range"]:
+        assert "out of range" in weight_problem(case["value"]), case
+    for value in WEIGHT_CASES["refuse"]:
+        assert weight_problem(value) is not None, value
 
 
 def test_the_filter_is_registered_under_its_documented_name():
