@@ -39,6 +39,13 @@ VENV_BIN = REPO / ".venv" / "bin"
 BACKEND_SCRIPT = Path(__file__).resolve().parent / "backend.py"
 HAPROXY_BACKEND = "be_app"
 SERVERS = ("s1", "s2", "s3")
+# The section keywords of haproxy-cfg's SECTION_KEYWORDS (rust/crates/haproxy-cfg/tests/section_keywords.rs
+# checks that they are the same).
+SECTION_KEYWORDS = (
+    "global", "defaults", "frontend", "backend", "listen", "peers", "ring", "resolvers", "userlist", "cache",
+    "program", "mailers", "http-errors", "log-forward", "log-profile", "fcgi-app", "crt-store", "traces", "acme",
+    "namespace_list", "healthcheck",
+)
 T0 = time.time()
 
 
@@ -294,21 +301,7 @@ def file_servers(config_text: str, backend: str = HAPROXY_BACKEND) -> dict[str, 
         words = stripped.split()
         if not words:
             continue
-        if words[0] in (
-            "global",
-            "defaults",
-            "frontend",
-            "backend",
-            "listen",
-            "peers",
-            "resolvers",
-            "userlist",
-            "program",
-            "cache",
-            "ring",
-            "http-errors",
-            "mailers",
-        ):
+        if words[0] in SECTION_KEYWORDS:
             section = words[1] if len(words) > 1 and words[0] in ("backend", "listen") else None
             continue
         match = _SERVER_LINE.match(stripped)

@@ -41,6 +41,33 @@ pub enum SectionKind {
     Malformed,
 }
 
+/// The keywords that open a section of haproxy.cfg (besides SPOE's `[name]` headers). The one list:
+/// the haproxy_runtime role, the integration lab and the end-to-end lab read sections with the same
+/// words, which tests/section_keywords.rs checks.
+pub const SECTION_KEYWORDS: &[&str] = &[
+    "global",
+    "defaults",
+    "frontend",
+    "backend",
+    "listen",
+    "peers",
+    "ring",
+    "resolvers",
+    "userlist",
+    "cache",
+    "program",
+    "mailers",
+    "http-errors",
+    "log-forward",
+    "log-profile",
+    "fcgi-app",
+    "crt-store",
+    "traces",
+    "acme",
+    "namespace_list",
+    "healthcheck",
+];
+
 impl SectionKind {
     /// Recognises the first word of a line as a section header, as HAProxy does (indentation is ignored).
     fn from_keyword(keyword: &str) -> Option<Self> {
@@ -52,9 +79,7 @@ impl SectionKind {
             "listen" => Self::Listen,
             "peers" => Self::Peers,
             "ring" => Self::Ring,
-            "resolvers" | "userlist" | "cache" | "program" | "mailers" | "http-errors"
-            | "log-forward" | "log-profile" | "fcgi-app" | "crt-store" | "traces" | "acme"
-            | "namespace_list" | "healthcheck" => Self::Other,
+            _ if SECTION_KEYWORDS.contains(&keyword) => Self::Other,
             // SPOE agent files use `[spoe-agent name]`-style headers.
             _ if keyword.starts_with('[') => Self::Other,
             _ => return None,

@@ -35,7 +35,7 @@ mod lexer;
 mod marker;
 mod server;
 
-pub use document::{Document, Line, Section, SectionKind};
+pub use document::{Document, Line, Section, SectionKind, SECTION_KEYWORDS};
 pub(crate) use edit::validate;
 pub use error::Error;
 pub use lexer::{lex, LexedLine, Malformed, Token};

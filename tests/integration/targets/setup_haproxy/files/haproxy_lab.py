@@ -223,8 +223,11 @@ def read_config(path):
     listen section, its server lines (tokens, weight, disabled) and its comment lines."""
     sections = {}
     current = None
-    headers = ("global", "defaults", "frontend", "backend", "listen", "peers", "resolvers", "userlist",
-               "program", "http-errors", "ring", "cache", "mailers")
+    # The section keywords of haproxy-cfg's SECTION_KEYWORDS (rust/crates/haproxy-cfg/tests/section_keywords.rs
+    # checks that they are the same).
+    headers = ("global", "defaults", "frontend", "backend", "listen", "peers", "ring", "resolvers", "userlist",
+               "cache", "program", "mailers", "http-errors", "log-forward", "log-profile", "fcgi-app", "crt-store",
+               "traces", "acme", "namespace_list", "healthcheck")
     with open(path) as handle:
         for number, line in enumerate(handle.read().splitlines(), start=1):
             tokens = re.split(r"(?:^|\s)#", line, maxsplit=1)[0].split()
