@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::label::validate_name;
 use crate::rules::{Rule, RuleConfig};
@@ -45,7 +45,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// HTTP listener, limits and TLS.
@@ -79,7 +79,7 @@ pub struct Config {
 }
 
 /// HTTP listener settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address to listen on.
@@ -121,7 +121,7 @@ impl Default for ServerConfig {
 }
 
 /// Authentication. At least one method, or an explicit `allow_unauthenticated = true`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// Run with no authentication at all (must be spelled out).
@@ -139,7 +139,7 @@ pub struct AuthConfig {
 }
 
 /// Grafana webhook HMAC settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HmacConfig {
     /// File holding the shared secret.
@@ -170,7 +170,7 @@ fn default_max_skew() -> u64 {
 }
 
 /// Journal settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JournalConfig {
     /// SQLite database file (created if missing).
@@ -186,7 +186,7 @@ pub struct JournalConfig {
 }
 
 /// SQLite's `synchronous` setting for the journal (WAL mode).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Synchronous {
     /// Every commit is fsynced before the request is answered: survives power loss.
@@ -220,7 +220,7 @@ impl Default for JournalConfig {
 }
 
 /// Coalescing settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CoalesceConfig {
     /// How long an intent for an idle fleet waits for others before the run starts; intents
@@ -238,7 +238,7 @@ impl Default for CoalesceConfig {
 }
 
 /// Safety settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GuardConfig {
     /// Never more than this many servers of one backend out at once.
@@ -278,7 +278,7 @@ impl Default for GuardConfig {
 }
 
 /// Retries of the actions of a failed run.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     /// Retries per action after a failed run (0: none).
@@ -297,7 +297,7 @@ impl Default for RetryConfig {
 }
 
 /// Which executor runs the remediation.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "kebab-case")]
 pub enum ExecutorConfig {
     /// `ansible-runner run DIR -p PLAYBOOK` per run.
@@ -309,7 +309,7 @@ pub enum ExecutorConfig {
 }
 
 /// ansible-runner executor settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnsibleRunnerConfig {
     /// The ansible-runner program.
@@ -375,7 +375,7 @@ fn default_run_timeout() -> u64 {
 }
 
 /// AWX executor settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwxConfig {
     /// Base URL, e.g. `https://awx.example.com`.
@@ -413,7 +413,7 @@ fn default_launch_attempts() -> u32 {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -424,7 +424,7 @@ pub enum LogFormat {
 }
 
 /// Logging settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// Output format.

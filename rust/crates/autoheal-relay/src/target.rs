@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::label::{split_instance, validate_name, TargetError};
 use crate::model::{Alert, Target};
 
 /// How alert labels name the server to act on.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TargetsConfig {
     /// Label holding the HAProxy server name.
