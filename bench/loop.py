@@ -29,10 +29,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests" / "e2e"))
 
-import stack  # noqa: E402
-from stack import AdminSocket, Stack, StackOptions, live_status, now, wait_until  # noqa: E402
+from lab import stack
+from lab.stack import AdminSocket, Stack, StackOptions, live_status, now, wait_until  # noqa: E402
 
 EDA_VENV = stack.REPO / "build" / "bench-venv"
 RELAY_SERVER, EDA_SERVER = "s2", "s3"

@@ -9,8 +9,8 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== building the module and the relay (release, static)"
 scripts/build.sh
-AUTOHEAL_RELAY_BIN="$(tests/e2e/ensure-relay.sh)"
+AUTOHEAL_RELAY_BIN="$(scripts/ensure-relay.sh)"
 export AUTOHEAL_RELAY_BIN
 
 echo "== the demo"
-exec .venv/bin/python tests/e2e/demo.py "$@"
+exec .venv/bin/python -m lab.demo "$@"

@@ -7,7 +7,7 @@ import time
 import unittest
 from pathlib import Path
 
-import stack
+from lab import stack
 
 DRAINED = ("drain", "weight0")
 WORKROOT = Path(os.environ.get("AUTOHEAL_E2E_WORKDIR", stack.REPO / "build" / "e2e"))

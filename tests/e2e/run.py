@@ -13,7 +13,8 @@ from pathlib import Path
 
 def main() -> int:
     here = Path(__file__).resolve().parent
-    sys.path.insert(0, str(here))
+    # The tests import their base (here) and the lab (a package at the repository root).
+    sys.path[:0] = [str(here), str(here.parents[1])]
     pattern = sys.argv[1] if len(sys.argv) > 1 else "test_*.py"
     suite = unittest.defaultTestLoader.discover(str(here), pattern=pattern, top_level_dir=str(here))
     result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)

@@ -3,6 +3,6 @@
 # ansible-runner). Expects scripts/deps.sh and scripts/build.sh to have run. Last line: `N passed, M failed`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-AUTOHEAL_RELAY_BIN="$(tests/e2e/ensure-relay.sh)"
+AUTOHEAL_RELAY_BIN="$(scripts/ensure-relay.sh)"
 export AUTOHEAL_RELAY_BIN
 exec .venv/bin/python tests/e2e/run.py "$@"

@@ -8,7 +8,7 @@ import json
 import signal
 import unittest
 
-import stack
+from lab import stack
 from base import DRAINED, StackTestCase, no_failures_message, pause
 
 

@@ -9,9 +9,9 @@ import os
 import subprocess
 import unittest
 
-import stack
+from lab import stack
 from base import DRAINED, StackTestCase, no_failures_message, pause
-from stack import SERVERS
+from lab.stack import SERVERS
 
 LB1, LB2 = 0, 1
 

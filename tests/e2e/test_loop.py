@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import unittest
 
-import stack
+from lab import stack
 from base import DRAINED, StackTestCase, no_failures_message, pause
-from stack import SERVERS
+from lab.stack import SERVERS
 
 
 class LoopTest(StackTestCase):

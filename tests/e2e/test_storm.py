@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 import unittest
 
-import stack
+from lab import stack
 from base import DRAINED, StackTestCase, no_failures_message, pause
-from stack import SERVERS
+from lab.stack import SERVERS
 
 
 class StormTest(StackTestCase):

@@ -49,6 +49,6 @@ fn the_integration_lab_knows_the_engines_sections() {
 
 #[test]
 fn the_end_to_end_lab_knows_the_engines_sections() {
-    let stack = read("tests/e2e/stack.py");
+    let stack = read("lab/stack.py");
     assert_eq!(quoted_words(&stack, "SECTION_KEYWORDS = (", ")"), engine());
 }

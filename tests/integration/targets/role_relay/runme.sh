@@ -20,8 +20,8 @@ source ../setup_haproxy/files/recap.sh
 relay_bin=${AUTOHEAL_RELAY_BIN:-}
 if [[ -z $relay_bin ]]; then
   repo=$(cd "$(dirname "$(command -v ansible-playbook)")/../.." && pwd)
-  [[ -x $repo/tests/e2e/ensure-relay.sh ]] || { echo "FAIL: no AUTOHEAL_RELAY_BIN and no repository at $repo"; exit 1; }
-  relay_bin=$("$repo/tests/e2e/ensure-relay.sh")
+  [[ -x $repo/scripts/ensure-relay.sh ]] || { echo "FAIL: no AUTOHEAL_RELAY_BIN and no repository at $repo"; exit 1; }
+  relay_bin=$("$repo/scripts/ensure-relay.sh")
 fi
 
 # Under /tmp itself, not $TMPDIR: the relay's user must traverse every directory above its files, and a

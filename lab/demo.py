@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-import stack
-from stack import SERVERS, Stack, StackOptions, now, wait_until
+from lab import stack
+from lab.stack import SERVERS, Stack, StackOptions, now, wait_until
 
 STEP_TIMEOUT = 60.0
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
 BACKEND_SCRIPT = Path(__file__).resolve().parent / "backend.py"
 HAPROXY_BACKEND = "be_app"
