@@ -27,16 +27,17 @@ import threading
 import time
 import traceback
 
-protocol = os.fdopen(os.dup(1), "w", buffering=1)
-os.dup2(2, 1)
-sys.stdout = sys.stderr
-
 STANDBY_PLAYBOOK = "autoheal.haproxy.standby"
 # Retired and restarted after this, so that changed playbooks, roles and collections are picked up.
 STANDBY_MAX_AGE_S = 600
 # How long a request waits for a standby that is still starting to reach its hand-off.
 HANDOFF_WAIT_S = 15
 MAINTENANCE_EVERY_S = 10
+
+# The relay's end of the protocol (the process's real stdout) and the ansible_runner module: set by main(),
+# so that importing this file (its unit tests do) changes nothing.
+protocol = None
+ansible_runner = None
 
 
 def answer(doc):
@@ -47,12 +48,6 @@ def answer(doc):
 def log(msg):
     print("autoheal-relay runner worker: %s" % msg, file=sys.stderr, flush=True)
 
-
-try:
-    import ansible_runner
-except Exception as exc:  # noqa: BLE001 - any import failure is reported, not raised
-    answer({"error": "cannot import ansible_runner: %s" % exc})
-    sys.exit(1)
 
 requests = queue.Queue()
 running = threading.Event()
@@ -335,28 +330,45 @@ class Worker:
             self.standby.retire("the relay stopped", wait_s=10)
 
 
-answer({"ready": True})
-threading.Thread(target=read_requests, daemon=True).start()
-worker = Worker()
-while True:
+def main():
+    """Serves requests until stdin closes; the exit status."""
+    global protocol, ansible_runner  # pylint: disable=global-statement
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     try:
-        line = requests.get(timeout=MAINTENANCE_EVERY_S)
-    except queue.Empty:
-        worker.maintain()
-        continue
-    if line is None:
-        break
-    try:
-        request = json.loads(line)
-    except ValueError as exc:
-        answer({"error": "request is not JSON: %s" % exc})
-        continue
-    running.set()
-    try:
-        reply = worker.serve(request)
-    except Exception as exc:  # noqa: BLE001 - reported to the relay; the worker stays up
-        traceback.print_exc()
-        reply = {"error": "the worker failed: %s: %s" % (type(exc).__name__, exc)}
-    running.clear()
-    answer(reply)
-worker.stop()
+        import ansible_runner as runner_module  # pylint: disable=import-outside-toplevel
+    except Exception as exc:  # noqa: BLE001 - any import failure is reported, not raised
+        answer({"error": "cannot import ansible_runner: %s" % exc})
+        return 1
+    ansible_runner = runner_module
+    answer({"ready": True})
+    threading.Thread(target=read_requests, daemon=True).start()
+    worker = Worker()
+    while True:
+        try:
+            line = requests.get(timeout=MAINTENANCE_EVERY_S)
+        except queue.Empty:
+            worker.maintain()
+            continue
+        if line is None:
+            break
+        try:
+            request = json.loads(line)
+        except ValueError as exc:
+            answer({"error": "request is not JSON: %s" % exc})
+            continue
+        running.set()
+        try:
+            reply = worker.serve(request)
+        except Exception as exc:  # noqa: BLE001 - reported to the relay; the worker stays up
+            traceback.print_exc()
+            reply = {"error": "the worker failed: %s: %s" % (type(exc).__name__, exc)}
+        running.clear()
+        answer(reply)
+    worker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
