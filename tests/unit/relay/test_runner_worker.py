@@ -51,8 +51,8 @@ def test_the_inventory_stamp_changes_with_any_file_of_the_inventory(worker, tmp_
 
 
 def test_only_the_standby_dirs_of_dead_workers_are_removed(worker, tmp_path):
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
+    with subprocess.Popen([sys.executable, "-c", "pass"]) as dead:
+        dead.wait()
     for name in ("standby-%d-1" % dead.pid, "standby-%d-2" % os.getpid(), "standby-x-1", "run-00000001-5"):
         (tmp_path / name).mkdir()
     worker.remove_orphaned_standby_dirs(str(tmp_path))
