@@ -274,15 +274,11 @@ pub(super) fn set_switch(
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{
-        accept_one, act, alert, open, outcome, read, result, start_run,
+        accept_one, act, alert, open, outcome, read, result, scalar, start_run,
     };
     use super::super::Settlement;
     use crate::label::TargetError;
     use crate::model::{AlertStatus, Decision, DesiredState, Source};
-
-    fn count(dir: &std::path::Path, sql: &str) -> i64 {
-        read(dir).query_row(sql, [], |r| r.get(0)).unwrap()
-    }
 
     #[tokio::test]
     async fn an_alert_seen_again_within_the_ttl_is_a_duplicate_even_in_one_batch() {
@@ -303,8 +299,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((again.duplicates, again.actions), (1, 0));
-        assert_eq!(count(dir.path(), "SELECT count(*) FROM events"), 1);
-        assert_eq!(count(dir.path(), "SELECT count(*) FROM decisions"), 1);
+        assert_eq!(scalar::<i64>(dir.path(), "SELECT count(*) FROM events"), 1);
+        assert_eq!(
+            scalar::<i64>(dir.path(), "SELECT count(*) FROM decisions"),
+            1
+        );
     }
 
     #[tokio::test]
@@ -381,11 +380,7 @@ mod tests {
             .unwrap();
         assert_eq!(status, "running");
         assert!(actions.contains(r#""server":"s1""#), "{actions}");
-        let state: String = read(dir.path())
-            .query_row("SELECT state FROM targets WHERE key = 'be/s1'", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let state: String = scalar(dir.path(), "SELECT state FROM targets WHERE key = 'be/s1'");
         assert_eq!(state, "drain");
     }
 
@@ -405,11 +400,7 @@ mod tests {
         assert_eq!((retries[0].id, retries[0].attempt), (p.id, 1));
         assert!(retries[0].at_ms >= before + 60_000, "{retries:?}");
         assert_eq!(outcome(dir.path(), p.id).0, "retrying");
-        let state: String = read(dir.path())
-            .query_row("SELECT state FROM targets WHERE key = 'be/s1'", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let state: String = scalar(dir.path(), "SELECT state FROM targets WHERE key = 'be/s1'");
         assert_eq!(state, "unknown");
         let second = start_run(&o, vec![p.clone()]).await;
         let retries = o
@@ -419,7 +410,7 @@ mod tests {
             .unwrap();
         assert!(retries.is_empty());
         assert_eq!(outcome(dir.path(), p.id).0, "failed");
-        assert_eq!(count(dir.path(), "SELECT count(*) FROM retries"), 0);
+        assert_eq!(scalar::<i64>(dir.path(), "SELECT count(*) FROM retries"), 0);
     }
 
     #[tokio::test]

@@ -91,7 +91,7 @@ pub(super) fn recover(conn: &mut Connection) -> Result<Recovered, JournalError> 
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{accept_one, open, read, result, start_run};
+    use super::super::test_support::{accept_one, open, result, scalar, start_run};
     use crate::model::{DesiredState, RecordedTarget};
 
     #[tokio::test]
@@ -123,9 +123,10 @@ mod tests {
             }
         );
         assert!(again.recovered.paused);
-        let status: String = read(dir.path())
-            .query_row("SELECT status FROM runs WHERE id = ?1", [run], |r| r.get(0))
-            .unwrap();
+        let status: String = scalar(
+            dir.path(),
+            &format!("SELECT status FROM runs WHERE id = {run}"),
+        );
         assert_eq!(status, "interrupted");
     }
 

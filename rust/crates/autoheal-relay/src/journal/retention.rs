@@ -42,7 +42,7 @@ pub fn prune(conn: &Connection, horizon_ms: i64) -> Result<usize, JournalError> 
 #[cfg(test)]
 mod tests {
     use super::super::schema::open_db;
-    use super::super::test_support::{act, db_path, open, read, result, start_run};
+    use super::super::test_support::{act, db_path, open, read, result, scalar, start_run};
     use super::prune;
     use crate::config::Synchronous;
     use crate::model::{now_ms, DesiredState, Source};
@@ -84,9 +84,7 @@ mod tests {
         assert_eq!(deleted, 2 + 2 + 1 + 1);
         assert_eq!(ids(dir.path(), "SELECT id FROM decisions"), [waiting.id]);
         assert_eq!(ids(dir.path(), "SELECT count(*) FROM events"), [1]);
-        let kept: String = read(dir.path())
-            .query_row("SELECT group_concat(key) FROM targets", [], |r| r.get(0))
-            .unwrap();
+        let kept: String = scalar(dir.path(), "SELECT group_concat(key) FROM targets");
         assert_eq!(kept, "be/s3");
     }
 }

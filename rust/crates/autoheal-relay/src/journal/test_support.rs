@@ -116,6 +116,13 @@ pub(super) fn result(status: &str, detail: &str) -> RunResult {
     }
 }
 
+/// The one value `sql` selects.
+pub(super) fn scalar<T: rusqlite::types::FromSql>(dir: &Path, sql: &str) -> T {
+    read(dir)
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
 /// The outcome and detail of decision `id`.
 pub(super) fn outcome(dir: &Path, id: i64) -> (String, Option<String>) {
     read(dir)

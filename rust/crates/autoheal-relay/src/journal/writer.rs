@@ -200,7 +200,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::super::schema::lock_db;
-    use super::super::test_support::{accept_one, act, db_path, open, read};
+    use super::super::test_support::{accept_one, act, db_path, open};
     use crate::journal::JournalError;
     use crate::model::{DesiredState, Source};
 
@@ -210,11 +210,7 @@ mod tests {
         let mut o = open(dir.path(), 0);
         let p = accept_one(&mut o, "a1", "s1").await;
         // Another connection sees it: it was committed, not only staged.
-        let outcome: String = read(dir.path())
-            .query_row("SELECT outcome FROM decisions WHERE id = ?1", [p.id], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let (outcome, _) = super::super::test_support::outcome(dir.path(), p.id);
         assert_eq!(outcome, "pending");
         assert!(o.journal.is_running());
         assert_eq!(o.journal.failing(), None);
