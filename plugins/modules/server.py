@@ -31,6 +31,8 @@ description:
   - Runs as a static binary on the target; no Python is needed there.
 author:
   - autoheal.haproxy contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - autoheal.haproxy.haproxy
 options:
   path:
     description:
@@ -96,11 +98,6 @@ options:
       - If the live apply or read-back fails, the file keeps its change, the task fails and
         RV(live_in_sync) is V(false).
     type: str
-  socket_timeout:
-    description:
-      - Seconds to wait for each exchange on O(socket).
-    type: float
-    default: 5
   min_active:
     description:
       - The fewest active servers a backend may be left with. Active means not a backup, not absent, not
@@ -183,15 +180,6 @@ attributes:
   idempotent:
     description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
-  action_group:
-    description: Use C(group/autoheal.haproxy.haproxy) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - autoheal.haproxy.haproxy
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: posix
 notes:
   - The target needs the binary built for its system and architecture; the action plugin says which one is
     missing.

@@ -19,6 +19,8 @@ description:
   - Read-only. Runs as a static binary on the target; no Python is needed there.
 author:
   - autoheal.haproxy contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - autoheal.haproxy.haproxy
 options:
   path:
     description:
@@ -33,11 +35,6 @@ options:
     description:
       - Path of the HAProxy admin socket, to add the live state.
     type: str
-  socket_timeout:
-    description:
-      - Seconds to wait for each exchange on O(socket).
-    type: float
-    default: 5
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -52,15 +49,6 @@ attributes:
   idempotent:
     description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
-  action_group:
-    description: Use C(group/autoheal.haproxy.haproxy) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - autoheal.haproxy.haproxy
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: posix
 seealso:
   - module: autoheal.haproxy.server
 """

@@ -1,4 +1,4 @@
-//! The modules' DOCUMENTATION (plugins/modules/*.py) against what the binaries accept: the same
+//! The modules' DOCUMENTATION (plugins/modules/*.py and the doc fragment they share) against what the binaries accept: the same
 //! option names as the argument tables ([`SERVER_OPTIONS`], [`INFO_OPTIONS`]), each documented
 //! default is the one the parser applies, each documented type is the one it reads, and each
 //! documented choice is accepted while other values are refused.
@@ -22,13 +22,28 @@ struct Doc {
     choices: Vec<String>,
 }
 
-/// The `options:` of a module's DOCUMENTATION, read line by line (two-space option names, their
-/// `type`, `default` and `choices` four spaces in).
+/// The options of a module's DOCUMENTATION, with those of the doc fragment it extends.
 fn documented(module: &str) -> BTreeMap<String, Doc> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../plugins/modules")
-        .join(format!("{module}.py"));
-    let text = std::fs::read_to_string(&path).unwrap();
+    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../plugins");
+    let text = std::fs::read_to_string(plugins.join(format!("modules/{module}.py"))).unwrap();
+    let mut options = options_of(&text);
+    assert!(
+        text.contains("extends_documentation_fragment:\n  - autoheal.haproxy.haproxy\n"),
+        "{module} does not extend the shared fragment"
+    );
+    let fragment = std::fs::read_to_string(plugins.join("doc_fragments/haproxy.py")).unwrap();
+    for (name, doc) in options_of(&fragment) {
+        assert!(
+            options.insert(name.clone(), doc).is_none(),
+            "{module} documents {name}, which the fragment documents"
+        );
+    }
+    options
+}
+
+/// The `options:` of a DOCUMENTATION, read line by line (two-space option names, their `type`,
+/// `default` and `choices` four spaces in).
+fn options_of(text: &str) -> BTreeMap<String, Doc> {
     let start = text.find("\noptions:\n").unwrap() + "\noptions:\n".len();
     let mut options = BTreeMap::new();
     let mut current: Option<String> = None;
