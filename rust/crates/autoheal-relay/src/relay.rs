@@ -17,7 +17,7 @@ use crate::executor::{Executor, RunRequest};
 use crate::guard::Guard;
 use crate::journal::{Journal, JournalError, JournalOptions, NewRun, Retry, Settlement};
 use crate::metrics::{Metrics, ReasonLabel, ResultLabel, StateLabel};
-use crate::model::{now_ms, Pending, RunResult};
+use crate::model::{now_ms, Pending, RunResult, RunStatus};
 use crate::rules::Rule;
 use crate::target::TargetsConfig;
 
@@ -492,7 +492,7 @@ fn spawn_worker(
             metrics
                 .runs_finished
                 .get_or_create(&ResultLabel {
-                    result: result.status.clone(),
+                    result: result.status.to_string(),
                 })
                 .inc();
             #[allow(clippy::cast_precision_loss)]
@@ -573,7 +573,7 @@ async fn run_catching_panics(
             };
             tracing::error!(run = request.run_id, fleet = %request.fleet, error = %why, "run failed");
             RunResult {
-                status: "error".into(),
+                status: RunStatus::Error,
                 rc: None,
                 duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
                 detail: why,

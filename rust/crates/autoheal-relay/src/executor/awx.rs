@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::{extra_vars, Executor, RunFuture, RunRequest};
 use crate::config::AwxConfig;
-use crate::model::RunResult;
+use crate::model::{RunResult, RunStatus};
 
 const FINAL_STATES: [&str; 4] = ["successful", "failed", "error", "canceled"];
 
@@ -148,7 +148,7 @@ impl Executor for Awx {
                 Ok(job) => job,
                 Err(detail) => {
                     return RunResult {
-                        status: "error".into(),
+                        status: RunStatus::Error,
                         rc: None,
                         duration_ms: elapsed(),
                         detail,
@@ -158,13 +158,13 @@ impl Executor for Awx {
             tracing::info!(run = request.run_id, job, "AWX job launched");
             match self.wait(job, started).await {
                 Ok(status) => RunResult {
-                    status,
+                    status: RunStatus::from(status.as_str()),
                     rc: None,
                     duration_ms: elapsed(),
                     detail: format!("AWX job {job}"),
                 },
                 Err(detail) => RunResult {
-                    status: "timeout".into(),
+                    status: RunStatus::Timeout,
                     rc: None,
                     duration_ms: elapsed(),
                     detail,

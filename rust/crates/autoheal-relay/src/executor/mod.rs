@@ -3,8 +3,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::model::Action;
 use crate::model::RunResult;
+use crate::model::{Action, RunStatus};
 
 pub mod ansible_runner;
 pub mod awx;
@@ -59,7 +59,7 @@ impl Executor for DryRun {
                 );
             }
             RunResult {
-                status: "successful".into(),
+                status: RunStatus::Successful,
                 rc: None,
                 duration_ms: 0,
                 detail: format!("dry run: {} action(s) not applied", request.actions.len()),

@@ -9,7 +9,7 @@ use rusqlite::{params, Transaction};
 use super::{AcceptReport, JournalError, Retry, Settlement};
 use crate::config::RetryConfig;
 use crate::dedup::{self, DedupKey, DedupStore};
-use crate::model::{Action, Alert, Decision, Pending, RunResult, Source, PARTIAL};
+use crate::model::{Action, Alert, Decision, Pending, RunResult, RunStatus, Source};
 
 /// Side effects held back until the transaction commits.
 #[derive(Default)]
@@ -191,7 +191,7 @@ pub(super) fn finish(
 ) -> Result<Vec<Retry>, JournalError> {
     tx.execute(
         "UPDATE runs SET finished_ms = ?2, status = ?3, rc = ?4, duration_ms = ?5, detail = ?6 WHERE id = ?1",
-        params![run_id, now, r.status, r.rc, r.duration_ms, r.detail],
+        params![run_id, now, r.status.as_str(), r.rc, r.duration_ms, r.detail],
     )?;
     if r.succeeded() {
         tx.execute(
@@ -212,7 +212,7 @@ pub(super) fn finish(
     )?;
     // A partial run names the hosts it failed on in its detail's first line: kept with its
     // decisions, so the history still tells it once a retry has completed them.
-    let partial = r.status == PARTIAL;
+    let partial = r.status == RunStatus::Partial;
     if partial {
         let note = format!(
             "run #{run_id} partial: {}",
@@ -223,7 +223,7 @@ pub(super) fn finish(
             params![run_id, note],
         )?;
     }
-    let exhausted = if partial { PARTIAL } else { "failed" };
+    let exhausted = if partial { "partial" } else { "failed" };
     let failed: Vec<(i64, u32)> = tx
         .prepare_cached(
             "SELECT d.id, COALESCE(r.attempts, 0) FROM decisions d LEFT JOIN retries r ON r.decision_id = d.id

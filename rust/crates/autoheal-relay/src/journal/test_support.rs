@@ -10,7 +10,9 @@ use tokio::sync::mpsc;
 use super::{Journal, JournalOptions, NewRun, Recovered, Settlement};
 use crate::coalesce::tests::intent;
 use crate::config::{RetryConfig, Synchronous};
-use crate::model::{Alert, AlertStatus, Decision, DesiredState, Pending, RunResult, Source};
+use crate::model::{
+    Alert, AlertStatus, Decision, DesiredState, Pending, RunResult, RunStatus, Source,
+};
 
 /// A running journal and what it forwards to the pipeline.
 pub(super) struct Open {
@@ -109,7 +111,7 @@ pub(super) async fn start_run(open: &Open, items: Vec<Pending>) -> i64 {
 
 pub(super) fn result(status: &str, detail: &str) -> RunResult {
     RunResult {
-        status: status.into(),
+        status: RunStatus::from(status),
         rc: Some(2),
         duration_ms: 5,
         detail: detail.into(),

@@ -9,7 +9,7 @@ mod run;
 pub use alert::{Alert, AlertStatus, Source};
 pub use decision::Decision;
 pub use intent::{Action, DesiredState, Intent, Pending, Reason, RecordedTarget, Target};
-pub use run::{RunResult, PARTIAL};
+pub use run::{RunResult, RunStatus};
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {

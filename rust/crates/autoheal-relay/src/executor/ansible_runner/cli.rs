@@ -9,7 +9,7 @@ use tokio::process::Command;
 
 use super::{elapsed_ms, AnsibleRunner, IDENT};
 use crate::executor::RunRequest;
-use crate::model::RunResult;
+use crate::model::{RunResult, RunStatus};
 
 impl AnsibleRunner {
     /// The argv (program first) for a run in `private_data_dir`.
@@ -61,7 +61,7 @@ impl AnsibleRunner {
             Err(_) => {
                 let _ = child.kill().await;
                 return Ok(RunResult {
-                    status: "timeout".into(),
+                    status: RunStatus::Timeout,
                     rc: None,
                     duration_ms,
                     detail: format!("killed after {}s; see {}", limit.as_secs(), dir.display()),

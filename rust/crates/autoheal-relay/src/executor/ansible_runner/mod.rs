@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::{Executor, RunFuture, RunRequest};
 use crate::config::AnsibleRunnerConfig;
-use crate::model::RunResult;
+use crate::model::{RunResult, RunStatus};
 
 mod cli;
 pub mod host_outcome;
@@ -153,7 +153,7 @@ impl Executor for AnsibleRunner {
                 .execute(request)
                 .await
                 .unwrap_or_else(|detail| RunResult {
-                    status: "error".into(),
+                    status: RunStatus::Error,
                     rc: None,
                     duration_ms: 0,
                     detail,

@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::worker::{Answer, Worker};
 use super::{elapsed_ms, AnsibleRunner, IDENT};
 use crate::executor::RunRequest;
-use crate::model::RunResult;
+use crate::model::{RunResult, RunStatus};
 
 /// A fleet's resident worker, if one is running.
 pub(super) type WorkerSlot = Arc<tokio::sync::Mutex<Option<Worker>>>;
@@ -65,19 +65,19 @@ impl AnsibleRunner {
                 Ok(Ok(Answer::Error { error })) => {
                     *worker = Some(running);
                     return Some(RunResult {
-                        status: "failed".into(),
+                        status: RunStatus::Failed,
                         rc: None,
                         duration_ms,
                         detail: format!("{error}; see {}", dir.display()),
                     });
                 }
                 Ok(Ok(Answer::Ready { .. })) => (
-                    "failed",
+                    RunStatus::Failed,
                     "the worker answered garbage: a second ready line".into(),
                 ),
-                Ok(Err(e)) => ("failed", e.to_string()),
+                Ok(Err(e)) => (RunStatus::Failed, e.to_string()),
                 Err(_) => (
-                    "timeout",
+                    RunStatus::Timeout,
                     format!("no answer after {}s", self.run_limit().as_secs()),
                 ),
             };
@@ -85,7 +85,7 @@ impl AnsibleRunner {
             self.start_spare();
             let (status, why) = failure;
             return Some(RunResult {
-                status: status.into(),
+                status,
                 rc: None,
                 duration_ms,
                 detail: format!(

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::host_outcome::HostOutcome;
 use super::{AnsibleRunner, IDENT};
 use crate::executor::{extra_vars_unsafe_yaml, RunRequest};
-use crate::model::{RunResult, PARTIAL};
+use crate::model::{RunResult, RunStatus};
 
 impl AnsibleRunner {
     /// Writes the private data dir: `env/extravars` and `env/settings`.
@@ -45,17 +45,17 @@ impl AnsibleRunner {
                 .filter(|s| !s.is_empty())
         });
         let mut status = match reported {
-            Some(s) => s,
-            None if rc == Some(0) => "successful".into(),
-            None => "failed".into(),
+            Some(s) => RunStatus::from(s.as_str()),
+            None if rc == Some(0) => RunStatus::Successful,
+            None => RunStatus::Failed,
         };
         let mut detail = format!("private data dir {}", dir.display());
-        if status != "successful" {
+        if status != RunStatus::Successful {
             // The hosts it failed on come first, on a line of their own (the journal keeps that line
             // with the run's decisions); a run that still changed other hosts is partial.
             if let Some(hosts) = HostOutcome::read(&artifacts.join("job_events")) {
                 if hosts.partial() {
-                    status = PARTIAL.into();
+                    status = RunStatus::Partial;
                 }
                 detail = format!("{}\n{detail}", hosts.summary());
             }
