@@ -100,9 +100,11 @@ def test_a_run_reports_the_runner_status_and_its_output_goes_to_the_log(worker, 
 
 def test_a_runner_that_raises_is_an_error_answer(worker, tmp_path, monkeypatch):
     output_on_fd2(monkeypatch)
+
     class StandIn:
         @staticmethod
-        def run(**_):
+        def run(**kwargs):
+            del kwargs
             raise RuntimeError("no such playbook")
 
     worker.ansible_runner = StandIn
@@ -134,15 +136,17 @@ def test_the_protocol_is_ready_then_one_answer_per_request_and_nothing_else_on_s
     """
     request = {"private_data_dir": str(tmp_path), "playbook": "p.yml", "ident": "autoheal", "inventory": "inv",
                "log": str(tmp_path / "run.log")}
-    rc, answers, _ = speak(tmp_path, module, [json.dumps(request), "not json"])
+    rc, answers, stderr = speak(tmp_path, module, [json.dumps(request), "not json"])
     assert rc == 0
     assert answers[0] == {"ready": True}
     assert answers[1] == {"status": "successful", "rc": 0, "standby": False}
     assert answers[2]["error"].startswith("request is not JSON")
     assert len(answers) == 3
+    assert "chatter" not in stderr, "a run's output goes to its log"
 
 
 def test_a_worker_without_ansible_runner_says_so_and_exits(tmp_path):
-    rc, answers, _ = speak(tmp_path, "raise ImportError('not installed here')\n", [])
+    rc, answers, stderr = speak(tmp_path, "raise ImportError('not installed here')\n", [])
     assert rc == 1
     assert answers == [{"error": "cannot import ansible_runner: not installed here"}]
+    assert stderr == ""
