@@ -7,6 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::JournalError;
+use crate::model::Outcome;
 
 /// One line of `autoheal-relay history`.
 #[derive(Debug, Clone, Serialize)]
@@ -20,7 +21,7 @@ pub struct HistoryRow {
     /// Alert status.
     pub alert_status: String,
     /// pending, running, retrying, done, failed, refused, superseded, noop, rejected, ignored.
-    pub outcome: String,
+    pub outcome: Outcome,
     /// Rule.
     pub rule: Option<String>,
     /// Target key.
@@ -78,7 +79,7 @@ pub fn runs(path: &Path) -> Result<Vec<(i64, String, String, String)>, JournalEr
 }
 
 /// The outcome of one decision (for tests and tools).
-pub fn decision_outcome(path: &Path, id: i64) -> Result<Option<String>, JournalError> {
+pub fn decision_outcome(path: &Path, id: i64) -> Result<Option<Outcome>, JournalError> {
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     Ok(conn
         .query_row(
@@ -93,6 +94,7 @@ pub fn decision_outcome(path: &Path, id: i64) -> Result<Option<String>, JournalE
 mod tests {
     use super::super::test_support::{accept_one, alert, db_path, open, result, start_run};
     use super::{decision_outcome, history, runs};
+    use crate::model::Outcome;
     use crate::model::{AlertStatus, Decision, Source};
 
     #[tokio::test]
@@ -119,8 +121,8 @@ mod tests {
         let rows = history(&db, 10).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(
-            (rows[0].outcome.as_str(), rows[0].alert_status.as_str()),
-            ("ignored", "resolved")
+            (rows[0].outcome.clone(), rows[0].alert_status.as_str()),
+            (Outcome::Ignored, "resolved")
         );
         assert_eq!((rows[0].run_id, rows[0].target.as_deref()), (None, None));
         let done = &rows[1];
@@ -139,10 +141,7 @@ mod tests {
             (run, "default", "successful")
         );
         assert!(actions.contains(r#""state":"drain""#), "{actions}");
-        assert_eq!(
-            decision_outcome(&db, p.id).unwrap().as_deref(),
-            Some("done")
-        );
+        assert_eq!(decision_outcome(&db, p.id).unwrap(), Some(Outcome::Done));
         assert_eq!(decision_outcome(&db, 999).unwrap(), None);
     }
 }

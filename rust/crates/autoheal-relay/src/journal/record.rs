@@ -9,7 +9,7 @@ use rusqlite::{params, Transaction};
 use super::{AcceptReport, JournalError, Retry, Settlement};
 use crate::config::RetryConfig;
 use crate::dedup::{self, DedupKey, DedupStore};
-use crate::model::{Action, Alert, Decision, Pending, RunResult, RunStatus, Source};
+use crate::model::{Action, Alert, Decision, Outcome, Pending, RunResult, RunStatus, Source};
 
 /// Side effects held back until the transaction commits.
 #[derive(Default)]
@@ -74,7 +74,7 @@ pub(super) fn accept(
                 ins_decision.execute(params![
                     event_id,
                     now,
-                    "pending",
+                    Outcome::Pending,
                     intent.rule,
                     intent.target.key(),
                     intent.fleet,
@@ -92,7 +92,7 @@ pub(super) fn accept(
                 ins_decision.execute(params![
                     event_id,
                     now,
-                    "rejected",
+                    Outcome::Rejected,
                     rule,
                     Option::<String>::None,
                     Option::<String>::None,
@@ -106,7 +106,7 @@ pub(super) fn accept(
                 ins_decision.execute(params![
                     event_id,
                     now,
-                    "ignored",
+                    Outcome::Ignored,
                     Option::<String>::None,
                     Option::<String>::None,
                     Option::<String>::None,
@@ -140,16 +140,21 @@ pub(super) fn settle(
     for id in &s.superseded {
         set_outcome.execute(params![
             id,
-            "superseded",
+            Outcome::Superseded,
             "a later alert for the same target won",
             now
         ])?;
     }
     for id in &s.noop {
-        set_outcome.execute(params![id, "noop", "target already in this state", now])?;
+        set_outcome.execute(params![
+            id,
+            Outcome::Noop,
+            "target already in this state",
+            now
+        ])?;
     }
     for (id, why) in &s.refused {
-        set_outcome.execute(params![id, "refused", why, now])?;
+        set_outcome.execute(params![id, Outcome::Refused, why, now])?;
     }
     let Some(run) = s.run else { return Ok(None) };
     let actions: Vec<Action> = run.items.iter().map(|p| (&p.intent).into()).collect();
@@ -223,7 +228,11 @@ pub(super) fn finish(
             params![run_id, note],
         )?;
     }
-    let exhausted = if partial { "partial" } else { "failed" };
+    let exhausted = if partial {
+        Outcome::Partial
+    } else {
+        Outcome::Failed
+    };
     let failed: Vec<(i64, u32)> = tx
         .prepare_cached(
             "SELECT d.id, COALESCE(r.attempts, 0) FROM decisions d LEFT JOIN retries r ON r.decision_id = d.id

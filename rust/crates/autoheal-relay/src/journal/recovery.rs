@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{JournalError, Recovered, Recovery};
-use crate::model::{now_ms, DesiredState, Intent, Pending, RecordedTarget};
+use crate::model::{now_ms, DesiredState, Intent, Outcome, Pending, RecordedTarget};
 
 /// Reads the state to resume from, marking interrupted runs.
 pub(super) fn recover(conn: &mut Connection) -> Result<Recovered, JournalError> {
@@ -31,7 +31,7 @@ pub(super) fn recover(conn: &mut Connection) -> Result<Recovered, JournalError> 
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
+                r.get::<_, Outcome>(2)?,
                 r.get::<_, Option<i64>>(3)?,
             ))
         })?;
@@ -39,12 +39,12 @@ pub(super) fn recover(conn: &mut Connection) -> Result<Recovered, JournalError> 
             let (id, json, outcome, retry_at) = row?;
             let mut intent: Intent = serde_json::from_str(&json)
                 .map_err(|source| JournalError::Corrupt { id, source })?;
-            if outcome == "retrying" {
+            if outcome == Outcome::Retrying {
                 intent.not_before_ms = intent.not_before_ms.max(retry_at.unwrap_or(0));
             }
             pending.push(Recovery {
                 pending: Pending { id, intent },
-                replay: outcome != "pending",
+                replay: outcome != Outcome::Pending,
             });
         }
     }

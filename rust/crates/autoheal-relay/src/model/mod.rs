@@ -1,14 +1,17 @@
-//! Types the stages share: alerts, decisions, intents, the playbook contract and run results.
+//! Types the stages share: alerts, decisions and their outcomes, intents, the playbook contract
+//! and run results.
 //! Every stage depends on these, not on its neighbours.
 
 mod alert;
 mod decision;
 mod intent;
+mod outcome;
 mod run;
 
 pub use alert::{Alert, AlertStatus, Source};
 pub use decision::Decision;
 pub use intent::{Action, DesiredState, Intent, Pending, Reason, RecordedTarget, Target};
+pub use outcome::Outcome;
 pub use run::{RunResult, RunStatus};
 
 /// Milliseconds since the Unix epoch, now.
