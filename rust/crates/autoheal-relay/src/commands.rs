@@ -116,7 +116,7 @@ pub fn environment_warnings(cfg: &Config) -> Vec<String> {
                 warnings.push(format!("executor.binary {} not found", r.binary.display()));
             }
             if let Err(why) = crate::executor::ansible_runner::resident_python(r) {
-                warnings.push(why);
+                warnings.push(why.to_string());
             }
             if !r.inventory.exists() {
                 warnings.push(format!(

@@ -108,9 +108,9 @@ pub enum StartError {
     /// A secret file is unusable.
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
-    /// The executor could not be set up.
+    /// The AWX executor could not be set up.
     #[error("executor: {0}")]
-    Executor(String),
+    Awx(#[from] crate::executor::awx::AwxError),
 }
 
 /// A running relay (journal + pipeline); serve [`Relay::state`] with [`crate::http::app`].
@@ -131,9 +131,7 @@ pub fn executor_from_config(cfg: &Config) -> Result<Arc<dyn Executor>, StartErro
         ExecutorConfig::AnsibleRunner(r) => Arc::new(
             crate::executor::ansible_runner::AnsibleRunner::new(r.clone()),
         ),
-        ExecutorConfig::Awx(a) => {
-            Arc::new(crate::executor::awx::Awx::new(a.clone()).map_err(StartError::Executor)?)
-        }
+        ExecutorConfig::Awx(a) => Arc::new(crate::executor::awx::Awx::new(a.clone())?),
         ExecutorConfig::DryRun => Arc::new(crate::executor::DryRun),
     })
 }

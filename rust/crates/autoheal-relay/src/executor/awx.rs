@@ -9,6 +9,7 @@
 //! sent. After a request may have reached AWX (a timeout, a reset, a 5xx) it is not retried:
 //! that could start a second job.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -33,6 +34,71 @@ struct Launched {
     id: Option<u64>,
 }
 
+/// Why the AWX executor could not be set up, or a job launched or followed.
+#[derive(Debug, thiserror::Error)]
+pub enum AwxError {
+    /// The token file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Token {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The token file is empty.
+    #[error("{} is empty", path.display())]
+    EmptyToken {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    /// The launch request failed after it may have reached AWX.
+    #[error("launch {url}: {source} (not retried: the job may exist)")]
+    Launch {
+        /// The launch URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// AWX refused the launch.
+    #[error("launch {url}: HTTP {status}: {body}")]
+    Refused {
+        /// The launch URL.
+        url: String,
+        /// Its answer's status.
+        status: reqwest::StatusCode,
+        /// The start of its answer's body.
+        body: String,
+    },
+    /// The launch's answer could not be read.
+    #[error("launch {url}: unreadable answer: {source}")]
+    Answer {
+        /// The launch URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The launch's answer names no job.
+    #[error("launch {url}: answer has no job id")]
+    NoJobId {
+        /// The launch URL.
+        url: String,
+    },
+    /// The job did not finish in time.
+    #[error("job {job} not finished after {secs}s")]
+    NotFinished {
+        /// The job id.
+        job: u64,
+        /// The time allowed.
+        secs: u64,
+    },
+}
+
 #[derive(Deserialize)]
 struct Job {
     status: String,
@@ -40,18 +106,23 @@ struct Job {
 
 impl Awx {
     /// Reads the token file and builds the HTTP client.
-    pub fn new(cfg: AwxConfig) -> Result<Self, String> {
+    pub fn new(cfg: AwxConfig) -> Result<Self, AwxError> {
         let token = std::fs::read_to_string(&cfg.token_file)
-            .map_err(|e| format!("cannot read {}: {e}", cfg.token_file.display()))?
+            .map_err(|source| AwxError::Token {
+                path: cfg.token_file.clone(),
+                source,
+            })?
             .trim()
             .to_owned();
         if token.is_empty() {
-            return Err(format!("{} is empty", cfg.token_file.display()));
+            return Err(AwxError::EmptyToken {
+                path: cfg.token_file.clone(),
+            });
         }
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(cfg.request_timeout_ms))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(AwxError::Client)?;
         Ok(Self { cfg, token, client })
     }
 
@@ -59,7 +130,7 @@ impl Awx {
         self.cfg.url.trim_end_matches('/')
     }
 
-    async fn launch(&self, request: &RunRequest) -> Result<u64, String> {
+    async fn launch(&self, request: &RunRequest) -> Result<u64, AwxError> {
         let url = format!(
             "{}/api/v2/job_templates/{}/launch/",
             self.base(),
@@ -85,32 +156,29 @@ impl Awx {
                     tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
                     attempt += 1;
                 }
-                Err(e) => {
-                    return Err(format!(
-                        "launch {url}: {e} (not retried: the job may exist)"
-                    ))
-                }
+                Err(source) => return Err(AwxError::Launch { url, source }),
             }
         };
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
-            return Err(format!(
-                "launch {url}: HTTP {status}: {}",
-                text.chars().take(300).collect::<String>()
-            ));
+            return Err(AwxError::Refused {
+                url,
+                status,
+                body: text.chars().take(300).collect(),
+            });
         }
-        let launched: Launched = response
-            .json()
-            .await
-            .map_err(|e| format!("launch {url}: unreadable answer: {e}"))?;
+        let launched: Launched = response.json().await.map_err(|source| AwxError::Answer {
+            url: url.clone(),
+            source,
+        })?;
         launched
             .job
             .or(launched.id)
-            .ok_or_else(|| format!("launch {url}: answer has no job id"))
+            .ok_or(AwxError::NoJobId { url })
     }
 
-    async fn wait(&self, job: u64, started: Instant) -> Result<String, String> {
+    async fn wait(&self, job: u64, started: Instant) -> Result<String, AwxError> {
         let url = format!("{}/api/v2/jobs/{job}/", self.base());
         let deadline = started + Duration::from_secs(self.cfg.timeout_secs);
         loop {
@@ -125,10 +193,10 @@ impl Awx {
                 Err(e) => tracing::warn!(job, error = %e, "AWX poll failed"),
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "job {job} not finished after {}s",
-                    self.cfg.timeout_secs
-                ));
+                return Err(AwxError::NotFinished {
+                    job,
+                    secs: self.cfg.timeout_secs,
+                });
             }
             tokio::time::sleep(Duration::from_millis(self.cfg.poll_interval_ms)).await;
         }
@@ -146,12 +214,12 @@ impl Executor for Awx {
             let elapsed = || i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
             let job = match self.launch(request).await {
                 Ok(job) => job,
-                Err(detail) => {
+                Err(error) => {
                     return RunResult {
                         status: RunStatus::Error,
                         rc: None,
                         duration_ms: elapsed(),
-                        detail,
+                        detail: error.to_string(),
                     }
                 }
             };
@@ -163,11 +231,11 @@ impl Executor for Awx {
                     duration_ms: elapsed(),
                     detail: format!("AWX job {job}"),
                 },
-                Err(detail) => RunResult {
+                Err(error) => RunResult {
                     status: RunStatus::Timeout,
                     rc: None,
                     duration_ms: elapsed(),
-                    detail,
+                    detail: error.to_string(),
                 },
             }
         })

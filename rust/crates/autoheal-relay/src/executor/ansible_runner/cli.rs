@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tokio::process::Command;
 
-use super::{elapsed_ms, AnsibleRunner, IDENT};
+use super::{elapsed_ms, AnsibleRunner, RunnerError, IDENT};
 use crate::executor::RunRequest;
 use crate::model::{RunResult, RunStatus};
 
@@ -38,10 +38,12 @@ impl AnsibleRunner {
         dir: &Path,
         stderr_path: &Path,
         started: Instant,
-    ) -> Result<RunResult, String> {
+    ) -> Result<RunResult, RunnerError> {
         let argv = self.argv(dir, &request.fleet);
-        let stderr = std::fs::File::create(stderr_path)
-            .map_err(|e| format!("{}: {e}", stderr_path.display()))?;
+        let stderr = std::fs::File::create(stderr_path).map_err(|source| RunnerError::Log {
+            path: stderr_path.to_owned(),
+            source,
+        })?;
         tracing::info!(run = request.run_id, fleet = %request.fleet, mode = "cli", argv = ?argv, "starting ansible-runner");
         let mut child = Command::new(&argv[0])
             .args(&argv[1..])
@@ -51,13 +53,16 @@ impl AnsibleRunner {
             .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", argv[0]))?;
+            .map_err(|source| RunnerError::Spawn {
+                program: argv[0].clone(),
+                source,
+            })?;
         let limit = self.run_limit();
         let waited = tokio::time::timeout(limit, child.wait()).await;
         let duration_ms = elapsed_ms(started);
         let exit = match waited {
             Ok(Ok(status)) => status,
-            Ok(Err(e)) => return Err(format!("waiting for ansible-runner: {e}")),
+            Ok(Err(e)) => return Err(RunnerError::Wait(e)),
             Err(_) => {
                 let _ = child.kill().await;
                 return Ok(RunResult {

@@ -52,29 +52,75 @@ pub struct AnsibleRunner {
     kill_margin: Duration,
 }
 
+/// Why a run could not be carried out at all (it is recorded as an `error` with this as detail).
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The run's private data dir could not be written.
+    #[error("cannot prepare the private data dir under {}: {source}", work_dir.display())]
+    Prepare {
+        /// `executor.work_dir`.
+        work_dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file for ansible-runner's stderr could not be created.
+    #[error("{}: {source}", path.display())]
+    Log {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// ansible-runner could not be started.
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Waiting for ansible-runner failed.
+    #[error("waiting for ansible-runner: {0}")]
+    Wait(#[source] std::io::Error),
+}
+
+/// Why the resident worker has no Python (runs then use the CLI).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PythonError {
+    /// `executor.binary` is not there, so the default Python beside it is not either.
+    #[error("executor.binary {} not found, so neither is the python3 beside it", binary.display())]
+    NoBinary {
+        /// `executor.binary`.
+        binary: PathBuf,
+    },
+    /// The Python is not there.
+    #[error("executor.python {} not found; runs use the ansible-runner CLI (set executor.python)", python.display())]
+    NoPython {
+        /// The Python looked for.
+        python: PathBuf,
+    },
+}
+
 /// The Python the resident worker would use, or why there is none (then runs use the CLI).
-pub fn resident_python(cfg: &AnsibleRunnerConfig) -> Result<Option<PathBuf>, String> {
+pub fn resident_python(cfg: &AnsibleRunnerConfig) -> Result<Option<PathBuf>, PythonError> {
     if !cfg.resident {
         return Ok(None);
     }
     let wanted = match &cfg.python {
         Some(python) => python.clone(),
         None => {
-            let binary = find_program(&cfg.binary).ok_or_else(|| {
-                format!(
-                    "executor.binary {} not found, so neither is the python3 beside it",
-                    cfg.binary.display()
-                )
+            let binary = find_program(&cfg.binary).ok_or_else(|| PythonError::NoBinary {
+                binary: cfg.binary.clone(),
             })?;
             binary.with_file_name("python3")
         }
     };
-    find_program(&wanted).map(Some).ok_or_else(|| {
-        format!(
-            "executor.python {} not found; runs use the ansible-runner CLI (set executor.python)",
-            wanted.display()
-        )
-    })
+    find_program(&wanted)
+        .map(Some)
+        .ok_or(PythonError::NoPython { python: wanted })
 }
 
 /// `program` itself if it is a file, or where a bare name is found on PATH.
@@ -117,14 +163,14 @@ impl AnsibleRunner {
         Duration::from_secs(self.cfg.timeout_secs) + self.kill_margin
     }
 
-    async fn execute(&self, request: &RunRequest) -> Result<RunResult, String> {
+    async fn execute(&self, request: &RunRequest) -> Result<RunResult, RunnerError> {
         let started = Instant::now();
-        let dir = self.prepare(request).map_err(|e| {
-            format!(
-                "cannot prepare the private data dir under {}: {e}",
-                self.cfg.work_dir.display()
-            )
-        })?;
+        let dir = self
+            .prepare(request)
+            .map_err(|source| RunnerError::Prepare {
+                work_dir: self.cfg.work_dir.clone(),
+                source,
+            })?;
         let stderr_path = dir.join("relay-stderr.log");
         if let Some(python) = &self.python {
             if let Some(result) = self
@@ -152,11 +198,11 @@ impl Executor for AnsibleRunner {
             let result = self
                 .execute(request)
                 .await
-                .unwrap_or_else(|detail| RunResult {
+                .unwrap_or_else(|error| RunResult {
                     status: RunStatus::Error,
                     rc: None,
                     duration_ms: 0,
-                    detail,
+                    detail: error.to_string(),
                 });
             if let Err(e) = run_dir::prune_run_dirs(&self.cfg.work_dir, self.cfg.keep_runs) {
                 tracing::warn!(error = %e, dir = %self.cfg.work_dir.display(), "cannot prune old run directories");
@@ -169,7 +215,7 @@ impl Executor for AnsibleRunner {
 #[cfg(test)]
 mod tests {
     use super::test_support::{cfg, fake_runner, newest_run_dir, request};
-    use super::{resident_python, AnsibleRunner};
+    use super::{resident_python, AnsibleRunner, PythonError};
     use crate::executor::Executor;
 
     #[tokio::test]
@@ -212,10 +258,11 @@ mod tests {
         let runner = fake_runner(dir.path(), 0, "successful");
         let mut c = cfg(dir.path(), runner);
         c.resident = true;
-        let missing = resident_python(&c).unwrap_err();
-        assert!(
-            missing.contains(&dir.path().join("python3").display().to_string()),
-            "{missing}"
+        assert_eq!(
+            resident_python(&c),
+            Err(PythonError::NoPython {
+                python: dir.path().join("python3")
+            })
         );
         std::fs::write(dir.path().join("python3"), "").unwrap();
         assert_eq!(
