@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use args::{Args, Command};
-use autoheal_relay::commands::{self, HistoryFormat};
+use autoheal_relay::commands::{self, CommandError, HistoryFormat};
 
 mod args;
 
@@ -14,13 +14,25 @@ fn main() -> ExitCode {
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("autoheal-relay: {e:#}");
+            eprintln!("autoheal-relay: {}", with_causes(&e));
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+/// The error and each of its sources, joined by `: `.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn run(args: Args) -> Result<(), CommandError> {
     match args.command {
         Command::Serve { config } => commands::serve(&config)?,
         Command::CheckConfig { file } => {
