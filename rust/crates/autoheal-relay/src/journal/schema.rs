@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_open ON decisions(outcome) WHERE outcome IN ('pending', 'running');
 CREATE INDEX IF NOT EXISTS decisions_retrying ON decisions(outcome) WHERE outcome = 'retrying';
+-- A run's result finds its decisions here, not by reading every decision ever journaled.
+CREATE INDEX IF NOT EXISTS decisions_running ON decisions(run_id) WHERE outcome = 'running';
 CREATE TABLE IF NOT EXISTS runs (
     id          INTEGER PRIMARY KEY,
     fleet       TEXT NOT NULL,
