@@ -231,6 +231,10 @@ impl Relay {
     }
 }
 
+/// Refused actions of one batch logged one by one; a storm's others are one line with their count
+/// (each is journaled with its reason and counted in `actions_refused_total`).
+const REFUSALS_LOGGED: usize = 10;
+
 /// How often the pipeline looks at the pause file, the breaker gauge and anything it may have
 /// missed, whatever the coalescing window.
 const HOUSEKEEPING: Duration = Duration::from_millis(200);
@@ -384,14 +388,20 @@ impl Pipeline {
                 self.guard.record_replay(&r.intent);
                 admission.admitted.push(r);
             }
-            for (p, refusal) in &admission.refused {
-                tracing::warn!(target = %p.intent.target, state = p.intent.state.as_str(), reason = %refusal, "action refused");
+            for (n, (p, refusal)) in admission.refused.iter().enumerate() {
+                if n < REFUSALS_LOGGED {
+                    tracing::warn!(target = %p.intent.target, state = p.intent.state.as_str(), reason = %refusal, "action refused");
+                }
                 self.metrics
                     .actions_refused
                     .get_or_create(&ReasonLabel {
                         reason: refusal.kind().to_owned(),
                     })
                     .inc();
+            }
+            let more = admission.refused.len().saturating_sub(REFUSALS_LOGGED);
+            if more > 0 {
+                tracing::warn!(fleet = %fleet, more, "more actions refused in this batch (`autoheal-relay history` lists each)");
             }
             for p in &admission.admitted {
                 self.metrics
