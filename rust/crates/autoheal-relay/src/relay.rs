@@ -144,7 +144,7 @@ impl Relay {
         let auth = Authenticator::load(&cfg.auth)?;
         let metrics = Arc::new(Metrics::new());
         let (pipe_tx, pipe_rx) = mpsc::unbounded_channel();
-        let (journal, recovered) = Journal::start(
+        let (journal, mut recovered) = Journal::start(
             &JournalOptions {
                 path: cfg.journal.path.clone(),
                 dedup_ttl: Duration::from_secs(cfg.journal.dedup_ttl_secs),
@@ -156,6 +156,7 @@ impl Relay {
             },
             pipe_tx,
         )?;
+        auth.remember_all(std::mem::take(&mut recovered.signatures));
         if recovered.paused {
             tracing::warn!("still paused through the admin endpoint before the restart; POST /admin/resume to resume");
         }

@@ -9,7 +9,7 @@ use rusqlite::{params, Transaction};
 use super::{AcceptReport, JournalError, Retry, Settlement};
 use crate::config::RetryConfig;
 use crate::dedup::{self, DedupKey, DedupStore};
-use crate::model::{Action, Alert, Decision, Pending, RunResult, Source, PARTIAL};
+use crate::model::{Action, Alert, Decision, Pending, RunResult, Source, UsedSignature, PARTIAL};
 
 /// Side effects held back until the transaction commits.
 #[derive(Default)]
@@ -26,6 +26,7 @@ pub(super) fn accept(
     now: i64,
     source: Source,
     items: Vec<(Alert, Decision)>,
+    signature: Option<&UsedSignature>,
     dedup: &DedupStore,
     ttl_ms: i64,
     batch_keys: &mut HashSet<DedupKey>,
@@ -35,6 +36,20 @@ pub(super) fn accept(
         alerts: items.len(),
         ..AcceptReport::default()
     };
+    if let Some(signature) = signature {
+        // Signed requests come at the sender's pace: the stale ones go as new ones come.
+        let now_secs = now / 1000;
+        tx.prepare_cached("DELETE FROM signatures WHERE stale_after < ?1")?
+            .execute(params![now_secs])?;
+        tx.prepare_cached(
+            "INSERT INTO signatures (mac, stale_after) VALUES (?1, ?2)
+             ON CONFLICT(mac) DO UPDATE SET stale_after = max(stale_after, excluded.stale_after)",
+        )?
+        .execute(params![
+            signature.mac,
+            i64::try_from(signature.stale_after).unwrap_or(i64::MAX)
+        ])?;
+    }
     let mut ins_event = tx.prepare_cached(
         "INSERT INTO events (received_ms, source, status, fingerprint, starts_at, alertname, labels)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

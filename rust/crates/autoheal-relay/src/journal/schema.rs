@@ -62,6 +62,11 @@ CREATE TABLE IF NOT EXISTS retries (
     attempts      INTEGER NOT NULL,
     not_before_ms INTEGER NOT NULL
 );
+-- Grafana signatures accepted until they are stale: a replay is refused across a restart too.
+CREATE TABLE IF NOT EXISTS signatures (
+    mac         BLOB PRIMARY KEY,
+    stale_after INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS switches (
     name        TEXT PRIMARY KEY,
     is_on       INTEGER NOT NULL,
@@ -166,7 +171,7 @@ mod tests {
                     |r| r.get(0),
                 )
                 .unwrap();
-            assert_eq!(tables, 6);
+            assert_eq!(tables, 7);
         }
     }
 }

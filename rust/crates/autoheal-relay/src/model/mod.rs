@@ -1,15 +1,18 @@
-//! Types the stages share: alerts, decisions, intents, the playbook contract and run results.
+//! Types the stages share: alerts, decisions, intents, the playbook contract, run results and
+//! accepted signatures.
 //! Every stage depends on these, not on its neighbours.
 
 mod alert;
 mod decision;
 mod intent;
 mod run;
+mod signature;
 
 pub use alert::{Alert, AlertStatus, Source};
 pub use decision::Decision;
 pub use intent::{Action, DesiredState, Intent, Pending, Reason, RecordedTarget, Target};
 pub use run::{RunResult, PARTIAL};
+pub use signature::UsedSignature;
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
