@@ -205,6 +205,10 @@ pub fn path_for(journal: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// SQLite page caches of the writer and the reader connections (negative: KiB).
+const WRITER_CACHE_KIB: i64 = -512;
+const READER_CACHE_KIB: i64 = -128;
+
 const UPSERT: &str = "INSERT INTO dedup (key, seen_ms) VALUES (?1, ?2)
      ON CONFLICT(key) DO UPDATE SET seen_ms = max(seen_ms, excluded.seen_ms)";
 
@@ -234,6 +238,9 @@ impl DedupStore {
         let writer = Connection::open(&path)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
         writer.pragma_update(None, "synchronous", "NORMAL")?;
+        // Batches are written in key order, so each page is needed once per batch: a small page
+        // cache does (SQLite's default is 2 MB per connection).
+        writer.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
         writer.execute_batch(
             "CREATE TABLE IF NOT EXISTS dedup (key INTEGER PRIMARY KEY, seen_ms INTEGER NOT NULL)",
         )?;
@@ -253,6 +260,9 @@ impl DedupStore {
         }
         let reader =
             Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        // Read only when the filters cannot rule a key out, at random places: caching pages
+        // would not help.
+        reader.pragma_update(None, "cache_size", READER_CACHE_KIB)?;
         let recent = RecentKeys::new(cache);
         // Half a generation per batch: the older generation is always saved before it is
         // dropped, unless the disk falls a whole generation behind.
