@@ -2,7 +2,8 @@
 # The relay's intake: distinct one-alert Alertmanager webhooks, each journaled, against a baseline relay binary
 # in the same run. Each relay runs the dry-run executor with `synchronous = "full"` on a fresh journal; the two
 # binaries take turns, `--rounds` times each. Prints one row per run and the candidate/baseline ratio of the
-# medians: alerts/s, p99 latency and peak RSS (VmHWM of the relay process).
+# medians: alerts/s, p50 and p99 latency, peak RSS (VmHWM of the relay process) and the relay's CPU time per
+# 1,000 alerts (user + system; on a machine shared with other work it varies less than alerts/s).
 #
 #   bench/intake.sh --baseline OLD_RELAY [--candidate NEW_RELAY] [--seconds 60] [--connections 16] [--rounds 2]
 #
@@ -37,9 +38,9 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-# run_one NAME BINARY: one measured run; appends "NAME rate p99_ms rss_kb" to $work/rows.
+# run_one NAME BINARY: one measured run; appends "NAME rate p50 p99 rss_kb cpu_ms_per_1k" to $work/rows.
 run_one() {
-  local name=$1 binary=$2 dir port line rate p99 rss
+  local name=$1 binary=$2 dir port line rate p50 p99 rss ticks ok cpu
   dir=$(mktemp -d "$work/run.XXXX")
   port=$(free_port)
   (umask 077 && echo "bench-token" >"$dir/token")
@@ -70,13 +71,18 @@ TOML
   curl -fs -o /dev/null "http://127.0.0.1:$port/readyz" || { cat "$dir/relay.log" >&2; exit 1; }
   line=$("$loadgen" "http://127.0.0.1:$port/hooks/alertmanager" "$dir/token" "$connections" "$seconds")
   rss=$(awk '/^VmHWM/ {print $2}' "/proc/$relay_pid/status")
+  # utime + stime, in clock ticks (fields 14 and 15; the command name in field 2 has no spaces here).
+  ticks=$(awk '{print $14 + $15}' "/proc/$relay_pid/stat")
   kill "$relay_pid" && wait "$relay_pid" 2>/dev/null || true
   relay_pid=""
   rate=$(sed -n 's/.*: \([0-9]*\) req\/s.*/\1/p' <<<"$line")
+  p50=$(sed -n 's/.*p50 \([^,]*\),.*/\1/p' <<<"$line")
   p99=$(sed -n 's/.*p99 \([^,]*\),.*/\1/p' <<<"$line")
   [[ $line == *" 0 errors "* ]] || { echo "intake: $name had errors: $line" >&2; exit 1; }
-  echo "$name $rate $p99 $rss" >>"$work/rows"
-  printf '%-10s %10s alerts/s  p99 %-12s peak RSS %6d KiB\n' "$name" "$rate" "$p99" "$rss"
+  ok=$(sed -n 's/^\([0-9]*\) ok.*/\1/p' <<<"$line")
+  cpu=$(python3 -c "print(round($ticks * 1000 / $(getconf CLK_TCK) / max($ok, 1) * 1000, 1))")
+  echo "$name $rate $p50 $p99 $rss $cpu" >>"$work/rows"
+  printf '%-10s %10s alerts/s  p50 %-12s p99 %-12s peak RSS %6d KiB  CPU %6s ms/1k alerts\n' "$name" "$rate" "$p50" "$p99" "$rss" "$cpu"
 }
 
 echo "intake: $connections connections, ${seconds}s per run, $rounds rounds, synchronous = full, dry-run executor"
@@ -94,15 +100,16 @@ def ms(text):
 
 rows = {}
 for line in open(sys.argv[1]):
-    name, rate, p99, rss = line.split()
-    rows.setdefault(name, []).append((float(rate), ms(p99), int(rss) / 1024))
+    name, rate, p50, p99, rss, cpu = line.split()
+    rows.setdefault(name, []).append((float(rate), ms(p50), ms(p99), int(rss) / 1024, float(cpu)))
 med = {name: [statistics.median(col) for col in zip(*runs)] for name, runs in rows.items()}
 print()
-print("| relay | alerts/s (median) | p99 ms (median) | peak RSS MiB (median) |")
-print("|---|---:|---:|---:|")
+print("| relay | alerts/s | p50 ms | p99 ms | peak RSS MiB | CPU ms per 1k alerts |")
+print("|---|---:|---:|---:|---:|---:|")
 for name in ("baseline", "candidate"):
-    rate, p99, rss = med[name]
-    print(f"| {name} | {rate:,.0f} | {p99:.1f} | {rss:.1f} |")
+    rate, p50, p99, rss, cpu = med[name]
+    print(f"| {name} | {rate:,.0f} | {p50:.2f} | {p99:.1f} | {rss:.1f} | {cpu:.0f} |")
 ratio = [c / b for c, b in zip(med["candidate"], med["baseline"])]
-print(f"| candidate/baseline | {ratio[0]:.2f}x | {ratio[1]:.2f}x | {ratio[2]:.2f}x |")
+print("| candidate/baseline | " + " | ".join(f"{r:.2f}x" for r in ratio) + " |")
+print(f"(medians of {len(rows['baseline'])} rounds)")
 PY

@@ -14,6 +14,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::config::{AuthConfig, HmacConfig};
+use crate::model::UsedSignature;
 
 /// Why authentication failed (or could not be set up).
 #[derive(Debug, thiserror::Error)]
@@ -62,14 +63,6 @@ struct LoadedHmac {
     /// Signatures accepted lately, with the time (s) after which they are stale anyway. Only
     /// valid signatures get here, so its size follows Grafana's own rate.
     seen: Arc<Mutex<HashMap<Vec<u8>, u64>>>,
-}
-
-/// A checked Grafana signature, to [`Authenticator::remember`] once its alerts are journaled
-/// (a request refused with a 503 may be sent again as it was).
-#[derive(Debug)]
-pub struct Signature {
-    mac: Vec<u8>,
-    stale_after: u64,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -262,12 +255,14 @@ impl Authenticator {
 
     /// Checks Grafana's HMAC-SHA256 signature over `timestamp:body` (or the body alone when
     /// the timestamp is turned off), and that it was not accepted before within the skew window.
+    /// The signature returned is to be journaled with the alerts and then
+    /// [remembered](Self::remember) (a request refused with a 503 may be sent again as it was).
     pub fn check_hmac(
         &self,
         headers: &HeaderMap,
         body: &[u8],
         now_secs: u64,
-    ) -> Result<Option<Signature>, AuthError> {
+    ) -> Result<Option<UsedSignature>, AuthError> {
         let Some(h) = &self.hmac else { return Ok(None) };
         let signature = headers
             .get(h.header.as_str())
@@ -301,7 +296,7 @@ impl Authenticator {
         if seen.contains_key(&signature) {
             return Err(AuthError::Replayed);
         }
-        Ok(Some(Signature {
+        Ok(Some(UsedSignature {
             mac: signature,
             stale_after,
         }))
@@ -309,12 +304,20 @@ impl Authenticator {
 
     /// Records an accepted signature: the same request sent again within the skew window is
     /// then refused as a replay.
-    pub fn remember(&self, signature: Signature) {
+    pub fn remember(&self, signature: UsedSignature) {
+        self.remember_all([signature]);
+    }
+
+    /// Records signatures accepted before a restart (from the journal).
+    pub fn remember_all(&self, signatures: impl IntoIterator<Item = UsedSignature>) {
         if let Some(h) = &self.hmac {
-            h.seen
+            let mut seen = h
+                .seen
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(signature.mac, signature.stale_after);
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for s in signatures {
+                seen.insert(s.mac, s.stale_after);
+            }
         }
     }
 }

@@ -6,13 +6,17 @@
 //!
 //! Its own file, written by a thread of its own after the journal's commit and without an fsync
 //! per write: keys are inserted at random places, and in the journal's fsynced WAL they would
-//! cost every commit. A key lost to a crash only lets a repeat through (the actions are
-//! idempotent), never drops an alert, and the journal's events of the window fill any gap at the
-//! next start.
+//! cost every commit. Keys are handed to that thread in batches of seconds and written sorted,
+//! so that each page of the file is written about once per batch rather than once per key, and
+//! the thread wakes once per batch, not per commit; until a key is in the file the cache holds
+//! it (the cache drops no key the file does not have yet). A key lost to a crash only lets a
+//! repeat through (the actions are idempotent), never drops an alert, and the journal's events
+//! of the window fill any gap at the next start.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
@@ -37,8 +41,9 @@ pub fn key(fingerprint: &str, status: AlertStatus, starts_at: &str) -> DedupKey 
     i64::from_le_bytes(first)
 }
 
-/// Keys the cache holds at most (two generations of half as many: about 2 MB).
-pub const CACHE_ENTRIES: usize = 65_536;
+/// Keys the cache holds at most: two generations of 57,344, each the most a hash table of 65,536
+/// slots holds (about 1 MiB), so about 2 MiB in all.
+pub const CACHE_ENTRIES: usize = 114_688;
 
 /// The most recently journaled keys with when they were seen, never more than its capacity:
 /// when the newer generation fills up it becomes the older one and the older one is dropped.
@@ -52,10 +57,11 @@ pub struct RecentKeys {
 impl RecentKeys {
     /// A cache of at most `capacity` keys (at least 2).
     pub fn new(capacity: usize) -> Self {
+        let generation = (capacity / 2).max(1);
         Self {
-            newer: HashMap::new(),
+            newer: HashMap::with_capacity(generation),
             older: HashMap::new(),
-            generation: (capacity / 2).max(1),
+            generation,
         }
     }
 
@@ -67,12 +73,21 @@ impl RecentKeys {
             .copied()
     }
 
-    /// Remembers that `key` was seen at `seen_ms`.
-    pub fn insert(&mut self, key: DedupKey, seen_ms: i64) {
+    /// Whether the next insert may drop the older generation.
+    pub fn is_full(&self) -> bool {
+        self.newer.len() + 1 >= self.generation
+    }
+
+    /// Remembers that `key` was seen at `seen_ms`; returns whether the newer generation, with
+    /// this key, became the older one (and the older one was dropped).
+    pub fn insert(&mut self, key: DedupKey, seen_ms: i64) -> bool {
         self.newer.insert(key, seen_ms);
-        if self.newer.len() >= self.generation {
-            self.older = std::mem::take(&mut self.newer);
+        if self.newer.len() < self.generation {
+            return false;
         }
+        let fresh = HashMap::with_capacity(self.generation);
+        self.older = std::mem::replace(&mut self.newer, fresh);
+        true
     }
 
     /// Keys held.
@@ -124,6 +139,33 @@ impl Filter {
     }
 }
 
+/// How many keys the writer thread has made durable (or given up on), in the order they were
+/// sent, for the journal thread to wait on before its cache drops keys.
+#[derive(Debug, Default)]
+struct Saved {
+    count: Mutex<u64>,
+    advanced: Condvar,
+}
+
+impl Saved {
+    fn add(&self, keys: u64) {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += keys;
+        self.advanced.notify_all();
+    }
+
+    /// Waits until `target` keys are saved, or the writer is gone.
+    fn wait_for(&self, target: u64, writer: Option<&std::thread::JoinHandle<()>>) {
+        let mut count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        while *count < target && writer.is_some_and(|w| !w.is_finished()) {
+            count = self
+                .advanced
+                .wait_timeout(count, Duration::from_millis(100))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
 /// The window on disk, a filter of its keys and a cache of the recent ones. Lookups read the
 /// file only when the filter cannot rule a key out; writes go to a thread of their own, off the
 /// journal writer's path (the cache and the filter cover the moment until they land).
@@ -136,6 +178,16 @@ pub struct DedupStore {
     filters: [Filter; 2],
     rotate_at: i64,
     ttl_ms: i64,
+    /// Keys recorded and not handed to the writer yet (all in the cache), since when, and how
+    /// many make a batch.
+    unsent: Vec<(DedupKey, i64)>,
+    unsent_since: Instant,
+    batch: usize,
+    /// Keys recorded so far, and when the cache's newer generation began: the older one holds
+    /// keys recorded before that, which must be saved before it is dropped.
+    recorded: u64,
+    newer_from: u64,
+    saved: Arc<Saved>,
     writes: Option<mpsc::Sender<Write>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -152,6 +204,10 @@ pub fn path_for(journal: &Path) -> PathBuf {
     name.push(".dedup");
     PathBuf::from(name)
 }
+
+/// SQLite page caches of the writer and the reader connections (negative: KiB).
+const WRITER_CACHE_KIB: i64 = -512;
+const READER_CACHE_KIB: i64 = -128;
 
 const UPSERT: &str = "INSERT INTO dedup (key, seen_ms) VALUES (?1, ?2)
      ON CONFLICT(key) DO UPDATE SET seen_ms = max(seen_ms, excluded.seen_ms)";
@@ -182,6 +238,9 @@ impl DedupStore {
         let writer = Connection::open(&path)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
         writer.pragma_update(None, "synchronous", "NORMAL")?;
+        // Batches are written in key order, so each page is needed once per batch: a small page
+        // cache does (SQLite's default is 2 MB per connection).
+        writer.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
         writer.execute_batch(
             "CREATE TABLE IF NOT EXISTS dedup (key INTEGER PRIMARY KEY, seen_ms INTEGER NOT NULL)",
         )?;
@@ -201,17 +260,34 @@ impl DedupStore {
         }
         let reader =
             Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        // Read only when the filters cannot rule a key out, at random places: caching pages
+        // would not help.
+        reader.pragma_update(None, "cache_size", READER_CACHE_KIB)?;
+        let recent = RecentKeys::new(cache);
+        // Half a generation per batch: the older generation is always saved before it is
+        // dropped, unless the disk falls a whole generation behind.
+        let batch = (recent.generation / 2).max(1);
+        let saved = Arc::new(Saved::default());
         let (writes, queue) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("dedup".into())
-            .spawn(move || write_loop(&writer, &queue))
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        let thread = {
+            let saved = saved.clone();
+            std::thread::Builder::new()
+                .name("dedup".into())
+                .spawn(move || write_loop(&writer, &queue, &saved))
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?
+        };
         Ok(Self {
             reader,
-            recent: RecentKeys::new(cache),
+            recent,
             filters: [window, Filter::new()],
             rotate_at: now_ms.saturating_add(ttl_ms),
             ttl_ms,
+            unsent: Vec::new(),
+            unsent_since: Instant::now(),
+            batch,
+            recorded: 0,
+            newer_from: 0,
+            saved,
             writes: Some(writes),
             thread: Some(thread),
         })
@@ -240,9 +316,24 @@ impl DedupStore {
                 self.rotate_at = seen_ms.saturating_add(self.ttl_ms);
             }
             self.filters[0].insert(*key);
-            self.recent.insert(*key, *seen_ms);
+            if self.recent.is_full() {
+                // The older generation may go now: its keys must be in the file first.
+                self.hand_over();
+                self.saved.wait_for(self.newer_from, self.thread.as_ref());
+            }
+            if self.unsent.is_empty() {
+                self.unsent_since = Instant::now();
+            }
+            self.unsent.push((*key, *seen_ms));
+            let rotated = self.recent.insert(*key, *seen_ms);
+            self.recorded += 1;
+            if rotated {
+                self.newer_from = self.recorded;
+            }
         }
-        self.send(Write::Record(keys.to_vec()));
+        if self.unsent.len() >= self.batch || self.unsent_since.elapsed() >= GATHER {
+            self.hand_over();
+        }
     }
 
     /// Forgets keys seen before `horizon_ms`.
@@ -253,6 +344,14 @@ impl DedupStore {
     /// Keys held in memory.
     pub fn cached(&self) -> usize {
         self.recent.len()
+    }
+
+    /// Sends the unsent keys to the writer.
+    fn hand_over(&mut self) {
+        if !self.unsent.is_empty() {
+            let keys = std::mem::take(&mut self.unsent);
+            self.send(Write::Record(keys));
+        }
     }
 
     fn send(&self, write: Write) {
@@ -266,6 +365,7 @@ impl DedupStore {
 impl Drop for DedupStore {
     /// Lets the pending writes land before the journal's lock is released.
     fn drop(&mut self) {
+        self.hand_over();
         self.writes = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -273,40 +373,34 @@ impl Drop for DedupStore {
     }
 }
 
-/// How long the writer gathers keys before it commits them. Keys are spread over the whole table,
-/// so a commit costs about a page per key: one commit per tenth of a second writes each page once
-/// for the keys of that tenth instead of once per request, and the cache (far larger than a
-/// tenth of a second's keys) answers for them meanwhile.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long recorded keys wait for more before they are handed to the writer, unless a batch
+/// fills first (or the relay stops). Keys are spread over the whole table, so a commit costs
+/// about a page per key up to the table's size: the more keys per commit, the fewer times each
+/// page is written (a second's keys at thousands a second write most pages once instead of
+/// once per request).
+const GATHER: Duration = Duration::from_secs(2);
 
-/// Applies the writes, every one waiting after [`GATHER`] in one transaction.
-fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Write>) {
-    while let Ok(first) = queue.recv() {
-        std::thread::sleep(GATHER);
-        let result = (|| -> rusqlite::Result<usize> {
-            let tx = conn.unchecked_transaction()?;
-            let mut pruned = 0;
-            {
-                let mut upsert = tx.prepare_cached(UPSERT)?;
-                for write in std::iter::once(first).chain(queue.try_iter()) {
-                    match write {
-                        Write::Record(keys) => {
-                            for (key, seen_ms) in keys {
-                                upsert.execute(params![key, seen_ms])?;
-                            }
-                        }
-                        Write::Prune(horizon_ms) => {
-                            pruned += tx.execute(
-                                "DELETE FROM dedup WHERE seen_ms < ?1",
-                                params![horizon_ms],
-                            )?;
-                        }
-                    }
-                }
-            }
-            tx.commit()?;
-            Ok(pruned)
-        })();
+/// The dedup writer's nice value.
+const WRITER_NICE: i32 = 10;
+
+/// Applies the writes, each batch sorted in one transaction, and only then counts its keys
+/// saved.
+fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Write>, saved: &Saved) {
+    // Nothing waits on this thread but the cache, a generation later: on a busy machine the
+    // journal writer and the request handlers go first (on Linux the nice value is per thread).
+    if let Err(e) = rustix::process::setpriority_process(None, WRITER_NICE) {
+        tracing::debug!(error = %e, "cannot lower the dedup writer's priority");
+    }
+    while let Ok(write) = queue.recv() {
+        let (mut keys, horizon) = match write {
+            Write::Record(keys) => (keys, None),
+            Write::Prune(horizon) => (Vec::new(), Some(horizon)),
+        };
+        keys.sort_unstable();
+        let result = write_batch(conn, &keys, horizon);
+        // Given up on or not, these keys no longer hold the cache back (a key that could not
+        // be written only lets a repeat through).
+        saved.add(u64::try_from(keys.len()).unwrap_or(u64::MAX));
         match result {
             Ok(0) => {}
             Ok(n) => tracing::info!(keys = n, "pruned the dedup window"),
@@ -316,6 +410,28 @@ fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Write>) {
             }
         }
     }
+}
+
+/// Writes `keys` and prunes keys seen before `horizon_ms`, in one transaction; returns the
+/// keys pruned.
+fn write_batch(
+    conn: &Connection,
+    keys: &[(DedupKey, i64)],
+    horizon_ms: Option<i64>,
+) -> rusqlite::Result<usize> {
+    let tx = conn.unchecked_transaction()?;
+    {
+        let mut upsert = tx.prepare_cached(UPSERT)?;
+        for (key, seen_ms) in keys {
+            upsert.execute(params![key, seen_ms])?;
+        }
+    }
+    let pruned = match horizon_ms {
+        Some(h) => tx.execute("DELETE FROM dedup WHERE seen_ms < ?1", params![h])?,
+        None => 0,
+    };
+    tx.commit()?;
+    Ok(pruned)
 }
 
 fn catch_up(conn: &Connection, events: &Connection, since_ms: i64) -> rusqlite::Result<()> {
@@ -410,6 +526,24 @@ mod tests {
                 store.filters.iter().any(|f| f.may_contain(7)),
                 "lost at {t}"
             );
+        }
+    }
+
+    #[test]
+    fn a_key_the_cache_has_dropped_is_already_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("journal.db");
+        let events = Connection::open(&journal).unwrap();
+        events
+            .execute_batch("CREATE TABLE events (fingerprint TEXT, status TEXT, starts_at TEXT, received_ms INTEGER)")
+            .unwrap();
+        let mut store = DedupStore::open(&journal, &events, 0, 10_000, 4).unwrap();
+        let keys: Vec<(DedupKey, i64)> = (0..50).map(|n| (n, 100 + n)).collect();
+        store.record(&keys);
+        store.record(&[(1_000, 200)]);
+        assert!(store.cached() <= 4);
+        for (key, seen_ms) in &keys {
+            assert_eq!(store.last_seen(*key).unwrap(), Some(*seen_ms), "key {key}");
         }
     }
 

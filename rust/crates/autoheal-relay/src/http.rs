@@ -214,13 +214,18 @@ async fn intake(
                 .inc();
         }
     }
-    let report = inner
-        .journal
-        .accept(source, alerts.into_iter().zip(decisions).collect())
-        .await?;
-    if let Some(signature) = signature {
-        inner.auth.remember(signature);
-    }
+    let items = alerts.into_iter().zip(decisions).collect();
+    let report = match signature {
+        Some(signature) => {
+            let report = inner
+                .journal
+                .accept_signed(source, items, signature.clone())
+                .await?;
+            inner.auth.remember(signature);
+            report
+        }
+        None => inner.journal.accept(source, items).await?,
+    };
     inner
         .metrics
         .alerts_deduplicated

@@ -142,7 +142,7 @@ impl Relay {
         let auth = Authenticator::load(&cfg.auth)?;
         let metrics = Arc::new(Metrics::new());
         let (pipe_tx, pipe_rx) = mpsc::unbounded_channel();
-        let (journal, recovered) = Journal::start(
+        let (journal, mut recovered) = Journal::start(
             &JournalOptions {
                 path: cfg.journal.path.clone(),
                 dedup_ttl: Duration::from_secs(cfg.journal.dedup_ttl_secs),
@@ -154,6 +154,7 @@ impl Relay {
             },
             pipe_tx,
         )?;
+        auth.remember_all(std::mem::take(&mut recovered.signatures));
         if recovered.paused {
             tracing::warn!("still paused through the admin endpoint before the restart; POST /admin/resume to resume");
         }
@@ -228,6 +229,10 @@ impl Relay {
         self.state.inner.journal.close().await;
     }
 }
+
+/// Refused actions of one batch logged one by one; a storm's others are one line with their count
+/// (each is journaled with its reason and counted in `actions_refused_total`).
+const REFUSALS_LOGGED: usize = 10;
 
 /// How often the pipeline looks at the pause file, the breaker gauge and anything it may have
 /// missed, whatever the coalescing window.
@@ -382,14 +387,20 @@ impl Pipeline {
                 self.guard.record_replay(&r.intent);
                 admission.admitted.push(r);
             }
-            for (p, refusal) in &admission.refused {
-                tracing::warn!(target = %p.intent.target, state = p.intent.state.as_str(), reason = %refusal, "action refused");
+            for (n, (p, refusal)) in admission.refused.iter().enumerate() {
+                if n < REFUSALS_LOGGED {
+                    tracing::warn!(target = %p.intent.target, state = p.intent.state.as_str(), reason = %refusal, "action refused");
+                }
                 self.metrics
                     .actions_refused
                     .get_or_create(&ReasonLabel {
                         reason: refusal.kind().to_owned(),
                     })
                     .inc();
+            }
+            let more = admission.refused.len().saturating_sub(REFUSALS_LOGGED);
+            if more > 0 {
+                tracing::warn!(fleet = %fleet, more, "more actions refused in this batch (`autoheal-relay history` lists each)");
             }
             for p in &admission.admitted {
                 self.metrics

@@ -1429,8 +1429,11 @@ async fn a_full_disk_gets_503s_readyz_says_why_and_nothing_acknowledged_is_lost(
 }
 
 #[tokio::test]
-async fn a_grafana_request_without_signature_is_refused_before_its_body_and_a_replay_is_refused() {
-    let (_h, _rec, relay) = Harness::started("");
+async fn a_grafana_request_without_signature_is_refused_before_its_body_and_a_replay_is_refused_after_a_restart_too(
+) {
+    let h = Harness::new("");
+    let rec = Arc::new(Recorder::default());
+    let relay = h.start(&rec);
     // A body that never ends: refused at once, not after the request timeout.
     let unsigned = post("/hooks/grafana")
         .header(header::CONTENT_TYPE, "application/json")
@@ -1472,6 +1475,20 @@ async fn a_grafana_request_without_signature_is_refused_before_its_body_and_a_re
     assert_eq!(status, StatusCode::OK, "{json}");
     let (status, json) = send(&relay, signed()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a replay: {json}");
+    assert!(
+        json["error"].as_str().unwrap().contains("already used"),
+        "{json}"
+    );
+    relay.shutdown().await;
+
+    // Restarted on the same journal, within the skew window: still a replay.
+    let relay = h.start(&rec);
+    let (status, json) = send(&relay, signed()).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a replay after a restart: {json}"
+    );
     assert!(
         json["error"].as_str().unwrap().contains("already used"),
         "{json}"

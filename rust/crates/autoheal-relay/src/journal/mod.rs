@@ -21,7 +21,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{RetryConfig, Synchronous};
 use crate::dedup::DedupStore;
-use crate::model::{now_ms, Alert, Decision, Pending, RecordedTarget, RunResult, Source};
+use crate::model::{
+    now_ms, Alert, Decision, Pending, RecordedTarget, RunResult, Source, UsedSignature,
+};
 
 mod history;
 mod record;
@@ -117,6 +119,7 @@ pub(super) enum Command {
     Accept {
         source: Source,
         items: Vec<(Alert, Decision)>,
+        signature: Option<UsedSignature>,
         reply: oneshot::Sender<Result<AcceptReport, JournalError>>,
     },
     Settle {
@@ -157,6 +160,8 @@ pub struct Recovered {
     pub targets: HashMap<String, RecordedTarget>,
     /// Paused through the admin endpoint when the relay stopped.
     pub paused: bool,
+    /// Webhook signatures accepted and not stale yet.
+    pub signatures: Vec<UsedSignature>,
 }
 
 /// One unfinished decision.
@@ -252,6 +257,24 @@ impl Journal {
         self.call(|reply| Command::Accept {
             source,
             items,
+            signature: None,
+            reply,
+        })
+        .await
+    }
+
+    /// Journals a signed webhook's alerts and decisions with its signature, in one commit:
+    /// once they are answered for, the same request is a replay, after a restart too.
+    pub async fn accept_signed(
+        &self,
+        source: Source,
+        items: Vec<(Alert, Decision)>,
+        signature: UsedSignature,
+    ) -> Result<AcceptReport, JournalError> {
+        self.call(|reply| Command::Accept {
+            source,
+            items,
+            signature: Some(signature),
             reply,
         })
         .await

@@ -9,7 +9,9 @@ use rusqlite::{params, Transaction};
 use super::{AcceptReport, JournalError, Retry, Settlement};
 use crate::config::RetryConfig;
 use crate::dedup::{self, DedupKey, DedupStore};
-use crate::model::{Action, Alert, Decision, Outcome, Pending, RunResult, RunStatus, Source};
+use crate::model::{
+    Action, Alert, Decision, Outcome, Pending, RunResult, RunStatus, Source, UsedSignature,
+};
 
 /// Side effects held back until the transaction commits.
 #[derive(Default)]
@@ -26,6 +28,7 @@ pub(super) fn accept(
     now: i64,
     source: Source,
     items: Vec<(Alert, Decision)>,
+    signature: Option<&UsedSignature>,
     dedup: &DedupStore,
     ttl_ms: i64,
     batch_keys: &mut HashSet<DedupKey>,
@@ -35,6 +38,20 @@ pub(super) fn accept(
         alerts: items.len(),
         ..AcceptReport::default()
     };
+    if let Some(signature) = signature {
+        // Signed requests come at the sender's pace: the stale ones go as new ones come.
+        let now_secs = now / 1000;
+        tx.prepare_cached("DELETE FROM signatures WHERE stale_after < ?1")?
+            .execute(params![now_secs])?;
+        tx.prepare_cached(
+            "INSERT INTO signatures (mac, stale_after) VALUES (?1, ?2)
+             ON CONFLICT(mac) DO UPDATE SET stale_after = max(stale_after, excluded.stale_after)",
+        )?
+        .execute(params![
+            signature.mac,
+            i64::try_from(signature.stale_after).unwrap_or(i64::MAX)
+        ])?;
+    }
     let mut ins_event = tx.prepare_cached(
         "INSERT INTO events (received_ms, source, status, fingerprint, starts_at, alertname, labels)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -128,14 +145,20 @@ pub(super) fn settle(
 ) -> Result<Option<i64>, JournalError> {
     let mut set_outcome =
         tx.prepare_cached("UPDATE decisions SET outcome = ?2, detail = COALESCE(?3, detail), updated_ms = ?4 WHERE id = ?1")?;
-    let mut forget_retry = tx.prepare_cached("DELETE FROM retries WHERE decision_id = ?1")?;
-    let settled = s
-        .superseded
-        .iter()
-        .chain(&s.noop)
-        .chain(s.refused.iter().map(|(id, _)| id));
-    for id in settled {
-        forget_retry.execute(params![id])?;
+    // Retries are rare: most settlements need not look for theirs one decision at a time.
+    let any_retries: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM retries)")?
+        .query_row([], |r| r.get(0))?;
+    if any_retries {
+        let mut forget_retry = tx.prepare_cached("DELETE FROM retries WHERE decision_id = ?1")?;
+        let settled = s
+            .superseded
+            .iter()
+            .chain(&s.noop)
+            .chain(s.refused.iter().map(|(id, _)| id));
+        for id in settled {
+            forget_retry.execute(params![id])?;
+        }
     }
     for id in &s.superseded {
         set_outcome.execute(params![
@@ -184,6 +207,21 @@ pub(super) fn settle(
     Ok(Some(run_id))
 }
 
+// What a run's result reads and writes: its decisions are the `running` ones with its id (the
+// `decisions_running` index), never a scan of the whole history.
+const FORGET_RUN_RETRIES: &str = "DELETE FROM retries WHERE decision_id IN
+     (SELECT id FROM decisions WHERE run_id = ?1 AND outcome = 'running')";
+const MARK_RUN_DONE: &str =
+    "UPDATE decisions SET outcome = 'done', updated_ms = ?2 WHERE run_id = ?1 AND outcome = 'running'";
+const MARK_RUN_TARGETS_UNKNOWN: &str =
+    "UPDATE targets SET state = 'unknown', weight = NULL, updated_ms = ?2
+     WHERE key IN (SELECT target FROM decisions WHERE run_id = ?1 AND outcome = 'running')";
+const NOTE_RUN_PARTIAL: &str =
+    "UPDATE decisions SET detail = ?2 WHERE run_id = ?1 AND outcome = 'running'";
+const RUN_DECISIONS_WITH_ATTEMPTS: &str = "SELECT d.id, COALESCE(r.attempts, 0)
+     FROM decisions d LEFT JOIN retries r ON r.decision_id = d.id
+     WHERE d.run_id = ?1 AND d.outcome = 'running'";
+
 /// Records a run's result. The decisions of a failed run that have retries left become
 /// `retrying` (a retry is work owed: it resumes after a restart, with the attempts it has used);
 /// the others become `failed`, or `partial` when the run did its work on some load balancers.
@@ -199,22 +237,12 @@ pub(super) fn finish(
         params![run_id, now, r.status.as_str(), r.rc, r.duration_ms, r.detail],
     )?;
     if r.succeeded() {
-        tx.execute(
-            "DELETE FROM retries WHERE decision_id IN (SELECT id FROM decisions WHERE run_id = ?1)",
-            params![run_id],
-        )?;
-        tx.execute(
-            "UPDATE decisions SET outcome = 'done', updated_ms = ?2 WHERE run_id = ?1 AND outcome = 'running'",
-            params![run_id, now],
-        )?;
+        tx.execute(FORGET_RUN_RETRIES, params![run_id])?;
+        tx.execute(MARK_RUN_DONE, params![run_id, now])?;
         return Ok(Vec::new());
     }
     // What the run did to its targets is unknown: the guard counts them as out.
-    tx.execute(
-        "UPDATE targets SET state = 'unknown', weight = NULL, updated_ms = ?2
-         WHERE key IN (SELECT target FROM decisions WHERE run_id = ?1)",
-        params![run_id, now],
-    )?;
+    tx.execute(MARK_RUN_TARGETS_UNKNOWN, params![run_id, now])?;
     // A partial run names the hosts it failed on in its detail's first line: kept with its
     // decisions, so the history still tells it once a retry has completed them.
     let partial = r.status == RunStatus::Partial;
@@ -223,10 +251,7 @@ pub(super) fn finish(
             "run #{run_id} partial: {}",
             r.detail.lines().next().unwrap_or("")
         );
-        tx.execute(
-            "UPDATE decisions SET detail = ?2 WHERE run_id = ?1 AND outcome = 'running'",
-            params![run_id, note],
-        )?;
+        tx.execute(NOTE_RUN_PARTIAL, params![run_id, note])?;
     }
     let exhausted = if partial {
         Outcome::Partial
@@ -234,10 +259,7 @@ pub(super) fn finish(
         Outcome::Failed
     };
     let failed: Vec<(i64, u32)> = tx
-        .prepare_cached(
-            "SELECT d.id, COALESCE(r.attempts, 0) FROM decisions d LEFT JOIN retries r ON r.decision_id = d.id
-             WHERE d.run_id = ?1 AND d.outcome = 'running'",
-        )?
+        .prepare_cached(RUN_DECISIONS_WITH_ATTEMPTS)?
         .query_map(params![run_id], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<Result<_, _>>()?;
     let at_ms = now.saturating_add(i64::try_from(policy.delay_ms).unwrap_or(i64::MAX));
@@ -288,6 +310,31 @@ mod tests {
     use super::super::Settlement;
     use crate::label::TargetError;
     use crate::model::{AlertStatus, Decision, DesiredState, Source};
+
+    #[tokio::test]
+    async fn a_run_result_reads_its_own_decisions_not_the_whole_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let _o = open(dir.path(), 0);
+        let db = read(dir.path());
+        for sql in [
+            super::FORGET_RUN_RETRIES,
+            super::MARK_RUN_DONE,
+            super::MARK_RUN_TARGETS_UNKNOWN,
+            super::NOTE_RUN_PARTIAL,
+            super::RUN_DECISIONS_WITH_ATTEMPTS,
+        ] {
+            let mut explain = db.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let mut rows = explain.raw_query();
+            let mut plan: Vec<String> = Vec::new();
+            while let Some(row) = rows.next().unwrap() {
+                plan.push(row.get(3).unwrap());
+            }
+            assert!(
+                plan.iter().all(|step| !step.starts_with("SCAN d")),
+                "{sql}: {plan:?}"
+            );
+        }
+    }
 
     #[tokio::test]
     async fn an_alert_seen_again_within_the_ttl_is_a_duplicate_even_in_one_batch() {

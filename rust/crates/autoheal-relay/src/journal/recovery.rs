@@ -1,5 +1,5 @@
-//! What the journal holds at startup: unfinished decisions, the targets' recorded states and
-//! the pause switch. Runs that were in progress when the relay stopped are marked
+//! What the journal holds at startup: unfinished decisions, the targets' recorded states, the
+//! pause switch and the webhook signatures not stale yet. Runs that were in progress when the relay stopped are marked
 //! `interrupted` and their decisions replayed.
 
 use std::collections::HashMap;
@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{JournalError, Recovered, Recovery};
-use crate::model::{now_ms, DesiredState, Intent, Outcome, Pending, RecordedTarget};
+use crate::model::{
+    now_ms, DesiredState, Intent, Outcome, Pending, RecordedTarget, UsedSignature,
+};
 
 /// Reads the state to resume from, marking interrupted runs.
 pub(super) fn recover(conn: &mut Connection) -> Result<Recovered, JournalError> {
@@ -81,11 +83,23 @@ pub(super) fn recover(conn: &mut Connection) -> Result<Recovered, JournalError> 
         )
         .optional()?
         .unwrap_or(false);
+    let signatures = {
+        let mut stmt =
+            tx.prepare("SELECT mac, stale_after FROM signatures WHERE stale_after >= ?1")?;
+        let rows = stmt.query_map(params![now / 1000], |r| {
+            Ok(UsedSignature {
+                mac: r.get(0)?,
+                stale_after: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+            })
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
     tx.commit()?;
     Ok(Recovered {
         pending,
         targets,
         paused,
+        signatures,
     })
 }
 

@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_open ON decisions(outcome) WHERE outcome IN ('pending', 'running');
 CREATE INDEX IF NOT EXISTS decisions_retrying ON decisions(outcome) WHERE outcome = 'retrying';
+-- A run's result finds its decisions here, not by reading every decision ever journaled.
+CREATE INDEX IF NOT EXISTS decisions_running ON decisions(run_id) WHERE outcome = 'running';
 CREATE TABLE IF NOT EXISTS runs (
     id          INTEGER PRIMARY KEY,
     fleet       TEXT NOT NULL,
@@ -59,6 +61,11 @@ CREATE TABLE IF NOT EXISTS retries (
     decision_id   INTEGER PRIMARY KEY REFERENCES decisions(id),
     attempts      INTEGER NOT NULL,
     not_before_ms INTEGER NOT NULL
+);
+-- Grafana signatures accepted until they are stale: a replay is refused across a restart too.
+CREATE TABLE IF NOT EXISTS signatures (
+    mac         BLOB PRIMARY KEY,
+    stale_after INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS switches (
     name        TEXT PRIMARY KEY,
@@ -164,7 +171,7 @@ mod tests {
                     |r| r.get(0),
                 )
                 .unwrap();
-            assert_eq!(tables, 6);
+            assert_eq!(tables, 7);
         }
     }
 }

@@ -114,12 +114,14 @@ impl Writer {
                         Command::Accept {
                             source,
                             items,
+                            signature,
                             reply,
                         } => record::accept(
                             &tx,
                             now,
                             source,
                             items,
+                            signature.as_ref(),
                             &self.dedup,
                             self.dedup_ttl_ms,
                             &mut batch_keys,

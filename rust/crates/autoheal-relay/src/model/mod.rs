@@ -1,5 +1,5 @@
-//! Types the stages share: alerts, decisions and their outcomes, intents, the playbook contract
-//! and run results.
+//! Types the stages share: alerts, decisions and their outcomes, intents, the playbook contract,
+//! run results and accepted signatures.
 //! Every stage depends on these, not on its neighbours.
 
 mod alert;
@@ -7,12 +7,14 @@ mod decision;
 mod intent;
 mod outcome;
 mod run;
+mod signature;
 
 pub use alert::{Alert, AlertStatus, Source};
 pub use decision::Decision;
 pub use intent::{Action, DesiredState, Intent, Pending, Reason, RecordedTarget, Target};
 pub use outcome::Outcome;
 pub use run::{RunResult, RunStatus};
+pub use signature::UsedSignature;
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
