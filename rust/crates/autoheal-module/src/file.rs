@@ -121,23 +121,51 @@ fn hex(hasher: Sha256) -> String {
         .collect()
 }
 
-/// The sha256 of `source` and of `source` with `patch` applied. The bytes before the first edit are
-/// the same in both and hashed once (hashing is most of a run's work on a large file).
-pub fn sha256_before_after(source: &str, patch: &haproxy_cfg::Patch) -> (String, String) {
-    let shared = patch
-        .edits
-        .first()
-        .map_or(source.len(), |(range, _)| range.start);
-    let mut before = Sha256::new();
-    before.update(&source.as_bytes()[..shared]);
-    let mut after = before.clone();
-    before.update(&source.as_bytes()[shared..]);
-    // The pieces start with that shared prefix when it is not empty.
-    patch
-        .pieces(source)
-        .skip(usize::from(shared > 0))
-        .for_each(|piece| after.update(piece.as_bytes()));
-    (hex(before), hex(after))
+/// Bytes between two saved states of [`SourceHash`] (a multiple of sha256's 64-byte block).
+const CHECKPOINT: usize = 64 * 1024;
+
+/// The sha256 of the text read, with the hasher's state saved every [`CHECKPOINT`] bytes, so that
+/// the hash of the edited text resumes just before its first edit instead of starting over (hashing
+/// is most of a run's work on a large file). Cheap to keep: a saved state is about 100 bytes.
+#[derive(Debug)]
+pub struct SourceHash {
+    /// The lowercase hex sha256 of the whole text.
+    pub hex: String,
+    /// `checkpoints[i]`: the state after the first `i * CHECKPOINT` bytes.
+    checkpoints: Vec<Sha256>,
+}
+
+impl SourceHash {
+    /// Hashes `source`, saving states on the way.
+    pub fn of(source: &str) -> Self {
+        let mut hasher = Sha256::new();
+        let mut checkpoints = Vec::with_capacity(source.len() / CHECKPOINT + 1);
+        for chunk in source.as_bytes().chunks(CHECKPOINT) {
+            checkpoints.push(hasher.clone());
+            hasher.update(chunk);
+        }
+        Self {
+            hex: hex(hasher),
+            checkpoints,
+        }
+    }
+
+    /// The sha256 of `source` (the text this hash was computed on) with `patch` applied.
+    pub fn after(&self, source: &str, patch: &haproxy_cfg::Patch) -> String {
+        let Some((first, _)) = patch.edits.first() else {
+            return self.hex.clone();
+        };
+        let shared = first.start;
+        let saved = (shared / CHECKPOINT).min(self.checkpoints.len().saturating_sub(1));
+        let mut after = self.checkpoints.get(saved).cloned().unwrap_or_default();
+        after.update(&source.as_bytes()[saved * CHECKPOINT..shared]);
+        // The pieces start with the unchanged text before the first edit when there is some.
+        patch
+            .pieces(source)
+            .skip(usize::from(shared > 0))
+            .for_each(|piece| after.update(piece.as_bytes()));
+        hex(after)
+    }
 }
 
 /// The config file, locked against other runs for as long as this value lives.
@@ -380,19 +408,28 @@ mod tests {
     #[test]
     fn before_and_after_hashes_match_hashing_each_text_whole() {
         let source = "global\nbackend app\n    server a 127.0.0.1:1\n    server b 127.0.0.1:2\n";
+        // Past several checkpoints, with the servers on either side of one.
+        let padding = format!("# {}\n", "x".repeat(CHECKPOINT - 3));
+        let long = format!("{padding}{padding}backend app\n    server a 127.0.0.1:1\n{padding}    server b 127.0.0.1:2\n{padding}");
         let request = |name: &str| haproxy_cfg::Request {
             backend: None,
             target: haproxy_cfg::Target::Name(name.into()),
             all_matches: false,
             desired: haproxy_cfg::Desired::Drain,
         };
-        for requests in [vec![], vec![request("a")], vec![request("b"), request("a")]] {
-            let patch = haproxy_cfg::plan_all(source, &requests).unwrap();
-            let after = patch.render(source);
-            assert_eq!(
-                sha256_before_after(source, &patch),
-                (sha256_hex([source]), sha256_hex([after.as_str()]))
-            );
+        for source in [source, long.as_str()] {
+            for requests in [
+                vec![],
+                vec![request("a")],
+                vec![request("b"), request("a")],
+                vec![request("b")],
+            ] {
+                let patch = haproxy_cfg::plan_all(source, &requests).unwrap();
+                let after = patch.render(source);
+                let hashed = SourceHash::of(source);
+                assert_eq!(hashed.hex, sha256_hex([source]));
+                assert_eq!(hashed.after(source, &patch), sha256_hex([after.as_str()]));
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use haproxy_cfg::{Desired, Request, ServerChange, Target};
 
 use crate::args::ServerArgs;
-use crate::file::{sha256_before_after, write_text, LockedFile};
+use crate::file::{write_text, LockedFile, SourceHash};
 use crate::guard::{self, Verdict};
 use crate::reload::{self, ReloadMethod};
 use crate::result::{
@@ -205,15 +205,22 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     let path_text = file.path().display().to_string();
     let source = file.read()?;
     let requests: Vec<Request> = args.changes.iter().map(|c| c.request.clone()).collect();
-    let patch = haproxy_cfg::plan_all(&source, &requests).map_err(|(index, error)| {
-        ModuleError::Engine {
-            path: file.path().to_owned(),
-            error,
-            change: args.batch.then_some(index),
-        }
+    // Hashing and planning each read the whole file: on two cores they take turns no longer.
+    let (hashed, planned) = std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| SourceHash::of(&source));
+        let planned = haproxy_cfg::plan_all(&source, &requests);
+        let hashed = hashing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (hashed, planned)
+    });
+    let patch = planned.map_err(|(index, error)| ModuleError::Engine {
+        path: file.path().to_owned(),
+        error,
+        change: args.batch.then_some(index),
     })?;
     let file_changed = !patch.edits.is_empty();
-    let (checksum_before, checksum_after) = sha256_before_after(&source, &patch);
+    let checksum_before = hashed.hex.clone();
     if let (true, Some(expected)) = (file_changed, &args.checksum) {
         if *expected != checksum_before {
             return Err(ModuleError::ChecksumMismatch {
@@ -304,12 +311,12 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     }
 
     result.changed = file_changed || steps.iter().any(|s| !s.commands.is_empty());
-    result.checksum_after = checksum_after;
     result.diff = diff(&|| patch.render(&source));
     result.reload_required = steps.iter().any(Step::reload_pending);
     result.msg = summary(&steps, args.ansible.check_mode);
 
     if args.ansible.check_mode {
+        result.checksum_after = hashed.after(&source, &patch);
         result.live_in_sync = live_before.as_ref().map(|_| {
             steps.iter().all(|s| match s.live_before {
                 Some(Some(_)) | None => true,
@@ -334,14 +341,22 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     }
 
     if file_changed {
-        result.backup_file = file
-            .replace(
+        // The new text is hashed on another core while it is written.
+        let (checksum_after, replaced) = std::thread::scope(|scope| {
+            let hashing = scope.spawn(|| hashed.after(&source, &patch));
+            let replaced = file.replace(
                 &source,
                 patch.pieces(&source),
                 args.validate.as_deref(),
                 args.backup,
-            )?
-            .map(|p| p.display().to_string());
+            );
+            let checksum_after = hashing
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (checksum_after, replaced)
+        });
+        result.backup_file = replaced?.map(|p| p.display().to_string());
+        result.checksum_after = checksum_after;
     }
 
     let Some(socket) = socket else {

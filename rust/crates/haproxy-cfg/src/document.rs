@@ -214,10 +214,11 @@ impl<'a> Lines<'a> {
                 .any(|byte| matches!(byte, b'\'' | b'"' | b'\\'))
         };
         if word == b"server" {
-            return quoted(rest)
-                || self
-                    .server_hints
-                    .is_none_or(|hints| may_name_one_of(&rest[end..], hints));
+            // The hint is the cheaper test, and most server lines of a large file fail both.
+            return self
+                .server_hints
+                .is_none_or(|hints| may_name_one_of(&rest[end..], hints))
+                || memchr::memchr3(b'\'', b'"', b'\\', rest).is_some();
         }
         quoted(word)
             || matches!(word.first(), Some(b'.' | b'['))
@@ -248,7 +249,7 @@ impl<'a> Iterator for Lines<'a> {
         if start >= text.len() {
             return None;
         }
-        let newline = text[start..].find('\n').map(|offset| start + offset);
+        let newline = memchr::memchr(b'\n', &text.as_bytes()[start..]).map(|offset| start + offset);
         let (content_end, end) = match newline {
             Some(nl) if nl > start && text.as_bytes()[nl - 1] == b'\r' => (nl - 1, nl + 1),
             Some(nl) => (nl, nl + 1),
