@@ -1,7 +1,8 @@
 //! `autoheal.haproxy.server`: put servers into a state, in the file and live.
 //!
 //! Order: lock → read and hash → plan → guard → (check mode stops here) → replace the file →
-//! apply live and read back. The lock is held to the end, so concurrent runs also serialise
+//! apply live and read back; when every change takes traffic away (drain, disabled, absent), live
+//! first and then the file, so that the drain does not wait for validation and the write. The lock is held to the end, so concurrent runs also serialise
 //! their live changes and each one's guard sees the previous one's result.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -340,6 +341,29 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
         return finish(result, servers);
     }
 
+    // Taking traffic away is the safe direction: it goes live first, before the file is validated
+    // and written, which is what makes a drain take effect in milliseconds. A write that fails
+    // after it is reported (the task fails, the caller retries), never left silent.
+    let send_live = |socket: &AdminSocket| {
+        let mut problems = Vec::new();
+        for step in &steps {
+            for command in &step.commands {
+                if let Err(e) = socket.send(command) {
+                    problems.push(e.to_string());
+                    break;
+                }
+            }
+        }
+        problems
+    };
+    let live_first = socket.is_some()
+        && steps.iter().any(|s| !s.commands.is_empty())
+        && steps.iter().all(|s| s.goal.takes_no_new_traffic());
+    let mut problems = match (&socket, live_first) {
+        (Some(socket), true) => send_live(socket),
+        _ => Vec::new(),
+    };
+
     if file_changed {
         // The new text is hashed on another core while it is written.
         let (checksum_after, replaced) = std::thread::scope(|scope| {
@@ -355,22 +379,40 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (checksum_after, replaced)
         });
-        result.backup_file = replaced?.map(|p| p.display().to_string());
-        result.checksum_after = checksum_after;
+        match replaced {
+            Ok(backup_file) => {
+                result.backup_file = backup_file.map(|p| p.display().to_string());
+                result.checksum_after = checksum_after;
+            }
+            Err(e) if live_first => {
+                result.failed = true;
+                result.live_in_sync = Some(false);
+                result.msg = format!(
+                    "{}. The live change was applied first (taking traffic away is safe), but \
+                     persisting it failed, so the file still has the old state: {e}. Run again \
+                     to persist it{}",
+                    result.msg,
+                    if problems.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; the admin socket also said: {}", problems.join("; "))
+                    }
+                );
+                result.checksum_after = result.checksum_before.clone();
+                result.reload_required = false;
+                let servers = steps.iter().map(|s| outcome(s, None, false)).collect();
+                return finish(result, servers);
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 
     let Some(socket) = socket else {
         let servers = steps.iter().map(|s| outcome(s, None, true)).collect();
         return finish(result, servers);
     };
-    let mut problems = Vec::new();
-    for step in &steps {
-        for command in &step.commands {
-            if let Err(e) = socket.send(command) {
-                problems.push(e.to_string());
-                break;
-            }
-        }
+    if !live_first {
+        problems = send_live(&socket);
     }
     if let (true, Some(method)) = (result.reload_required, &args.reload) {
         match reload_now(args, method, &socket) {
