@@ -104,6 +104,7 @@ impl AnsibleRunner {
             kill_margin: KILL_MARGIN,
         };
         runner.start_spare();
+        runner.start_fleet_workers();
         runner
     }
 
