@@ -46,6 +46,8 @@ def collection_from_ref(root: str, ref: str, binary: str) -> str:
     archive = subprocess.run(["git", "-C", REPO, "archive", ref, "--", ".", ":!rust", ":!tests"],
                              check=True, capture_output=True).stdout
     subprocess.run(["tar", "-C", dest, "-xf", "-"], input=archive, check=True)
+    # The binaries' directory is not in git (scripts/build.sh fills it).
+    os.makedirs(os.path.dirname(os.path.join(dest, BINARY)), exist_ok=True)
     shutil.copy(binary, os.path.join(dest, BINARY))
     os.chmod(os.path.join(dest, BINARY), 0o755)
     return root
