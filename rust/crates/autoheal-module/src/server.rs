@@ -204,12 +204,13 @@ fn summary<'s>(steps: impl IntoIterator<Item = &'s Step<'s>>, check_mode: bool) 
 pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     let file = LockedFile::lock(&args.path, args.lock_timeout)?;
     let path_text = file.path().display().to_string();
-    let source = file.read()?;
+    let bytes = file.read()?;
+    let source = bytes.text(file.path())?;
     let requests: Vec<Request> = args.changes.iter().map(|c| c.request.clone()).collect();
     // Hashing and planning each read the whole file: on two cores they take turns no longer.
     let (hashed, planned) = std::thread::scope(|scope| {
-        let hashing = scope.spawn(|| SourceHash::of(&source));
-        let planned = haproxy_cfg::plan_all(&source, &requests);
+        let hashing = scope.spawn(|| SourceHash::of(source));
+        let planned = haproxy_cfg::plan_all(source, &requests);
         let hashed = hashing
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -257,7 +258,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     // The texts are only built with --diff: the new one is otherwise never held in memory.
     let diff = |after: &dyn Fn() -> String| {
         args.ansible.diff.then(|| Diff {
-            before: source.clone(),
+            before: source.to_owned(),
             after: after(),
             before_header: format!("{path_text} (content)"),
             after_header: format!("{path_text} (content)"),
@@ -302,7 +303,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
         result.failed = true;
         result.guard = GuardResult::Blocked;
         result.msg = msg;
-        result.diff = diff(&|| source.clone());
+        result.diff = diff(&|| source.to_owned());
         result.live_in_sync = None;
         let servers = steps
             .iter()
@@ -312,12 +313,12 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     }
 
     result.changed = file_changed || steps.iter().any(|s| !s.commands.is_empty());
-    result.diff = diff(&|| patch.render(&source));
+    result.diff = diff(&|| patch.render(source));
     result.reload_required = steps.iter().any(Step::reload_pending);
     result.msg = summary(&steps, args.ansible.check_mode);
 
     if args.ansible.check_mode {
-        result.checksum_after = hashed.after(&source, &patch);
+        result.checksum_after = hashed.after(source, &patch);
         result.live_in_sync = live_before.as_ref().map(|_| {
             steps.iter().all(|s| match s.live_before {
                 Some(Some(_)) | None => true,
@@ -367,10 +368,10 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     if file_changed {
         // The new text is hashed on another core while it is written.
         let (checksum_after, replaced) = std::thread::scope(|scope| {
-            let hashing = scope.spawn(|| hashed.after(&source, &patch));
+            let hashing = scope.spawn(|| hashed.after(source, &patch));
             let replaced = file.replace(
-                &source,
-                patch.pieces(&source),
+                source,
+                patch.pieces(source),
                 args.validate.as_deref(),
                 args.backup,
             );
