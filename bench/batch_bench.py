@@ -9,9 +9,10 @@ Builds the collection from this checkout (with the module binary scripts/build.s
 into a temp collections tree, writes a haproxy.cfg of 100 servers (10 backends of 10, on 127.0.0.1), and
 times whole `ansible-playbook` runs on one local host (no admin socket, the role's default validation, so
 `haproxy -c` when haproxy is installed; min_active 0 so that every drain is allowed): N drain actions, then
-N restores. With --baseline-ref, the same runs on the collection as of that git ref (the role that calls the
-module once per action), with the module binary given by --baseline-binary (built from that ref), in the
-same run, alternating. Prints medians and ratios.
+N restores. With --baseline-ref, the same runs on the collection as of that git ref (f3ecc2c: the role that
+called the module once per action), with the module binary given by --baseline-binary (built from that ref),
+in the same run, alternating. Also times the floor: ansible-playbook running one debug task on the same host.
+Prints medians and ratios.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def collection_from_ref(root: str, ref: str, binary: str) -> str:
     archive = subprocess.run(["git", "-C", REPO, "archive", ref, "--", ".", ":!rust", ":!tests"],
                              check=True, capture_output=True).stdout
     subprocess.run(["tar", "-C", dest, "-xf", "-"], input=archive, check=True)
+    # The binaries' directory is not in git (scripts/build.sh fills it).
+    os.makedirs(os.path.dirname(os.path.join(dest, BINARY)), exist_ok=True)
     shutil.copy(binary, os.path.join(dest, BINARY))
     os.chmod(os.path.join(dest, BINARY), 0o755)
     return root
@@ -76,7 +79,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="autoheal-batch-bench.") as work:
         paths = {"this checkout (one call)": collection_from_checkout(os.path.join(work, "new"))}
         if opts.baseline_ref:
-            label = f"{opts.baseline_ref} (one call per action)"
+            label = f"{opts.baseline_ref}"
             paths[label] = collection_from_ref(os.path.join(work, "old"), opts.baseline_ref, opts.baseline_binary)
         servers = [(b, f"s{b}_{s}") for b in range(10) for s in range(10)][: opts.actions]
         actions = {
@@ -85,6 +88,11 @@ def main() -> None:
             for state in ("drain", "enabled")
         }
         times = {(label, state): [] for label in paths for state in actions}
+        # The floor: ansible-playbook starting and running one task on the same host, timed the same way.
+        floor_playbook = os.path.join(work, "floor.yml")
+        with open(floor_playbook, "w", encoding="utf-8") as f:
+            f.write("- hosts: haproxy\n  gather_facts: false\n  tasks:\n    - ansible.builtin.debug: {msg: floor}\n")
+        floor = []
         for round_no in range(opts.rounds):
             for label, collections in paths.items():
                 cfg_dir = os.path.join(work, f"cfg-{round_no}-{len(label)}")
@@ -114,6 +122,9 @@ def main() -> None:
                 with open(cfg, encoding="utf-8") as f:
                     if f.read() != original:
                         raise SystemExit(f"{label}: the restores did not give the original file back")
+            start = time.perf_counter()
+            subprocess.run([playbook, "-i", inventory, floor_playbook], env=env, check=True, capture_output=True)
+            floor.append(time.perf_counter() - start)
 
         print(f"{opts.actions} actions in one ansible-playbook run (one local host, {len(servers)} of 100 servers, "
               f"no socket, default validation), median of {opts.rounds} runs, seconds")
@@ -126,6 +137,8 @@ def main() -> None:
             ratio = (drain + restore) / (statistics.median(times[(first, 'drain')])
                                          + statistics.median(times[(first, 'enabled')]))
             print(f"| {label:<40} | {drain:>6.2f} | {restore:>7.2f} | {ratio:>15.1f}x |")
+        print(f"floor: ansible-playbook with one debug task on the same host, median {statistics.median(floor):.2f} s; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 
+from ansible.errors import AnsibleFilterError
+
 DOCUMENTATION = r"""
 name: action_problems
 author: autoheal.haproxy contributors
@@ -33,6 +35,11 @@ options:
 """
 
 EXAMPLES = r"""
+- name: Give a module the list only if every action is fine (checked_actions raises the problems otherwise)
+  autoheal.haproxy.server:
+    path: /etc/haproxy/haproxy.cfg
+    changes: "{{ autoheal_actions | autoheal.haproxy.checked_actions }}"
+
 - name: Refuse the whole list when one action is malformed
   ansible.builtin.assert:
     that: autoheal_actions | autoheal.haproxy.action_problems | length == 0
@@ -161,8 +168,17 @@ def reason_problems(reason, where):
     return problems
 
 
+def checked_actions(actions):
+    """``actions`` as they are when every one is fine; otherwise an error naming every problem, so that the task
+    given the list fails before its module runs (the role's check costs no task of its own)."""
+    problems = action_problems(actions)
+    if problems:
+        raise AnsibleFilterError("Refusing to change anything: %s" % "; ".join(problems))
+    return actions
+
+
 class FilterModule:
     """autoheal.haproxy filters."""
 
     def filters(self):
-        return {"action_problems": action_problems}
+        return {"action_problems": action_problems, "checked_actions": checked_actions}

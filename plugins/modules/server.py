@@ -97,6 +97,10 @@ options:
         then also counts live health and state.
       - If the live apply or read-back fails, the file keeps its change, the task fails and
         RV(live_in_sync) is V(false).
+      - When every change takes traffic away (V(drain), V(disabled), V(absent)), it is applied live first and
+        the file is validated and written after, so that the server stops taking traffic without waiting for
+        them. If the file cannot be validated or written then, the task fails (C(changed), RV(live_in_sync)
+        V(false)) saying so, and the file keeps its old state until the task is run again.
     type: str
   min_active:
     description:

@@ -74,10 +74,10 @@ class LoopTest(StackTestCase):
         self.assertEqual(len(drains), 1, f"history: {actions}")
         self.assertEqual(len(restores), 1, f"history: {actions}")
         self.assertFalse([a for a in actions if a.server in ("s1", "s3")], f"unexpected actions: {actions}")
-        # The drain's run was started from scratch and left a warm standby behind; the restore ran on it.
-        restore_run = s.relay_run("s2", "enabled", start)
-        self.assertIn("warm standby", s.relay_run_detail(restore_run))
-        self.assertNotIn("warm standby", s.relay_run_detail(s.relay_run("s2", "drain", start)))
+        # The drain, the first run since the relay started, ran on the standby primed at start; the restore ran
+        # on the one the drain's run left behind.
+        self.assertIn("warm standby", s.relay_run_detail(s.relay_run("s2", "drain", start)))
+        self.assertIn("warm standby", s.relay_run_detail(s.relay_run("s2", "enabled", start)))
 
         metrics = s.relay_metrics()
         finished = stack.metric_sum(metrics, "runs_finished_total")

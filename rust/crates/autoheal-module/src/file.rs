@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -121,23 +121,51 @@ fn hex(hasher: Sha256) -> String {
         .collect()
 }
 
-/// The sha256 of `source` and of `source` with `patch` applied. The bytes before the first edit are
-/// the same in both and hashed once (hashing is most of a run's work on a large file).
-pub fn sha256_before_after(source: &str, patch: &haproxy_cfg::Patch) -> (String, String) {
-    let shared = patch
-        .edits
-        .first()
-        .map_or(source.len(), |(range, _)| range.start);
-    let mut before = Sha256::new();
-    before.update(&source.as_bytes()[..shared]);
-    let mut after = before.clone();
-    before.update(&source.as_bytes()[shared..]);
-    // The pieces start with that shared prefix when it is not empty.
-    patch
-        .pieces(source)
-        .skip(usize::from(shared > 0))
-        .for_each(|piece| after.update(piece.as_bytes()));
-    (hex(before), hex(after))
+/// Bytes between two saved states of [`SourceHash`] (a multiple of sha256's 64-byte block).
+const CHECKPOINT: usize = 64 * 1024;
+
+/// The sha256 of the text read, with the hasher's state saved every [`CHECKPOINT`] bytes, so that
+/// the hash of the edited text resumes just before its first edit instead of starting over (hashing
+/// is most of a run's work on a large file). Cheap to keep: a saved state is about 100 bytes.
+#[derive(Debug)]
+pub struct SourceHash {
+    /// The lowercase hex sha256 of the whole text.
+    pub hex: String,
+    /// `checkpoints[i]`: the state after the first `i * CHECKPOINT` bytes.
+    checkpoints: Vec<Sha256>,
+}
+
+impl SourceHash {
+    /// Hashes `source`, saving states on the way.
+    pub fn of(source: &str) -> Self {
+        let mut hasher = Sha256::new();
+        let mut checkpoints = Vec::with_capacity(source.len() / CHECKPOINT + 1);
+        for chunk in source.as_bytes().chunks(CHECKPOINT) {
+            checkpoints.push(hasher.clone());
+            hasher.update(chunk);
+        }
+        Self {
+            hex: hex(hasher),
+            checkpoints,
+        }
+    }
+
+    /// The sha256 of `source` (the text this hash was computed on) with `patch` applied.
+    pub fn after(&self, source: &str, patch: &haproxy_cfg::Patch) -> String {
+        let Some((first, _)) = patch.edits.first() else {
+            return self.hex.clone();
+        };
+        let shared = first.start;
+        let saved = (shared / CHECKPOINT).min(self.checkpoints.len().saturating_sub(1));
+        let mut after = self.checkpoints.get(saved).cloned().unwrap_or_default();
+        after.update(&source.as_bytes()[saved * CHECKPOINT..shared]);
+        // The pieces start with the unchanged text before the first edit when there is some.
+        patch
+            .pieces(source)
+            .skip(usize::from(shared > 0))
+            .for_each(|piece| after.update(piece.as_bytes()));
+        hex(after)
+    }
 }
 
 /// The config file, locked against other runs for as long as this value lives.
@@ -185,9 +213,9 @@ impl LockedFile {
         &self.path
     }
 
-    /// Reads the whole file as text.
-    pub fn read(&self) -> Result<String, FileError> {
-        read_text(&self.path)
+    /// Reads the whole file; [`FileBytes::text`] checks that it is text.
+    pub fn read(&self) -> Result<FileBytes, FileError> {
+        FileBytes::read(&self.path)
     }
 
     /// Replaces the file with `contents` (the new text in pieces), keeping its owner and mode.
@@ -261,6 +289,65 @@ pub fn write_text(path: &Path, text: &str) -> Result<(), FileError> {
     temp.persist(path)
         .map_err(|e| io_error("rename the temp file over", path)(e.error))?;
     Ok(())
+}
+
+/// A whole file's bytes. A large file is read into anonymous memory whose pages are all
+/// faulted in by the one `mmap` call (`MAP_POPULATE`) rather than one trap per 4 KiB page as
+/// the read touches them: on a 5 MiB file those page faults cost more than the copy itself.
+#[derive(Debug)]
+pub struct FileBytes(Bytes);
+
+#[derive(Debug)]
+enum Bytes {
+    Mapped(memmap2::MmapMut),
+    Owned(Vec<u8>),
+}
+
+impl FileBytes {
+    fn read(path: &Path) -> Result<Self, FileError> {
+        let mut file = File::open(path).map_err(io_error("read", path))?;
+        let len = file.metadata().map_err(io_error("stat", path))?.len();
+        let Ok(len) = usize::try_from(len) else {
+            return Self::read_to_end(file, path);
+        };
+        let mapped = match len {
+            0 => None,
+            _ => memmap2::MmapOptions::new()
+                .len(len)
+                .populate()
+                .map_anon()
+                .ok(),
+        };
+        let Some(mut map) = mapped else {
+            return Self::read_to_end(file, path);
+        };
+        file.read_exact(&mut map).map_err(io_error("read", path))?;
+        // Grown since the stat (edited in place by someone else): read what it holds now.
+        let mut probe = [0u8; 1];
+        if file.read(&mut probe).map_err(io_error("read", path))? != 0 {
+            return Self::read_to_end(File::open(path).map_err(io_error("read", path))?, path);
+        }
+        Ok(Self(Bytes::Mapped(map)))
+    }
+
+    fn read_to_end(mut file: File, path: &Path) -> Result<Self, FileError> {
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(io_error("read", path))?;
+        Ok(Self(Bytes::Owned(bytes)))
+    }
+
+    /// The bytes as text, or where they stop being UTF-8.
+    pub fn text(&self, path: &Path) -> Result<&str, FileError> {
+        let bytes = match &self.0 {
+            Bytes::Mapped(map) => &map[..],
+            Bytes::Owned(bytes) => bytes.as_slice(),
+        };
+        std::str::from_utf8(bytes).map_err(|e| FileError::NotText {
+            path: path.to_owned(),
+            offset: e.valid_up_to(),
+        })
+    }
 }
 
 /// Reads a whole file as text. The file is only ever replaced by rename, so a read without the
@@ -380,19 +467,28 @@ mod tests {
     #[test]
     fn before_and_after_hashes_match_hashing_each_text_whole() {
         let source = "global\nbackend app\n    server a 127.0.0.1:1\n    server b 127.0.0.1:2\n";
+        // Past several checkpoints, with the servers on either side of one.
+        let padding = format!("# {}\n", "x".repeat(CHECKPOINT - 3));
+        let long = format!("{padding}{padding}backend app\n    server a 127.0.0.1:1\n{padding}    server b 127.0.0.1:2\n{padding}");
         let request = |name: &str| haproxy_cfg::Request {
             backend: None,
             target: haproxy_cfg::Target::Name(name.into()),
             all_matches: false,
             desired: haproxy_cfg::Desired::Drain,
         };
-        for requests in [vec![], vec![request("a")], vec![request("b"), request("a")]] {
-            let patch = haproxy_cfg::plan_all(source, &requests).unwrap();
-            let after = patch.render(source);
-            assert_eq!(
-                sha256_before_after(source, &patch),
-                (sha256_hex([source]), sha256_hex([after.as_str()]))
-            );
+        for source in [source, long.as_str()] {
+            for requests in [
+                vec![],
+                vec![request("a")],
+                vec![request("b"), request("a")],
+                vec![request("b")],
+            ] {
+                let patch = haproxy_cfg::plan_all(source, &requests).unwrap();
+                let after = patch.render(source);
+                let hashed = SourceHash::of(source);
+                assert_eq!(hashed.hex, sha256_hex([source]));
+                assert_eq!(hashed.after(source, &patch), sha256_hex([after.as_str()]));
+            }
         }
     }
 
@@ -478,7 +574,7 @@ mod tests {
         fs::write(&path, b"global\n# caf\xe9\n").unwrap();
         let locked = LockedFile::lock(&path, Duration::ZERO).unwrap();
         assert!(matches!(
-            locked.read(),
+            locked.read().unwrap().text(&path),
             Err(FileError::NotText { offset: 12, .. })
         ));
     }

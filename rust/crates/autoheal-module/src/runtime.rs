@@ -299,6 +299,11 @@ pub enum LiveGoal {
 }
 
 impl LiveGoal {
+    /// The goal takes new traffic away from the server (the safe direction to apply first).
+    pub fn takes_no_new_traffic(&self) -> bool {
+        matches!(self, Self::Maint | Self::Drained { .. })
+    }
+
     /// Whether `live` already agrees with the goal.
     pub fn reached_by(&self, live: &LiveServer) -> bool {
         match *self {

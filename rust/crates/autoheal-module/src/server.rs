@@ -1,7 +1,8 @@
 //! `autoheal.haproxy.server`: put servers into a state, in the file and live.
 //!
 //! Order: lock → read and hash → plan → guard → (check mode stops here) → replace the file →
-//! apply live and read back. The lock is held to the end, so concurrent runs also serialise
+//! apply live and read back; when every change takes traffic away (drain, disabled, absent), live
+//! first and then the file, so that the drain does not wait for validation and the write. The lock is held to the end, so concurrent runs also serialise
 //! their live changes and each one's guard sees the previous one's result.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -9,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use haproxy_cfg::{Desired, Request, ServerChange, Target};
 
 use crate::args::ServerArgs;
-use crate::file::{sha256_before_after, write_text, LockedFile};
+use crate::file::{write_text, LockedFile, SourceHash};
 use crate::guard::{self, Verdict};
 use crate::reload::{self, ReloadMethod};
 use crate::result::{
@@ -203,17 +204,25 @@ fn summary<'s>(steps: impl IntoIterator<Item = &'s Step<'s>>, check_mode: bool) 
 pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     let file = LockedFile::lock(&args.path, args.lock_timeout)?;
     let path_text = file.path().display().to_string();
-    let source = file.read()?;
+    let bytes = file.read()?;
+    let source = bytes.text(file.path())?;
     let requests: Vec<Request> = args.changes.iter().map(|c| c.request.clone()).collect();
-    let patch = haproxy_cfg::plan_all(&source, &requests).map_err(|(index, error)| {
-        ModuleError::Engine {
-            path: file.path().to_owned(),
-            error,
-            change: args.batch.then_some(index),
-        }
+    // Hashing and planning each read the whole file: on two cores they take turns no longer.
+    let (hashed, planned) = std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| SourceHash::of(source));
+        let planned = haproxy_cfg::plan_all(source, &requests);
+        let hashed = hashing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (hashed, planned)
+    });
+    let patch = planned.map_err(|(index, error)| ModuleError::Engine {
+        path: file.path().to_owned(),
+        error,
+        change: args.batch.then_some(index),
     })?;
     let file_changed = !patch.edits.is_empty();
-    let (checksum_before, checksum_after) = sha256_before_after(&source, &patch);
+    let checksum_before = hashed.hex.clone();
     if let (true, Some(expected)) = (file_changed, &args.checksum) {
         if *expected != checksum_before {
             return Err(ModuleError::ChecksumMismatch {
@@ -249,7 +258,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     // The texts are only built with --diff: the new one is otherwise never held in memory.
     let diff = |after: &dyn Fn() -> String| {
         args.ansible.diff.then(|| Diff {
-            before: source.clone(),
+            before: source.to_owned(),
             after: after(),
             before_header: format!("{path_text} (content)"),
             after_header: format!("{path_text} (content)"),
@@ -294,7 +303,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
         result.failed = true;
         result.guard = GuardResult::Blocked;
         result.msg = msg;
-        result.diff = diff(&|| source.clone());
+        result.diff = diff(&|| source.to_owned());
         result.live_in_sync = None;
         let servers = steps
             .iter()
@@ -304,12 +313,12 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     }
 
     result.changed = file_changed || steps.iter().any(|s| !s.commands.is_empty());
-    result.checksum_after = checksum_after;
-    result.diff = diff(&|| patch.render(&source));
+    result.diff = diff(&|| patch.render(source));
     result.reload_required = steps.iter().any(Step::reload_pending);
     result.msg = summary(&steps, args.ansible.check_mode);
 
     if args.ansible.check_mode {
+        result.checksum_after = hashed.after(source, &patch);
         result.live_in_sync = live_before.as_ref().map(|_| {
             steps.iter().all(|s| match s.live_before {
                 Some(Some(_)) | None => true,
@@ -333,29 +342,78 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
         return finish(result, servers);
     }
 
+    // Taking traffic away is the safe direction: it goes live first, before the file is validated
+    // and written, which is what makes a drain take effect in milliseconds. A write that fails
+    // after it is reported (the task fails, the caller retries), never left silent.
+    let send_live = |socket: &AdminSocket| {
+        let mut problems = Vec::new();
+        for step in &steps {
+            for command in &step.commands {
+                if let Err(e) = socket.send(command) {
+                    problems.push(e.to_string());
+                    break;
+                }
+            }
+        }
+        problems
+    };
+    let live_first = socket.is_some()
+        && steps.iter().any(|s| !s.commands.is_empty())
+        && steps.iter().all(|s| s.goal.takes_no_new_traffic());
+    let mut problems = match (&socket, live_first) {
+        (Some(socket), true) => send_live(socket),
+        _ => Vec::new(),
+    };
+
     if file_changed {
-        result.backup_file = file
-            .replace(
-                &source,
-                patch.pieces(&source),
+        // The new text is hashed on another core while it is written.
+        let (checksum_after, replaced) = std::thread::scope(|scope| {
+            let hashing = scope.spawn(|| hashed.after(source, &patch));
+            let replaced = file.replace(
+                source,
+                patch.pieces(source),
                 args.validate.as_deref(),
                 args.backup,
-            )?
-            .map(|p| p.display().to_string());
+            );
+            let checksum_after = hashing
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (checksum_after, replaced)
+        });
+        match replaced {
+            Ok(backup_file) => {
+                result.backup_file = backup_file.map(|p| p.display().to_string());
+                result.checksum_after = checksum_after;
+            }
+            Err(e) if live_first => {
+                result.failed = true;
+                result.live_in_sync = Some(false);
+                result.msg = format!(
+                    "{}. The live change was applied first (taking traffic away is safe), but \
+                     persisting it failed, so the file still has the old state: {e}. Run again \
+                     to persist it{}",
+                    result.msg,
+                    if problems.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; the admin socket also said: {}", problems.join("; "))
+                    }
+                );
+                result.checksum_after = result.checksum_before.clone();
+                result.reload_required = false;
+                let servers = steps.iter().map(|s| outcome(s, None, false)).collect();
+                return finish(result, servers);
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 
     let Some(socket) = socket else {
         let servers = steps.iter().map(|s| outcome(s, None, true)).collect();
         return finish(result, servers);
     };
-    let mut problems = Vec::new();
-    for step in &steps {
-        for command in &step.commands {
-            if let Err(e) = socket.send(command) {
-                problems.push(e.to_string());
-                break;
-            }
-        }
+    if !live_first {
+        problems = send_live(&socket);
     }
     if let (true, Some(method)) = (result.reload_required, &args.reload) {
         match reload_now(args, method, &socket) {

@@ -263,6 +263,54 @@ fn a_failed_live_apply_keeps_the_file_and_fails_the_task() {
 }
 
 #[test]
+fn a_drain_goes_live_before_the_write_and_a_failed_write_is_reported() {
+    let mut lab = Lab::new(&WEB, "");
+    lab.start();
+    let file = lab.config();
+    // The validate command sees the candidate file after the drain is already live.
+    let probe = lab.root.join("live-at-validate");
+    let validate = format!(
+        "python3 -c 'import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); \
+         s.sendall(b\"show servers state app\\n\"); open(sys.argv[2], \"wb\").write(s.makefile(\"rb\").read()); \
+         sys.exit(3)' {} {} %s",
+        lab.admin.display(),
+        probe.display()
+    );
+    let (result, code) =
+        lab.server(json!({"server": "web1", "state": "drain", "validate": validate}));
+    assert_eq!(code, 1, "{result}");
+    assert_eq!(result["failed"], true);
+    assert_eq!(
+        result["changed"], true,
+        "the live state did change: {result}"
+    );
+    assert_eq!(result["live_in_sync"], false);
+    let msg = result["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("persisting it failed") && msg.contains("validation failed"),
+        "{msg}"
+    );
+    assert_eq!(result["checksum_after"], result["checksum_before"]);
+    assert_eq!(lab.config(), file, "the file keeps the old state");
+    assert!(live(&lab, "web1").drained());
+    let seen = fs::read_to_string(&probe).unwrap();
+    let web1 = seen
+        .lines()
+        .find(|l| l.split_whitespace().nth(3) == Some("web1"))
+        .unwrap_or_else(|| panic!("{seen}"));
+    // srv_admin_state (7th field) has the drain bit (0x08) while the file is being validated.
+    let admin: u32 = web1.split_whitespace().nth(6).unwrap().parse().unwrap();
+    assert_ne!(admin & 0x08, 0, "not drained live before the write: {web1}");
+
+    // Run again: the file catches up, the live state is already there.
+    let (retried, code) = lab.server(json!({"server": "web1", "state": "drain"}));
+    assert_eq!((code, &retried["changed"]), (0, &json!(true)), "{retried}");
+    assert_eq!(retried["live_in_sync"], true);
+    assert_eq!(retried["servers"][0]["live_commands"], json!([]));
+    assert_eq!(config_weight(&lab.config_text(), "web1"), 0);
+}
+
+#[test]
 fn servers_can_be_chosen_by_address() {
     let mut lab = Lab::new(&WEB, "");
     lab.start();

@@ -7,9 +7,13 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+from ansible.errors import AnsibleFilterError
+
 from ansible_collections.autoheal.haproxy.plugins.filter.action_problems import (
     FilterModule,
     action_problems,
+    checked_actions,
     is_alert_name,
     is_fingerprint,
     is_host,
@@ -89,8 +93,18 @@ def test_the_weight_grammar_is_the_relays_and_the_modules():
         assert weight_problem(value) is not None, value
 
 
-def test_the_filter_is_registered_under_its_documented_name():
-    assert FilterModule().filters() == {"action_problems": action_problems}
+def test_the_filters_are_registered_under_their_names():
+    assert FilterModule().filters() == {"action_problems": action_problems, "checked_actions": checked_actions}
+
+
+def test_checked_actions_passes_a_good_list_through_and_refuses_a_bad_one_with_every_problem():
+    good = [{"server": "web1", "state": "drain"}]
+    assert checked_actions(good) is good
+    with pytest.raises(AnsibleFilterError) as refused:
+        checked_actions([{"server": "web1", "state": "sleep"}, {"server": "a", "address": "b", "state": "drain"}])
+    message = str(refused.value)
+    assert message.startswith("Refusing to change anything: autoheal_actions[0].state must be one of"), message
+    assert "autoheal_actions[1] needs exactly one of server and address" in message, message
 
 
 def test_the_alphabets_are_the_relays():

@@ -150,6 +150,7 @@ impl AnsibleRunner {
             kill_margin: KILL_MARGIN,
         };
         runner.start_spare();
+        runner.start_fleet_workers();
         runner
     }
 

@@ -46,7 +46,7 @@ impl AnsibleRunner {
         // dropped (killed) with it rather than left holding an answer nobody reads.
         if let Some(mut running) = worker.take() {
             tracing::info!(run = request.run_id, fleet = %request.fleet, mode = "resident", dir = %dir.display(), "starting ansible-runner");
-            let call = self.worker_request(dir, &request.fleet, stderr_path);
+            let call = self.worker_request(dir, self.limit(&request.fleet), stderr_path);
             let answer = tokio::time::timeout(self.run_limit(), running.call(&call)).await;
             let duration_ms = elapsed_ms(started);
             let failure = match answer {
@@ -71,9 +71,9 @@ impl AnsibleRunner {
                         detail: format!("{error}; see {}", dir.display()),
                     });
                 }
-                Ok(Ok(Answer::Ready { .. })) => (
+                Ok(Ok(Answer::Ready { .. } | Answer::Primed { .. })) => (
                     RunStatus::Failed,
-                    "the worker answered garbage: a second ready line".into(),
+                    "the worker answered garbage: a ready or primed line to a run".into(),
                 ),
                 Ok(Err(e)) => (RunStatus::Failed, e.to_string()),
                 Err(_) => (
@@ -98,10 +98,10 @@ impl AnsibleRunner {
     }
 
     /// The resident worker's request for a run in `private_data_dir`: the CLI's inputs.
-    fn worker_request(
+    pub(super) fn worker_request(
         &self,
         private_data_dir: &Path,
-        fleet: &str,
+        limit: Option<&String>,
         log: &Path,
     ) -> serde_json::Value {
         serde_json::json!({
@@ -109,7 +109,7 @@ impl AnsibleRunner {
             "playbook": self.cfg.playbook,
             "ident": IDENT,
             "inventory": self.cfg.inventory,
-            "limit": self.limit(fleet),
+            "limit": limit,
             "log": log,
             "standby": self.cfg.standby,
         })
@@ -130,7 +130,7 @@ mod tests {
     #[tokio::test]
     async fn resident_worker_gets_the_cli_inputs_and_is_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let r = resident_with_stand_in_module(dir.path());
+        let r = resident_with_stand_in_module(dir.path(), false);
         let mut req = request();
         let first = r.run(&req).await;
         assert_eq!(first.status, "successful", "{first:?}");
@@ -169,7 +169,7 @@ mod tests {
     #[tokio::test]
     async fn resident_failed_run_reports_status_rc_and_log_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let mut r = resident_with_stand_in_module(dir.path());
+        let mut r = resident_with_stand_in_module(dir.path(), false);
         r.cfg.playbook = "fail".into();
         let result = r.run(&request()).await;
         assert_eq!(result.status, "failed");

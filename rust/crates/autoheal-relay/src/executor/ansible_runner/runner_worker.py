@@ -14,6 +14,9 @@ over through the FIFO instead of starting ansible-playbook, so interpreter start
 and playbook parsing are already done when the alert arrives. A standby is retired (told to
 stop through the same FIFO) when the inputs differ, the inventory changed, or it is older
 than STANDBY_MAX_AGE_S; one that ends on its own turns the standby off for this worker.
+A request with "prime": true runs nothing: it starts the standby for those inputs (if none is
+waiting for them yet), so that even the first run after the relay starts is handed over; it is
+answered with {"primed": bool}.
 """
 import errno
 import json
@@ -283,7 +286,20 @@ class Worker:
         self.last_request = None
         self.standby_off = False
 
+    def prime(self, request):
+        """Starts the standby for `request`'s inputs ahead of the first run; True if one is waiting."""
+        if self.standby is not None and self.standby.stale_for(request) is None:
+            return True
+        if self.standby is not None:
+            self.retire_or_give_up("the relay primed other inputs")
+            self.standby = None
+        self.last_request = request
+        self.start_standby()
+        return self.standby is not None
+
     def serve(self, request):
+        if request.get("prime"):
+            return {"primed": self.prime(request)}
         reply = None
         if self.standby is not None:
             why = self.standby.stale_for(request)

@@ -82,8 +82,8 @@ pub(super) fn fake_runner(dir: &Path, exit: i32, status: &str) -> PathBuf {
 
 /// A resident-mode executor on the real worker source and the system python3, with a
 /// stand-in `ansible_runner` module (on PYTHONPATH) that records what `run()` was given.
-/// The real ansible_runner runs in tests/relay/.
-pub(super) fn resident_with_stand_in_module(dir: &Path) -> AnsibleRunner {
+/// The real ansible_runner runs in tests/relay/. `standby`: the warm standby is on from the start.
+pub(super) fn resident_with_stand_in_module(dir: &Path, standby: bool) -> AnsibleRunner {
     let module_dir = dir.join("stand-in");
     std::fs::create_dir_all(&module_dir).unwrap();
     std::fs::write(
@@ -133,6 +133,7 @@ pub(super) fn resident_with_stand_in_module(dir: &Path) -> AnsibleRunner {
     let mut c = cfg(dir, "ansible-runner".into());
     c.resident = true;
     c.python = Some("python3".into());
+    c.standby = standby;
     c.env.insert(
         "PYTHONPATH".into(),
         module_dir.to_string_lossy().into_owned(),

@@ -66,6 +66,11 @@ pub enum Answer {
         /// What went wrong.
         error: String,
     },
+    /// A prime request was served (see [`Worker::prime`]).
+    Primed {
+        /// A standby is waiting for the next run with the request's inputs.
+        primed: bool,
+    },
     /// Sent once, on start.
     Ready {
         /// Always true.
@@ -133,6 +138,18 @@ impl Worker {
         self.stdin.write_all(line.as_bytes()).await?;
         self.stdin.flush().await?;
         self.read_answer().await
+    }
+
+    /// Has the worker start its warm standby for `request`'s inputs (a run request with
+    /// `"prime": true`) before any run, so that the first run is handed over too. Whether a
+    /// standby is waiting.
+    pub async fn prime(&mut self, request: &serde_json::Value) -> Result<bool, WorkerError> {
+        match tokio::time::timeout(STARTUP_TIMEOUT, self.call(request)).await {
+            Ok(Ok(Answer::Primed { primed })) => Ok(primed),
+            Ok(Ok(other)) => Err(WorkerError::Garbage(format!("{other:?}"))),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(WorkerError::StartupTimeout),
+        }
     }
 
     async fn read_answer(&mut self) -> Result<Answer, WorkerError> {
