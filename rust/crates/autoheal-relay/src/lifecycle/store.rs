@@ -1,0 +1,284 @@
+//! The life cycle in the journal's database: one row per target (so a restart keeps its
+//! hold-down, deferral and quarantine) and an audit row per transition (shown by `history`).
+
+use std::collections::BTreeMap;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::life::TargetLife;
+
+/// Tables, created with the journal's.
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS lifecycle (
+    key         TEXT PRIMARY KEY,
+    backend     TEXT NOT NULL,
+    phase       TEXT NOT NULL,
+    life        TEXT NOT NULL,
+    updated_ms  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS lifecycle_events (
+    id          INTEGER PRIMARY KEY,
+    at_ms       INTEGER NOT NULL,
+    key         TEXT NOT NULL,
+    event       TEXT NOT NULL,
+    phase       TEXT NOT NULL,
+    detail      TEXT
+);
+CREATE INDEX IF NOT EXISTS lifecycle_events_key ON lifecycle_events(key, at_ms);
+";
+
+/// Why the life cycle could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("lifecycle table: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// A stored row is not a life cycle this relay understands.
+    #[error("lifecycle of {key}: {source}")]
+    Decode {
+        /// The target.
+        key: String,
+        /// What is wrong.
+        source: serde_json::Error,
+    },
+}
+
+/// A target's life cycle with the backend it is counted in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The backend whose budget it counts against.
+    pub backend: String,
+    /// Its life cycle.
+    pub life: TargetLife,
+}
+
+/// Creates the tables if they are missing.
+pub fn create(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(SCHEMA)?;
+    Ok(())
+}
+
+/// Writes a target's life cycle and, when `event` is given, its audit row, in one transaction.
+pub fn save(
+    conn: &mut Connection,
+    key: &str,
+    stored: &Stored,
+    event: Option<(&str, Option<&str>)>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let life = serde_json::to_string(&stored.life).map_err(|source| StoreError::Decode {
+        key: key.to_owned(),
+        source,
+    })?;
+    let phase = stored.life.phase.name();
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO lifecycle (key, backend, phase, life, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(key) DO UPDATE SET backend = ?2, phase = ?3, life = ?4, updated_ms = ?5",
+        params![key, stored.backend, phase, life, now_ms],
+    )?;
+    if let Some((event, detail)) = event {
+        tx.execute(
+            "INSERT INTO lifecycle_events (at_ms, key, event, phase, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![now_ms, key, event, phase, detail],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Every target's life cycle, by key.
+pub fn load(conn: &Connection) -> Result<BTreeMap<String, Stored>, StoreError> {
+    let mut stmt = conn.prepare("SELECT key, backend, life FROM lifecycle")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (key, backend, life) = row?;
+        let life = serde_json::from_str(&life).map_err(|source| StoreError::Decode {
+            key: key.clone(),
+            source,
+        })?;
+        out.insert(key, Stored { backend, life });
+    }
+    Ok(out)
+}
+
+/// One target's life cycle.
+pub fn get(conn: &Connection, key: &str) -> Result<Option<Stored>, StoreError> {
+    let row = conn
+        .query_row(
+            "SELECT backend, life FROM lifecycle WHERE key = ?1",
+            [key],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+        )
+        .optional()?;
+    row.map(|(backend, life)| {
+        let life = serde_json::from_str(&life).map_err(|source| StoreError::Decode {
+            key: key.to_owned(),
+            source,
+        })?;
+        Ok(Stored { backend, life })
+    })
+    .transpose()
+}
+
+/// One audit row of a target's life cycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifeEvent {
+    /// When.
+    pub at_ms: i64,
+    /// The target.
+    pub key: String,
+    /// What happened (`drained`, `deferred`, `quarantined`, `released`, ...).
+    pub event: String,
+    /// The phase it left the target in.
+    pub phase: String,
+    /// More, for people.
+    pub detail: Option<String>,
+}
+
+/// The latest `limit` audit rows, newest first.
+pub fn events(conn: &Connection, limit: usize) -> Result<Vec<LifeEvent>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT at_ms, key, event, phase, detail FROM lifecycle_events ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+        Ok(LifeEvent {
+            at_ms: r.get(0)?,
+            key: r.get(1)?,
+            event: r.get(2)?,
+            phase: r.get(3)?,
+            detail: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::life::Phase;
+    use crate::lifecycle::policy::LifecyclePolicy;
+
+    fn db(dir: &std::path::Path) -> Connection {
+        let conn = Connection::open(dir.join("journal.sqlite")).unwrap();
+        create(&conn).unwrap();
+        conn
+    }
+
+    /// A restart in the middle of a hold-down, a deferral and a quarantine keeps each: what is
+    /// written is read back by a new connection to the same file, and keeps working.
+    #[test]
+    fn hold_down_deferral_and_quarantine_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = LifecyclePolicy::default();
+        let mut held = TargetLife::default();
+        held.drained(0, &policy);
+        held.drained(1_000, &policy);
+        held.on_resolved(2_000, 0, &policy);
+        let mut deferred = TargetLife::default();
+        deferred.drained(0, &policy);
+        deferred.on_resolved(40_000, 0, &policy);
+        deferred.reported(
+            40_000,
+            crate::lifecycle::life::Requested::Restore(crate::lifecycle::life::RestoreStep {
+                percent: Some(10),
+                require_healthy: true,
+            }),
+            &crate::lifecycle::report::ItemOutcome::Deferred {
+                reason: "failing".into(),
+            },
+            &policy,
+        );
+        let mut quarantined = TargetLife::default();
+        for t in [0, 1, 2] {
+            quarantined.drained(t, &policy);
+        }
+        {
+            let mut conn = db(dir.path());
+            for (key, life) in [
+                ("be/held", &held),
+                ("be/deferred", &deferred),
+                ("be/quarantined", &quarantined),
+            ] {
+                let stored = Stored {
+                    backend: "be".into(),
+                    life: life.clone(),
+                };
+                save(&mut conn, key, &stored, Some(("test", None)), 5).unwrap();
+            }
+        }
+        let conn = db(dir.path());
+        let all = load(&conn).unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all["be/held"].life, held);
+        assert!(
+            matches!(all["be/held"].life.phase, Phase::Eligible { restore_at_ms, .. } if restore_at_ms == 61_000),
+            "{:?}",
+            all["be/held"].life.phase
+        );
+        assert_eq!(all["be/deferred"].life, deferred);
+        assert_eq!(all["be/deferred"].life.phase.name(), "deferred");
+        assert_eq!(all["be/quarantined"].life.phase.name(), "quarantined");
+        assert_eq!(
+            get(&conn, "be/quarantined").unwrap().unwrap().life,
+            quarantined
+        );
+        assert_eq!(get(&conn, "be/none").unwrap(), None);
+        let mut reread = all["be/quarantined"].life.clone();
+        assert_eq!(
+            reread.release(10),
+            crate::lifecycle::life::Released::Restore
+        );
+    }
+
+    #[test]
+    fn save_updates_in_place_and_audits_each_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = db(dir.path());
+        let policy = LifecyclePolicy::default();
+        let mut life = TargetLife::default();
+        life.drained(0, &policy);
+        let mut stored = Stored {
+            backend: "be".into(),
+            life,
+        };
+        save(&mut conn, "be/s1", &stored, Some(("drained", None)), 1).unwrap();
+        stored.life.on_resolved(2, 0, &policy);
+        save(
+            &mut conn,
+            "be/s1",
+            &stored,
+            Some(("eligible", Some("alert resolved"))),
+            2,
+        )
+        .unwrap();
+        save(&mut conn, "be/s1", &stored, None, 3).unwrap();
+        assert_eq!(load(&conn).unwrap().len(), 1);
+        let ev = events(&conn, 10).unwrap();
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[0].event, "eligible");
+        assert_eq!(ev[0].phase, "eligible");
+        assert_eq!(ev[0].detail.as_deref(), Some("alert resolved"));
+        assert_eq!(ev[1].phase, "out");
+    }
+
+    #[test]
+    fn an_unreadable_row_is_an_error_naming_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = db(dir.path());
+        conn.execute(
+            "INSERT INTO lifecycle VALUES ('be/s1', 'be', 'out', '{\"phase\":\"lost\"}', 0)",
+            [],
+        )
+        .unwrap();
+        let err = load(&conn).unwrap_err();
+        assert!(err.to_string().contains("be/s1"), "{err}");
+    }
+}
