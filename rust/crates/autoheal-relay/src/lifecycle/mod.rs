@@ -6,6 +6,7 @@
 //! places servers in their real backends, [`store`] keeps it all in the journal's database.
 //! Everything but [`store`] is pure: the caller passes the time.
 
+pub mod book;
 pub mod life;
 pub mod membership;
 pub mod panic;

@@ -102,6 +102,64 @@ impl ItemReport {
     }
 }
 
+/// Merges what each load balancer said about one target: it is not found only where no load
+/// balancer has it; a person's state anywhere, or a deferral anywhere, holds it for all; it
+/// ramps by itself only if every load balancer has `slowstart`.
+pub fn merge(outcomes: impl IntoIterator<Item = ItemOutcome>) -> Option<ItemOutcome> {
+    let mut merged: Option<ItemOutcome> = None;
+    for next in outcomes {
+        merged = Some(match (merged, next) {
+            (None, next) => next,
+            (Some(ItemOutcome::NotFound), next) | (Some(next), ItemOutcome::NotFound) => next,
+            (Some(ItemOutcome::OperatorState), _) | (_, ItemOutcome::OperatorState) => {
+                ItemOutcome::OperatorState
+            }
+            (Some(d @ ItemOutcome::Deferred { .. }), _) | (_, d @ ItemOutcome::Deferred { .. }) => {
+                d
+            }
+            (
+                Some(ItemOutcome::Applied { slowstart: a }),
+                ItemOutcome::Applied { slowstart: b },
+            ) => ItemOutcome::Applied { slowstart: a && b },
+        });
+    }
+    merged
+}
+
+/// Each target's merged outcome from a run's `autoheal_remediate` stats (the remediate role's
+/// `set_stats`: load balancer -> one entry per action, the action under `action` and the
+/// module's item keys beside it), by target key.
+pub fn outcomes_from_stats(
+    stats: &serde_json::Value,
+) -> std::collections::BTreeMap<String, ItemOutcome> {
+    let mut per_target: std::collections::BTreeMap<String, Vec<ItemOutcome>> =
+        std::collections::BTreeMap::new();
+    for entries in stats
+        .as_object()
+        .into_iter()
+        .flat_map(|hosts| hosts.values())
+    {
+        for entry in entries.as_array().into_iter().flatten() {
+            let action = &entry["action"];
+            let text = |k: &str| action[k].as_str().map(str::to_owned);
+            let key = crate::model::Target {
+                server: text("server"),
+                address: text("address"),
+                backend: text("backend"),
+            }
+            .key();
+            // An entry that does not parse says nothing the life cycle can use.
+            if let Ok(report) = ItemReport::from_json(entry) {
+                per_target.entry(key).or_default().push(report.outcome());
+            }
+        }
+    }
+    per_target
+        .into_iter()
+        .filter_map(|(key, outcomes)| merge(outcomes).map(|o| (key, o)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +199,51 @@ mod tests {
             ),
             ItemOutcome::Applied { slowstart: false }
         );
+    }
+
+    #[test]
+    fn load_balancers_merge_to_the_most_careful_outcome() {
+        let applied = |slowstart| ItemOutcome::Applied { slowstart };
+        let deferred = ItemOutcome::Deferred { reason: "r".into() };
+        assert_eq!(merge([]), None);
+        assert_eq!(
+            merge([ItemOutcome::NotFound, ItemOutcome::NotFound]),
+            Some(ItemOutcome::NotFound)
+        );
+        assert_eq!(
+            merge([ItemOutcome::NotFound, applied(true)]),
+            Some(applied(true)),
+            "found on one load balancer is found"
+        );
+        assert_eq!(
+            merge([applied(true), deferred.clone()]),
+            Some(deferred.clone())
+        );
+        assert_eq!(
+            merge([deferred, ItemOutcome::OperatorState, applied(false)]),
+            Some(ItemOutcome::OperatorState)
+        );
+        assert_eq!(merge([applied(true), applied(false)]), Some(applied(false)));
+    }
+
+    #[test]
+    fn stats_of_two_load_balancers_give_one_outcome_per_target() {
+        let stats = json!({
+            "lb1": [
+                {"action": {"server": "s1", "backend": "app", "state": "enabled"}, "changed": false,
+                 "deferred": true, "deferred_reason": "check failing"},
+                {"action": {"server": "ghost", "state": "drain"}, "changed": false, "found": false}
+            ],
+            "lb2": [
+                {"action": {"server": "s1", "backend": "app", "state": "enabled"}, "changed": true},
+                {"action": {"server": "ghost", "state": "drain"}, "changed": false, "found": false}
+            ]
+        });
+        let got = outcomes_from_stats(&stats);
+        assert_eq!(got.len(), 2);
+        assert!(matches!(got["app/s1"], ItemOutcome::Deferred { .. }));
+        assert_eq!(got["*/ghost"], ItemOutcome::NotFound);
+        assert!(outcomes_from_stats(&json!(null)).is_empty());
     }
 
     #[test]
