@@ -25,6 +25,14 @@ CREATE TABLE IF NOT EXISTS lifecycle_events (
     detail      TEXT
 );
 CREATE INDEX IF NOT EXISTS lifecycle_events_key ON lifecycle_events(key, at_ms);
+CREATE TABLE IF NOT EXISTS lifecycle_releases (
+    id           INTEGER PRIMARY KEY,
+    requested_ms INTEGER NOT NULL,
+    key          TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    done_ms      INTEGER,
+    result       TEXT
+);
 ";
 
 /// Why the life cycle could not be read or written.
@@ -160,6 +168,73 @@ pub fn events(conn: &Connection, limit: usize) -> Result<Vec<LifeEvent>, StoreEr
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// An operator's request to release a target, waiting for the relay to apply it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseRequest {
+    /// Row id.
+    pub id: i64,
+    /// The target.
+    pub key: String,
+    /// Who asked (user name, or `admin endpoint`).
+    pub requested_by: String,
+}
+
+/// Records a release request (the `release` command writes it while the relay runs or not;
+/// the relay applies it within its housekeeping tick, or at its next start).
+pub fn request_release(
+    conn: &Connection,
+    key: &str,
+    requested_by: &str,
+    now_ms: i64,
+) -> Result<i64, StoreError> {
+    conn.execute(
+        "INSERT INTO lifecycle_releases (requested_ms, key, requested_by) VALUES (?1, ?2, ?3)",
+        params![now_ms, key, requested_by],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Release requests not applied yet, oldest first.
+pub fn pending_releases(conn: &Connection) -> Result<Vec<ReleaseRequest>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, key, requested_by FROM lifecycle_releases WHERE done_ms IS NULL ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(ReleaseRequest {
+            id: r.get(0)?,
+            key: r.get(1)?,
+            requested_by: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Marks a release request applied, with what it did.
+pub fn finish_release(
+    conn: &Connection,
+    id: i64,
+    result: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE lifecycle_releases SET done_ms = ?2, result = ?3 WHERE id = ?1",
+        params![id, now_ms, result],
+    )?;
+    Ok(())
+}
+
+/// A release request's result, once applied.
+pub fn release_result(conn: &Connection, id: i64) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT result FROM lifecycle_releases WHERE id = ?1",
+            [id],
+            |r| r.get::<_, Option<String>>(0),
+        )
+        .optional()?
+        .flatten())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +342,28 @@ mod tests {
         assert_eq!(ev[0].phase, "eligible");
         assert_eq!(ev[0].detail.as_deref(), Some("alert resolved"));
         assert_eq!(ev[1].phase, "out");
+    }
+
+    #[test]
+    fn release_requests_wait_until_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = db(dir.path());
+        let first = request_release(&conn, "be/s1", "alice", 1).unwrap();
+        let second = request_release(&conn, "be/s2", "admin endpoint", 2).unwrap();
+        let pending = pending_releases(&conn).unwrap();
+        assert_eq!(
+            pending.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+            ["be/s1", "be/s2"]
+        );
+        assert_eq!(pending[0].requested_by, "alice");
+        assert_eq!(release_result(&conn, first).unwrap(), None);
+        finish_release(&conn, first, "restore", 3).unwrap();
+        assert_eq!(
+            release_result(&conn, first).unwrap().as_deref(),
+            Some("restore")
+        );
+        assert_eq!(pending_releases(&conn).unwrap()[0].id, second);
+        assert_eq!(release_result(&conn, 99).unwrap(), None);
     }
 
     #[test]
