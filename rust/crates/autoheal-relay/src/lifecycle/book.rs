@@ -277,10 +277,7 @@ impl Book {
             // Nothing the life cycle took out (e.g. before an upgrade): restore as asked.
             return Gate::Run {
                 intent: intent.clone(),
-                requested: Requested::Restore(RestoreStep {
-                    percent: None,
-                    require_healthy: self.policy.require_healthy,
-                }),
+                requested: Requested::Restore(RestoreStep { percent: None }),
             };
         };
         let policy = self.rule_policies.get(&entry.rule).unwrap_or(&self.policy);

@@ -171,8 +171,6 @@ pub enum Resolved {
 pub struct RestoreStep {
     /// Share of the recorded weight, or `None` for the full restore (clears the marker).
     pub percent: Option<u8>,
-    /// Ask the module to restore only while the health check passes.
-    pub require_healthy: bool,
 }
 
 /// What was asked of the module for this target.
@@ -350,10 +348,7 @@ impl TargetLife {
             Phase::Ramping { percent, .. } => steps.iter().copied().find(|p| *p > percent),
             _ => steps.first().copied(),
         };
-        Some(RestoreStep {
-            percent,
-            require_healthy: policy.require_healthy,
-        })
+        Some(RestoreStep { percent })
     }
 
     /// The module's answer for the target after a successful run.
@@ -633,13 +628,7 @@ mod tests {
             "not before the hold-down"
         );
         let first = life.due(restore_at, &policy()).unwrap();
-        assert_eq!(
-            first,
-            RestoreStep {
-                percent: Some(10),
-                require_healthy: true
-            }
-        );
+        assert_eq!(first, RestoreStep { percent: Some(10) });
         assert_eq!(
             life.reported(restore_at, Requested::Restore(first), &applied(), &policy()),
             Reported::Ramping {
@@ -711,19 +700,12 @@ mod tests {
     fn a_one_step_policy_restores_at_once() {
         let p = LifecyclePolicy {
             ramp_percent: vec![100],
-            require_healthy: false,
             ..policy()
         };
         let mut life = TargetLife::default();
         life.drained(0, &p);
         life.on_resolved(0, 0, &p);
-        assert_eq!(
-            life.due(30_000, &p),
-            Some(RestoreStep {
-                percent: None,
-                require_healthy: false
-            })
-        );
+        assert_eq!(life.due(30_000, &p), Some(RestoreStep { percent: None }));
     }
 
     #[test]
@@ -796,7 +778,6 @@ mod tests {
         };
         let step = life.due(retry_at_ms, &policy()).unwrap();
         assert_eq!(step.percent, Some(10), "the ramp starts at its first step");
-        assert!(step.require_healthy);
         assert!(matches!(
             life.reported(retry_at_ms, Requested::Restore(step), &applied(), &policy()),
             Reported::Ramping { percent: 10, .. }
@@ -831,8 +812,7 @@ mod tests {
         assert_eq!(life.release(now + 2 * MIN), Released::Restore);
         assert_eq!(life.remediations_ms.len(), 0);
         assert_eq!(life.strikes, 0);
-        let step = life.due(now + 2 * MIN, &policy()).unwrap();
-        assert!(step.require_healthy);
+        assert!(life.due(now + 2 * MIN, &policy()).is_some());
         assert_eq!(life.release(now + 2 * MIN), Released::NotHeld);
     }
 

@@ -18,8 +18,6 @@ pub struct LifecyclePolicy {
     pub quarantine_after: u32,
     /// The window `quarantine_after` counts in.
     pub quarantine_window_secs: u64,
-    /// Ask the module to restore only while HAProxy's health check passes.
-    pub require_healthy: bool,
     /// First retry of a deferred restore; each further retry waits twice as long.
     pub defer_retry_secs: u64,
     /// Longest wait between two retries of a deferred restore.
@@ -43,7 +41,6 @@ impl Default for LifecyclePolicy {
             hold_down_decay_secs: 600,
             quarantine_after: 3,
             quarantine_window_secs: 3600,
-            require_healthy: true,
             defer_retry_secs: 10,
             defer_retry_max_secs: 120,
             defer_deadline_secs: 1800,

@@ -264,7 +264,6 @@ mod tests {
             40_000,
             crate::lifecycle::life::Requested::Restore(crate::lifecycle::life::RestoreStep {
                 percent: Some(10),
-                require_healthy: true,
             }),
             &crate::lifecycle::report::ItemOutcome::Deferred {
                 reason: "failing".into(),
