@@ -12,6 +12,8 @@ use crate::model::Target;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Membership {
     servers: BTreeMap<String, BTreeSet<String>>,
+    /// Sizes configured for backends whose servers are not listed (`guard.backend_sizes`).
+    sizes: BTreeMap<String, usize>,
 }
 
 /// Why an intent cannot be placed in a backend.
@@ -59,9 +61,22 @@ impl Membership {
         self.servers.is_empty()
     }
 
+    /// Adds configured backend sizes (listed servers, when there are, win).
+    pub fn with_sizes<'a>(
+        mut self,
+        sizes: impl IntoIterator<Item = (&'a String, &'a usize)>,
+    ) -> Self {
+        self.sizes
+            .extend(sizes.into_iter().map(|(b, n)| (b.clone(), *n)));
+        self
+    }
+
     /// The number of servers in `backend`, when known.
     pub fn size_of(&self, backend: &str) -> Option<usize> {
-        self.servers.get(backend).map(BTreeSet::len)
+        self.servers
+            .get(backend)
+            .map(BTreeSet::len)
+            .or_else(|| self.sizes.get(backend).copied())
     }
 
     /// The targets an intent's target stands for, one per backend it is really in: the
@@ -118,6 +133,10 @@ mod tests {
         assert_eq!(m.size_of("app"), Some(3));
         assert_eq!(m.size_of("api"), Some(1));
         assert_eq!(m.size_of("nope"), None);
+        let sizes = BTreeMap::from([("nope".to_owned(), 8), ("app".to_owned(), 99)]);
+        let m = m.with_sizes(&sizes);
+        assert_eq!(m.size_of("nope"), Some(8));
+        assert_eq!(m.size_of("app"), Some(3), "listed servers win");
     }
 
     #[test]

@@ -111,6 +111,19 @@ impl LifecyclePolicy {
         Ok(())
     }
 
+    /// This policy with a rule's own keys (`[rules.lifecycle]`) set over it.
+    pub fn overlay(&self, keys: &toml::Table) -> Result<Self, String> {
+        let mut table = toml::Table::try_from(self).map_err(|e| e.to_string())?;
+        for (key, value) in keys {
+            table.insert(key.clone(), value.clone());
+        }
+        let policy: Self = table
+            .try_into()
+            .map_err(|e: toml::de::Error| e.message().to_owned())?;
+        policy.validate().map_err(|e| e.to_string())?;
+        Ok(policy)
+    }
+
     /// How long a target must stay out after its `n`-th recent remediation.
     pub fn hold_down_ms(&self, n: u32) -> i64 {
         doubling_ms(self.hold_down_base_secs, self.hold_down_max_secs, n)
@@ -248,6 +261,26 @@ mod tests {
         assert_eq!(p.hold_down_base_secs, 5);
         assert_eq!(p.quarantine_after, 3);
         assert!(toml::from_str::<LifecyclePolicy>("hold_down = 5").is_err());
+    }
+
+    #[test]
+    fn a_rule_overlays_its_keys_on_the_relay_wide_policy() {
+        let relay = LifecyclePolicy {
+            hold_down_base_secs: 10,
+            hold_down_max_secs: 100,
+            ..LifecyclePolicy::default()
+        };
+        let rule: toml::Table = toml::from_str("quarantine_after = 5").unwrap();
+        let p = relay.overlay(&rule).unwrap();
+        assert_eq!(p.quarantine_after, 5);
+        assert_eq!(p.hold_down_base_secs, 10, "the relay-wide key stays");
+        let unknown: toml::Table = toml::from_str("quarantine = 5").unwrap();
+        assert!(relay.overlay(&unknown).unwrap_err().contains("quarantine"));
+        let bad: toml::Table = toml::from_str("hold_down_max_secs = 1").unwrap();
+        assert!(relay
+            .overlay(&bad)
+            .unwrap_err()
+            .contains("hold_down_max_secs"));
     }
 
     #[test]
