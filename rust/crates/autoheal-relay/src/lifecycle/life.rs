@@ -81,6 +81,20 @@ pub enum Phase {
     },
 }
 
+/// Every phase name, for gauges that must show zeros too.
+pub const PHASES: &[&str] = &[
+    "in_service",
+    "out",
+    "eligible",
+    "deferred",
+    "ramping",
+    "quarantined",
+    "gave_up",
+    "operator_state",
+    "unknown",
+    "not_found",
+];
+
 impl Phase {
     /// The name used in the journal, `history` and metrics.
     pub fn name(&self) -> &'static str {
@@ -957,6 +971,35 @@ mod tests {
             &p,
         );
         assert_eq!(life.phase.name(), "quarantined");
+    }
+
+    #[test]
+    fn every_phase_is_listed_for_the_gauges() {
+        let phases = [
+            Phase::InService,
+            Phase::Out { since_ms: 0 },
+            Phase::Eligible {
+                since_ms: 0,
+                restore_at_ms: 0,
+            },
+            Phase::Deferred {
+                since_ms: 0,
+                attempt: 1,
+                retry_at_ms: 0,
+                give_up_at_ms: 0,
+            },
+            Phase::Ramping {
+                percent: 10,
+                next_at_ms: 0,
+            },
+            Phase::Quarantined { since_ms: 0 },
+            Phase::GaveUp { since_ms: 0 },
+            Phase::OperatorHeld { since_ms: 0 },
+            Phase::Unknown { since_ms: 0 },
+            Phase::NotFound { since_ms: 0 },
+        ];
+        let names: Vec<&str> = phases.iter().map(Phase::name).collect();
+        assert_eq!(names, PHASES);
     }
 
     #[test]

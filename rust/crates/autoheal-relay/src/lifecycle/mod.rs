@@ -12,4 +12,5 @@ pub mod membership;
 pub mod panic;
 pub mod policy;
 pub mod report;
+pub mod stage;
 pub mod store;
