@@ -9,7 +9,7 @@ use super::book::{Book, Gate, Refusal};
 use super::life::{Released, Reported, Requested};
 use super::panic::PanicChange;
 use super::report::ItemOutcome;
-use crate::coalesce::Pending;
+use crate::model::Pending;
 use crate::metrics::{BackendLabel, Metrics, PhaseLabel};
 
 /// What to do with a batch of due intents.

@@ -162,12 +162,14 @@ mod tests {
     #[test]
     fn the_remediate_roles_stats_are_kept() {
         let mut event = stats(json!({}), json!({}), json!({"lb1": 1}));
-        event["event_data"]["artifact_data"] =
-            json!({"autoheal_remediate": {"lb1": [{"action": {"server": "s1"}, "deferred": true}]}});
+        event["event_data"]["artifact_data"] = json!({"autoheal_remediate": {"lb1": [{"action": {"server": "s1"}, "deferred": true}]}});
         let outcome = HostOutcome::from_events([event].iter()).unwrap();
         assert_eq!(outcome.remediate["lb1"][0]["deferred"], json!(true));
         let bare = stats(json!({}), json!({}), json!({"lb1": 1}));
-        assert!(HostOutcome::from_events([bare].iter()).unwrap().remediate.is_null());
+        assert!(HostOutcome::from_events([bare].iter())
+            .unwrap()
+            .remediate
+            .is_null());
     }
 
     #[test]
