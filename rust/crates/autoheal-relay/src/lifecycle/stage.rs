@@ -9,8 +9,8 @@ use super::book::{Book, Gate, Refusal};
 use super::life::{Released, Reported, Requested};
 use super::panic::PanicChange;
 use super::report::ItemOutcome;
-use crate::model::Pending;
 use crate::metrics::{BackendLabel, Metrics, PhaseLabel};
+use crate::model::Pending;
 
 /// What to do with a batch of due intents.
 #[derive(Debug, Default)]
