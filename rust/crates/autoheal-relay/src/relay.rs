@@ -577,6 +577,7 @@ async fn run_catching_panics(
                 rc: None,
                 duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
                 detail: why,
+                ..RunResult::default()
             }
         }
     }

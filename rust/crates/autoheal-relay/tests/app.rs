@@ -82,6 +82,7 @@ impl Executor for Recorder {
                 rc: Some(if fail { 2 } else { 0 }),
                 duration_ms: 1,
                 detail: String::new(),
+                ..RunResult::default()
             }
         })
     }

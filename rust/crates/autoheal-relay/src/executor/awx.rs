@@ -152,6 +152,7 @@ impl Executor for Awx {
                         rc: None,
                         duration_ms: elapsed(),
                         detail,
+                        ..RunResult::default()
                     }
                 }
             };
@@ -162,12 +163,14 @@ impl Executor for Awx {
                     rc: None,
                     duration_ms: elapsed(),
                     detail: format!("AWX job {job}"),
+                    ..RunResult::default()
                 },
                 Err(detail) => RunResult {
                     status: "timeout".into(),
                     rc: None,
                     duration_ms: elapsed(),
                     detail,
+                    ..RunResult::default()
                 },
             }
         })

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// A run's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RunResult {
     /// `successful`, `partial`, `failed`, `timeout`, `error`, `canceled`.
     pub status: String,
@@ -13,6 +13,10 @@ pub struct RunResult {
     pub duration_ms: i64,
     /// Short human detail (job id, error message, stderr tail).
     pub detail: String,
+    /// What the remediate role published per load balancer and action (`autoheal_remediate`
+    /// of the run's stats), or null when the executor cannot tell.
+    #[serde(skip)]
+    pub remediate: serde_json::Value,
 }
 
 /// Status of a run that failed on some hosts and did its work on the others.
