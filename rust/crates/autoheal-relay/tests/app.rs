@@ -133,6 +133,12 @@ window_ms = 50
 max_out_per_backend = 1000
 breaker_max_actions = 100000
 
+# These tests are about intake, journal and runs: restores go at once, in one step.
+[lifecycle]
+hold_down_base_secs = 0
+hold_down_max_secs = 0
+ramp_percent = [100]
+
 [executor]
 kind = "dry-run"
 {extra}

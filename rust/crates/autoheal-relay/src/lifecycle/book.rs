@@ -13,6 +13,7 @@ use super::membership::{Membership, Unplaced};
 use super::panic::{PanicChange, PanicTracker};
 use super::policy::{LifecyclePolicy, PanicPolicy};
 use super::report::ItemOutcome;
+use super::store::Stored;
 use crate::model::{AlertStatus, DesiredState, Intent, Target};
 
 /// A target's entry: where it is counted and its life cycle.
@@ -24,6 +25,21 @@ pub struct Entry {
     pub rule: String,
     /// Its life cycle.
     pub life: TargetLife,
+}
+
+/// The entries the journal kept, for [`Book::new`].
+pub fn entries_from(stored: BTreeMap<String, Stored>) -> BTreeMap<String, Entry> {
+    stored
+        .into_iter()
+        .map(|(key, s)| {
+            let entry = Entry {
+                backends: s.backend.split(',').map(str::to_owned).collect(),
+                rule: s.rule,
+                life: s.life,
+            };
+            (key, entry)
+        })
+        .collect()
 }
 
 /// A change to persist (and audit).
@@ -56,6 +72,9 @@ pub enum Gate {
     },
     /// Nothing to run (the target is already out).
     Noop,
+    /// A restore held until an operator releases the target (quarantined, or given up): it
+    /// waits, and runs once released.
+    Park(Refusal),
     /// Refused, with the journal outcome.
     Refuse(Refusal),
 }
@@ -289,14 +308,14 @@ impl Book {
                     Resolved::RestoreAt(at) => {
                         event = Some(("eligible", Some(format!("restore from {at} ms"))));
                     }
-                    Resolved::Quarantined => return Gate::Refuse(Refusal::Quarantined),
+                    Resolved::Quarantined => return Gate::Park(Refusal::Quarantined),
                     Resolved::OperatorHeld => return Gate::Refuse(Refusal::OperatorState),
                     Resolved::Nothing => {}
                 }
             }
-            Phase::Quarantined { .. } => return Gate::Refuse(Refusal::Quarantined),
+            Phase::Quarantined { .. } => return Gate::Park(Refusal::Quarantined),
             Phase::OperatorHeld { .. } => return Gate::Refuse(Refusal::OperatorState),
-            Phase::GaveUp { .. } => return Gate::Refuse(Refusal::GaveUp),
+            Phase::GaveUp { .. } => return Gate::Park(Refusal::GaveUp),
             Phase::InService | Phase::NotFound { .. } => return Gate::Noop,
             Phase::Eligible { .. } | Phase::Deferred { .. } | Phase::Ramping { .. } => {}
         }
@@ -573,7 +592,7 @@ mod tests {
         }
         b.entries.get_mut("app/s1").unwrap().life.phase = Phase::Quarantined { since_ms: 2 };
         let resolved = arrive(&mut b, "s1", AlertStatus::Resolved);
-        assert_eq!(b.gate(&resolved, 10), Gate::Refuse(Refusal::Quarantined));
+        assert_eq!(b.gate(&resolved, 10), Gate::Park(Refusal::Quarantined));
         assert_eq!(b.release("app/s1", 20), Released::Restore);
         assert!(matches!(b.gate(&resolved, 20), Gate::Run { .. }));
         assert_eq!(b.release("app/none", 20), Released::NotHeld);

@@ -23,6 +23,9 @@ pub struct Sorted {
     pub held: Vec<Pending>,
     /// Nothing to run.
     pub noop: Vec<Pending>,
+    /// Restores held until an operator releases their target (`not_before_ms` is the end of
+    /// time; [`crate::coalesce::Coalescer::wake`] wakes them).
+    pub parked: Vec<(Pending, Refusal)>,
     /// Refused by the life cycle.
     pub refused: Vec<(Pending, Refusal)>,
 }
@@ -125,9 +128,12 @@ impl Stage {
                     };
                     p.intent = intent;
                     self.in_flight.insert(p.id, (requested, original));
+                    // A restore of a target the life cycle does not follow goes to the guard,
+                    // which knows whether there is anything to restore.
+                    let followed = self.book.entry(&p.intent.target.key()).is_some();
                     match requested {
-                        Requested::Drain => sorted.guarded.push(p),
-                        Requested::Restore(_) => sorted.restores.push(p),
+                        Requested::Restore(_) if followed => sorted.restores.push(p),
+                        _ => sorted.guarded.push(p),
                     }
                 }
                 Gate::Hold { until_ms } => {
@@ -135,6 +141,10 @@ impl Stage {
                     sorted.held.push(p);
                 }
                 Gate::Noop => sorted.noop.push(p),
+                Gate::Park(r) => {
+                    p.intent.not_before_ms = i64::MAX;
+                    sorted.parked.push((p, r));
+                }
                 Gate::Refuse(r) => sorted.refused.push((p, r)),
             }
         }
@@ -207,12 +217,16 @@ impl Stage {
             .collect()
     }
 
-    /// A run failed: its targets' state is unknown.
+    /// A run failed: its targets' state is unknown. What each asked for is kept for its retry.
     pub fn failed(&mut self, items: &[Pending], now_ms: i64) {
         for p in items {
-            self.in_flight.remove(&p.id);
             self.book.run_failed(&p.intent.target.key(), now_ms);
         }
+    }
+
+    /// A decision will not run again (its retries are spent, or it was superseded).
+    pub fn forget(&mut self, id: i64) {
+        self.in_flight.remove(&id);
     }
 
     /// An operator's release of `key`.

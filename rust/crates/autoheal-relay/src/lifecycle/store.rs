@@ -12,6 +12,7 @@ pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS lifecycle (
     key         TEXT PRIMARY KEY,
     backend     TEXT NOT NULL,
+    rule        TEXT NOT NULL,
     phase       TEXT NOT NULL,
     life        TEXT NOT NULL,
     updated_ms  INTEGER NOT NULL
@@ -54,8 +55,10 @@ pub enum StoreError {
 /// A target's life cycle with the backend it is counted in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
-    /// The backend whose budget it counts against.
+    /// The backends whose budget it counts against, comma-separated.
     pub backend: String,
+    /// The rule whose policy applies.
+    pub rule: String,
     /// Its life cycle.
     pub life: TargetLife,
 }
@@ -81,9 +84,9 @@ pub fn save(
     let phase = stored.life.phase.name();
     let tx = conn.transaction()?;
     tx.execute(
-        "INSERT INTO lifecycle (key, backend, phase, life, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT(key) DO UPDATE SET backend = ?2, phase = ?3, life = ?4, updated_ms = ?5",
-        params![key, stored.backend, phase, life, now_ms],
+        "INSERT INTO lifecycle (key, backend, rule, phase, life, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(key) DO UPDATE SET backend = ?2, rule = ?3, phase = ?4, life = ?5, updated_ms = ?6",
+        params![key, stored.backend, stored.rule, phase, life, now_ms],
     )?;
     if let Some((event, detail)) = event {
         tx.execute(
@@ -97,22 +100,30 @@ pub fn save(
 
 /// Every target's life cycle, by key.
 pub fn load(conn: &Connection) -> Result<BTreeMap<String, Stored>, StoreError> {
-    let mut stmt = conn.prepare("SELECT key, backend, life FROM lifecycle")?;
+    let mut stmt = conn.prepare("SELECT key, backend, rule, life FROM lifecycle")?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
             r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
         ))
     })?;
     let mut out = BTreeMap::new();
     for row in rows {
-        let (key, backend, life) = row?;
+        let (key, backend, rule, life) = row?;
         let life = serde_json::from_str(&life).map_err(|source| StoreError::Decode {
             key: key.clone(),
             source,
         })?;
-        out.insert(key, Stored { backend, life });
+        out.insert(
+            key,
+            Stored {
+                backend,
+                rule,
+                life,
+            },
+        );
     }
     Ok(out)
 }
@@ -121,17 +132,27 @@ pub fn load(conn: &Connection) -> Result<BTreeMap<String, Stored>, StoreError> {
 pub fn get(conn: &Connection, key: &str) -> Result<Option<Stored>, StoreError> {
     let row = conn
         .query_row(
-            "SELECT backend, life FROM lifecycle WHERE key = ?1",
+            "SELECT backend, rule, life FROM lifecycle WHERE key = ?1",
             [key],
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            },
         )
         .optional()?;
-    row.map(|(backend, life)| {
+    row.map(|(backend, rule, life)| {
         let life = serde_json::from_str(&life).map_err(|source| StoreError::Decode {
             key: key.to_owned(),
             source,
         })?;
-        Ok(Stored { backend, life })
+        Ok(Stored {
+            backend,
+            rule,
+            life,
+        })
     })
     .transpose()
 }
@@ -235,6 +256,105 @@ pub fn release_result(conn: &Connection, id: i64) -> Result<Option<String>, Stor
         .flatten())
 }
 
+/// Opens the journal's database for the life cycle: WAL (the journal set it), FULL sync like
+/// the journal's default, and the tables created.
+pub fn open(path: &std::path::Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    create(&conn)?;
+    Ok(conn)
+}
+
+/// The life-cycle tables of a running relay, written from the async pipeline without blocking
+/// it (each call runs on the blocking pool).
+#[derive(Debug, Clone)]
+pub struct LifeStore {
+    conn: std::sync::Arc<std::sync::Mutex<Connection>>,
+}
+
+impl LifeStore {
+    /// Opens the store on the journal's database and reads every target's entry.
+    pub fn open(path: &std::path::Path) -> Result<(Self, BTreeMap<String, Stored>), StoreError> {
+        let conn = open(path)?;
+        let stored = load(&conn)?;
+        Ok((
+            Self {
+                conn: std::sync::Arc::new(std::sync::Mutex::new(conn)),
+            },
+            stored,
+        ))
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&mut conn)
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+
+    /// Persists the book's changes, in order.
+    pub async fn save(
+        &self,
+        records: Vec<super::book::Record>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            for r in &records {
+                let stored = Stored {
+                    backend: r.entry.backends.join(","),
+                    rule: r.entry.rule.clone(),
+                    life: r.entry.life.clone(),
+                };
+                save(
+                    conn,
+                    &r.key,
+                    &stored,
+                    Some((r.event, r.detail.as_deref())),
+                    now_ms,
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Release requests not applied yet.
+    pub async fn pending_releases(&self) -> Result<Vec<ReleaseRequest>, StoreError> {
+        self.with(|conn| pending_releases(conn)).await
+    }
+
+    /// Records an operator's release request (the admin endpoint's).
+    pub async fn request_release(
+        &self,
+        key: String,
+        by: String,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        self.with(move |conn| request_release(conn, &key, &by, now_ms))
+            .await
+    }
+
+    /// Marks a release request applied.
+    pub async fn finish_release(
+        &self,
+        id: i64,
+        result: &'static str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.with(move |conn| finish_release(conn, id, result, now_ms))
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +403,7 @@ mod tests {
             ] {
                 let stored = Stored {
                     backend: "be".into(),
+                    rule: "errors".into(),
                     life: life.clone(),
                 };
                 save(&mut conn, key, &stored, Some(("test", None)), 5).unwrap();
@@ -292,6 +413,7 @@ mod tests {
         let all = load(&conn).unwrap();
         assert_eq!(all.len(), 3);
         assert_eq!(all["be/held"].life, held);
+        assert_eq!(all["be/held"].rule, "errors");
         assert!(
             matches!(all["be/held"].life.phase, Phase::Eligible { restore_at_ms, .. } if restore_at_ms == 61_000),
             "{:?}",
@@ -321,6 +443,7 @@ mod tests {
         life.drained(0, &policy);
         let mut stored = Stored {
             backend: "be".into(),
+            rule: "errors".into(),
             life,
         };
         save(&mut conn, "be/s1", &stored, Some(("drained", None)), 1).unwrap();
@@ -370,7 +493,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = db(dir.path());
         conn.execute(
-            "INSERT INTO lifecycle VALUES ('be/s1', 'be', 'out', '{\"phase\":\"lost\"}', 0)",
+            "INSERT INTO lifecycle VALUES ('be/s1', 'be', 'errors', 'out', '{\"phase\":\"lost\"}', 0)",
             [],
         )
         .unwrap();
