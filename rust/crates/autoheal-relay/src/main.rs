@@ -49,6 +49,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             source,
             file,
         } => print!("{}", commands::replay(&config, source.into(), &file)?),
+        Command::Release { config, target } => {
+            println!("{}", commands::release(&config, &target)?);
+        }
     }
     Ok(())
 }

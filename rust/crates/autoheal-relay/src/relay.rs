@@ -90,6 +90,7 @@ pub(crate) struct Inner {
     pub(crate) max_body_bytes: usize,
     pub(crate) request_timeout: Duration,
     pub(crate) max_concurrent_requests: usize,
+    pub(crate) life_store: LifeStore,
 }
 
 impl AppState {
@@ -211,7 +212,7 @@ impl Relay {
             replays,
             superseded,
             stage,
-            life_store,
+            life_store: life_store.clone(),
             closed,
             waiting: Vec::new(),
             journal: journal.clone(),
@@ -233,6 +234,7 @@ impl Relay {
                 max_body_bytes: cfg.server.max_body_bytes,
                 request_timeout: Duration::from_millis(cfg.server.request_timeout_ms),
                 max_concurrent_requests: cfg.server.max_concurrent_requests,
+                life_store,
             }),
         };
         Ok(Self {

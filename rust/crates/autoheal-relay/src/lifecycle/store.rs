@@ -189,6 +189,25 @@ pub fn events(conn: &Connection, limit: usize) -> Result<Vec<LifeEvent>, StoreEr
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Checks an operator's `BACKEND/SERVER` (`*` for an alert that named no backend) and returns
+/// it as the target key the relay uses.
+pub fn release_key(text: &str) -> Result<String, String> {
+    let (backend, server) = text.split_once('/').ok_or_else(|| {
+        format!("{text:?}: give BACKEND/SERVER (`*/SERVER` when the alert named no backend)")
+    })?;
+    if backend != "*" {
+        crate::label::validate_name(backend).map_err(|e| format!("backend {backend:?}: {e}"))?;
+    }
+    let name = server.strip_prefix('@').unwrap_or(server);
+    let checked = if server.starts_with('@') {
+        crate::label::validate_host(name)
+    } else {
+        crate::label::validate_name(name)
+    };
+    checked.map_err(|e| format!("server {server:?}: {e}"))?;
+    Ok(format!("{backend}/{server}"))
+}
+
 /// An operator's request to release a target, waiting for the relay to apply it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReleaseRequest {
@@ -464,6 +483,16 @@ mod tests {
         assert_eq!(ev[0].phase, "eligible");
         assert_eq!(ev[0].detail.as_deref(), Some("alert resolved"));
         assert_eq!(ev[1].phase, "out");
+    }
+
+    #[test]
+    fn release_targets_are_checked_keys() {
+        assert_eq!(release_key("app/web1").unwrap(), "app/web1");
+        assert_eq!(release_key("*/web1").unwrap(), "*/web1");
+        assert_eq!(release_key("app/@10.0.0.5").unwrap(), "app/@10.0.0.5");
+        for bad in ["web1", "app/we b", "a;b/web1", "app/{{x}}", "app/", "/web1"] {
+            assert!(release_key(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
