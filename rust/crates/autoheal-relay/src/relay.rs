@@ -441,6 +441,10 @@ impl Pipeline {
             for (p, refusal) in sorted.refused {
                 self.refuse(&p, &refusal);
             }
+            // Before the run starts: whoever sees its result sees the queue without it.
+            self.metrics
+                .queue_depth
+                .set(i64::try_from(self.coalescer.len()).unwrap_or(i64::MAX));
             let mut admission = self.guard.admit(sorted.guarded, now);
             let not_run: Vec<Pending> = admission
                 .refused
