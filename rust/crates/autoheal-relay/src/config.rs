@@ -833,6 +833,13 @@ action = "drain"
             matches!(c.executor, ExecutorConfig::AnsibleRunner(ref r) if r.playbook == "autoheal.haproxy.remediate")
         );
         assert_eq!(c.compiled_rules()[1].weight.as_deref(), Some("50%"));
+        assert_eq!(
+            c.lifecycle,
+            LifecyclePolicy::default(),
+            "the example shows the defaults"
+        );
+        assert_eq!(c.panic, PanicPolicy::default());
+        assert_eq!(c.rule_policies()["drain-busy-node"].quarantine_after, 2);
     }
 
     #[test]
