@@ -231,10 +231,10 @@ async fn release_is_recorded_while_the_relay_is_stopped_and_applied_when_it_star
     let response = app(relay_handle.state()).oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !autoheal_relay::journal::history(&db, 10)
+    while autoheal_relay::journal::history(&db, 10)
         .unwrap()
         .first()
-        .is_some_and(|r| r.outcome == "done")
+        .is_none_or(|r| r.outcome != "done")
     {
         assert!(std::time::Instant::now() < deadline, "the drain never ran");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
