@@ -352,7 +352,11 @@ impl Pipeline {
                     self.persist_lifecycle().await;
                 }
                 () = sleep_until_if(wake_at) => self.flush(&mut workers, &mut busy, &done_tx).await,
-                _ = housekeeping.tick() => self.flush(&mut workers, &mut busy, &done_tx).await,
+                _ = housekeeping.tick() => {
+                    // Off the path of a due run: a release waits for the next tick at most.
+                    self.apply_releases(now_ms()).await;
+                    self.flush(&mut workers, &mut busy, &done_tx).await;
+                }
                 _ = self.shutdown.changed() => break,
             }
             self.metrics
@@ -412,7 +416,6 @@ impl Pipeline {
         self.metrics
             .breaker_open
             .set(i64::from(self.guard.breaker_open(now)));
-        self.apply_releases(now).await;
         if paused {
             self.persist_lifecycle().await;
             return;

@@ -289,6 +289,10 @@ async fn a_restore_waits_out_the_hold_down_and_ramps_in_steps() {
         lab.outcomes("be/s1") == ["done", "done"]
     })
     .await;
+    wait_for("the restore's audit", || {
+        lab.events("be/s1").last().map(String::as_str) == Some("restored")
+    })
+    .await;
     assert_eq!(
         lab.events("be/s1"),
         ["drained", "out", "eligible", "ramping", "restored"]
@@ -328,10 +332,10 @@ async fn a_deferred_restore_is_retried_and_survives_a_restart() {
         .filter(|(_, state, _)| *state == DesiredState::Enabled)
         .count();
     assert!(restores >= 2, "{:?}", module.actions());
-    assert_eq!(
-        lab.events("be/s1").last().map(String::as_str),
-        Some("restored")
-    );
+    wait_for("the restore's audit", || {
+        lab.events("be/s1").last().map(String::as_str) == Some("restored")
+    })
+    .await;
     relay.shutdown().await;
 }
 
