@@ -204,11 +204,20 @@ impl Relay {
                 }
             }
         }
+        // A target the life cycle knows to be back in service (released by an operator, say)
+        // no longer counts out, whatever state the guard last recorded for it.
+        let mut targets = recovered.targets;
+        targets.retain(|key, _| {
+            stage
+                .book()
+                .entry(key)
+                .is_none_or(|e| e.life.phase.counts_out())
+        });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let pipeline = Pipeline {
             rx: pipe_rx,
             coalescer,
-            guard: Guard::new(cfg.guard.clone(), recovered.targets),
+            guard: Guard::new(cfg.guard.clone(), targets),
             replays,
             superseded,
             stage,

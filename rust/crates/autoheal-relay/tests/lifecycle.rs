@@ -37,6 +37,8 @@ enum Verdict {
 struct Module {
     runs: Mutex<Vec<(Instant, RunRequest)>>,
     verdicts: Mutex<HashMap<String, Verdict>>,
+    /// The next run fails (the playbook did not get through).
+    fail_next: std::sync::atomic::AtomicBool,
 }
 
 impl Module {
@@ -100,6 +102,16 @@ impl Executor for Module {
                     entry
                 })
                 .collect();
+            if self
+                .fail_next
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                return RunResult {
+                    status: "failed".into(),
+                    rc: Some(2),
+                    ..RunResult::default()
+                };
+            }
             RunResult {
                 status: "successful".into(),
                 rc: Some(0),
@@ -552,5 +564,50 @@ async fn a_server_an_operator_took_out_is_left_alone_and_history_says_so() {
         1,
         "only the first drain was ever asked"
     );
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_target_left_unknown_by_a_failed_run_is_cleared_by_release_for_good() {
+    let lab = Lab::new(
+        AT_ONCE,
+        "[guard]\nmax_out_per_backend = 1\n[retry]\nattempts = 0",
+    );
+    let module = Arc::new(Module::default());
+    let relay = lab.start(&module);
+    module
+        .fail_next
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    alert(&relay, &[("firing", "s1", Some("be"), 1)]).await;
+    wait_for("the failed run", || lab.outcomes("be/s1") == ["failed"]).await;
+    // Its state is unknown: it counts out, so the budget (1) is spent.
+    alert(&relay, &[("firing", "s2", Some("be"), 1)]).await;
+    wait_for("the budget refusal", || {
+        lab.outcomes("be/s2") == ["refused"]
+    })
+    .await;
+    let admin = format!("Bearer {ADMIN_TOKEN}");
+    assert_eq!(
+        release(
+            &relay,
+            Some(&admin),
+            "application/json",
+            r#"{"target": "be/s1"}"#
+        )
+        .await,
+        StatusCode::ACCEPTED
+    );
+    wait_for("its audit", || {
+        lab.events("be/s1").last().map(String::as_str) == Some("released")
+    })
+    .await;
+    relay.shutdown().await;
+    // Also after a restart: the guard's record of the failed run no longer counts.
+    let relay = lab.start(&module);
+    alert(&relay, &[("firing", "s3", Some("be"), 1)]).await;
+    wait_for("a drain within the budget", || {
+        module.actions().iter().any(|a| a.0 == "s3")
+    })
+    .await;
     relay.shutdown().await;
 }
