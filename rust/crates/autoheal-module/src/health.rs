@@ -73,10 +73,11 @@ pub enum HealthGate {
     Passed,
     /// The server has no check: the restore went ahead on the caller's hold-down alone.
     NoCheck,
-    /// The server is in maintenance, where checks are paused, so there was nothing to wait for: the
-    /// restore went ahead, and HAProxy checks a server at once when it leaves maintenance and takes
-    /// it back down at the first failed check.
-    MaintRecheck,
+    /// No check runs: the server is in maintenance (which pauses checks) or not in the running
+    /// HAProxy yet (`absent`, waiting for the reload). Waiting would never end, so the restore went
+    /// ahead: HAProxy checks a server at once as it comes back (leaving maintenance, or starting
+    /// after the reload) and takes it down again at the first failed check.
+    CheckedOnReturn,
     /// The check does not pass (or cannot be read): nothing was changed.
     Deferred,
 }
@@ -202,13 +203,17 @@ pub fn assess(asked: &Asked<'_>, found: &Found<'_>) -> Standing {
     if !(asked.require_healthy && restore && found.would_change) {
         return standing;
     }
-    let in_maint = found.live.flatten().is_some_and(LiveServer::maint);
+    let no_check_runs = match found.live {
+        None => false,
+        Some(None) => true,
+        Some(Some(live)) => live.maint(),
+    };
     let label = found.label;
     let wait = |why: String| Some(format!("{why}; the restore waits until the check passes"));
     let (gate, reason) = match check_status {
         CheckStatus::Passing => (HealthGate::Passed, None),
         CheckStatus::None => (HealthGate::NoCheck, None),
-        CheckStatus::Unknown if in_maint => (HealthGate::MaintRecheck, None),
+        CheckStatus::Unknown if no_check_runs => (HealthGate::CheckedOnReturn, None),
         CheckStatus::Failing => (
             HealthGate::Deferred,
             wait(format!(
@@ -217,17 +222,10 @@ pub fn assess(asked: &Asked<'_>, found: &Found<'_>) -> Standing {
         ),
         CheckStatus::Unknown => (
             HealthGate::Deferred,
-            wait(match found.live {
-                None => format!(
-                    "HAProxy's health check of {label} is unknown: no admin socket was given"
-                ),
-                Some(None) => format!(
-                    "HAProxy's health check of {label} is unknown: the running HAProxy does not \
-                     know the server"
-                ),
-                Some(Some(_)) => {
-                    format!("HAProxy's health check of {label} is unknown: its checks are paused")
-                }
+            wait(if found.live.is_none() {
+                format!("HAProxy's health check of {label} is unknown: no admin socket was given")
+            } else {
+                format!("HAProxy's health check of {label} is unknown: its checks are paused")
             }),
         ),
     };
@@ -359,8 +357,10 @@ mod tests {
         let from_maint = assess_with(&enabled, SetBy::Autoheal, &disabled, Some(Some(&maint)));
         assert_eq!(
             (from_maint.deferred, from_maint.health_gate),
-            (false, Some(HealthGate::MaintRecheck))
+            (false, Some(HealthGate::CheckedOnReturn))
         );
+        let absent = assess_with(&enabled, SetBy::Autoheal, &disabled, Some(None));
+        assert_eq!(absent.health_gate, Some(HealthGate::CheckedOnReturn));
         // Drains are never gated.
         let drain = assess_with(&Desired::Drain, SetBy::Autoheal, &state, Some(Some(&down)));
         assert_eq!((drain.deferred, drain.health_gate), (false, None));

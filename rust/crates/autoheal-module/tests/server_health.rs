@@ -136,7 +136,7 @@ fn a_server_autoheal_put_in_maintenance_is_restorable_under_require_healthy() {
         &lab,
         json!({"server": "web1", "require_healthy": true, "set_by": "autoheal"}),
     );
-    assert_eq!(restored["health_gate"], "maint_recheck", "{restored}");
+    assert_eq!(restored["health_gate"], "checked_on_return", "{restored}");
     assert_eq!(restored["changed"], true);
     assert!(lab.servers()["web1"].ready_with(10));
 }
