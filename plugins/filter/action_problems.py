@@ -49,7 +49,7 @@ _value:
 STATES = ("enabled", "drain", "disabled", "absent")
 KEYS = ("server", "address", "backend", "state", "weight", "reason")
 WEIGHT = re.compile(r"^\s*([0-9]+)\s*(%?)\s*$")
-# The alphabets of autoheal-relay's label check (rust/crates/autoheal-relay/src/target.rs); the shared
+# The alphabets of autoheal-relay's label check (rust/crates/autoheal-relay/src/label.rs); the shared
 # cases in tests/unit/plugins/filter/label_alphabet.json keep the two the same.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
 HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")

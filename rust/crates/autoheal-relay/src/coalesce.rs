@@ -8,16 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::model::Intent;
-
-/// An intent with the journal id of the decision it stands for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pending {
-    /// Journal id of the decision that produced `intent`.
-    pub id: i64,
-    /// What to do.
-    pub intent: Intent,
-}
+use crate::model::Pending;
 
 /// A pending intent and when it entered the coalescer.
 #[derive(Debug)]
@@ -122,7 +113,7 @@ impl Coalescer {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::{AlertStatus, DesiredState, Reason, Target};
+    use crate::model::{AlertStatus, DesiredState, Intent, Reason, Target};
 
     pub(crate) fn intent(server: &str, state: DesiredState, not_before_ms: i64) -> Intent {
         Intent {

@@ -6,13 +6,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use regex::Regex;
 use serde::Deserialize;
 
-use crate::model::DesiredState;
-use crate::target::{is_valid_weight, validate_name};
+use crate::label::validate_name;
+use crate::rules::{Rule, RuleConfig};
+use crate::target::TargetsConfig;
 
 /// Why a configuration file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -218,92 +217,6 @@ impl Default for JournalConfig {
             retention_days: 30,
         }
     }
-}
-
-/// How alert labels name the server to act on.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TargetsConfig {
-    /// Label holding the HAProxy server name.
-    pub server_label: String,
-    /// Label holding the HAProxy backend name (optional on alerts).
-    pub backend_label: String,
-    /// Label holding `host:port`, used when there is no server label.
-    pub instance_label: String,
-    /// `instance` value (with or without port) to HAProxy server name.
-    pub instance_map: BTreeMap<String, String>,
-}
-
-impl Default for TargetsConfig {
-    fn default() -> Self {
-        Self {
-            server_label: "server".to_owned(),
-            backend_label: "backend".to_owned(),
-            instance_label: "instance".to_owned(),
-            instance_map: BTreeMap::new(),
-        }
-    }
-}
-
-/// The action a rule takes when its alert fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RuleAction {
-    /// Stop new traffic, let existing sessions finish.
-    Drain,
-    /// Put the server in maintenance.
-    Disabled,
-    /// Comment the server out.
-    Absent,
-    /// Lower its weight (with `weight`).
-    Weight,
-}
-
-impl RuleAction {
-    /// The server state the playbook is asked for.
-    pub fn state(self) -> DesiredState {
-        match self {
-            Self::Drain => DesiredState::Drain,
-            Self::Disabled => DesiredState::Disabled,
-            Self::Absent => DesiredState::Absent,
-            Self::Weight => DesiredState::Enabled,
-        }
-    }
-}
-
-/// One rule as written in the file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuleConfig {
-    /// Name shown in the audit log.
-    pub name: String,
-    /// Labels that must equal these values.
-    #[serde(default, rename = "match")]
-    pub match_eq: BTreeMap<String, String>,
-    /// Labels that must fully match these regexes.
-    #[serde(default)]
-    pub match_re: BTreeMap<String, String>,
-    /// What to do while the alert fires.
-    pub action: RuleAction,
-    /// Weight for `action = "weight"`, e.g. `"50%"` or `"10"`.
-    pub weight: Option<String>,
-    /// Restore (`enabled`) when the alert resolves.
-    #[serde(default = "default_true")]
-    pub restore: bool,
-    /// Wait this long after the resolve before restoring; a new firing cancels the restore.
-    #[serde(default)]
-    pub restore_delay_secs: u64,
-    /// Fleet key: runs for one fleet never overlap.
-    #[serde(default = "default_fleet")]
-    pub fleet: String,
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_fleet() -> String {
-    "default".to_owned()
 }
 
 /// Coalescing settings.
@@ -529,27 +442,6 @@ impl Default for LogConfig {
     }
 }
 
-/// A rule ready to match: regexes compiled and anchored.
-#[derive(Debug, Clone)]
-pub struct Rule {
-    /// Name shown in the audit log.
-    pub name: String,
-    /// Equality matchers.
-    pub match_eq: BTreeMap<String, String>,
-    /// Regex matchers, anchored at both ends.
-    pub match_re: Vec<(String, Regex)>,
-    /// Action while firing.
-    pub action: RuleAction,
-    /// Weight for weight actions.
-    pub weight: Option<String>,
-    /// Restore on resolve.
-    pub restore: bool,
-    /// Delay before the restore.
-    pub restore_delay: Duration,
-    /// Fleet key.
-    pub fleet: String,
-}
-
 impl Config {
     /// Reads, parses and checks a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -574,25 +466,9 @@ impl Config {
         Ok(config)
     }
 
-    /// Compiles the rules (the regexes were already checked by `validate`).
+    /// The rules, compiled (their regexes were checked when the file was loaded).
     pub fn compiled_rules(&self) -> Vec<Rule> {
-        self.rules
-            .iter()
-            .map(|r| Rule {
-                name: r.name.clone(),
-                match_eq: r.match_eq.clone(),
-                match_re: r
-                    .match_re
-                    .iter()
-                    .map(|(k, v)| (k.clone(), anchored(v).expect("validated regex")))
-                    .collect(),
-                action: r.action,
-                weight: r.weight.clone(),
-                restore: r.restore,
-                restore_delay: Duration::from_secs(r.restore_delay_secs),
-                fleet: r.fleet.clone(),
-            })
-            .collect()
+        crate::rules::compile(&self.rules)
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
@@ -679,60 +555,10 @@ impl Config {
             validate_name(backend)
                 .map_err(|e| invalid(format!("guard.backend_sizes.{backend}"), e.to_string()))?;
         }
-        for (instance, server) in &self.targets.instance_map {
-            validate_name(server).map_err(|e| {
-                invalid(
-                    format!("targets.instance_map.\"{instance}\""),
-                    e.to_string(),
-                )
-            })?;
-        }
-        let mut names = std::collections::HashSet::new();
-        for (i, rule) in self.rules.iter().enumerate() {
-            let key = |field: &str| format!("rules[{i}].{field}");
-            if rule.name.trim().is_empty() {
-                return Err(invalid(key("name"), "must not be empty".into()));
-            }
-            if !names.insert(rule.name.as_str()) {
-                return Err(invalid(
-                    key("name"),
-                    format!("duplicate rule name {:?}", rule.name),
-                ));
-            }
-            if rule.match_eq.is_empty() && rule.match_re.is_empty() {
-                return Err(invalid(
-                    key("match"),
-                    "a rule needs at least one matcher (match or match_re)".into(),
-                ));
-            }
-            for (label, re) in &rule.match_re {
-                anchored(re)
-                    .map_err(|e| invalid(key(&format!("match_re.{label}")), e.to_string()))?;
-            }
-            match (rule.action, &rule.weight) {
-                (RuleAction::Weight, None) => {
-                    return Err(invalid(
-                        key("weight"),
-                        "action \"weight\" needs a weight".into(),
-                    ))
-                }
-                (RuleAction::Weight, Some(w)) if !is_valid_weight(w) => {
-                    return Err(invalid(
-                        key("weight"),
-                        format!("{w:?} is not a weight (0-256, or 0%-100%)"),
-                    ))
-                }
-                (RuleAction::Weight, Some(_)) => {}
-                (_, Some(_)) => {
-                    return Err(invalid(
-                        key("weight"),
-                        "only action \"weight\" takes a weight".into(),
-                    ))
-                }
-                (_, None) => {}
-            }
-            validate_name(&rule.fleet).map_err(|e| invalid(key("fleet"), e.to_string()))?;
-        }
+        self.targets
+            .validate()
+            .map_err(|(key, e)| invalid(format!("targets.{key}"), e.to_string()))?;
+        crate::rules::validate(&self.rules).map_err(|e| invalid(e.key, e.message))?;
         match &self.executor {
             ExecutorConfig::AnsibleRunner(r) => {
                 if r.playbook.trim().is_empty() {
@@ -804,12 +630,6 @@ impl Config {
             ExecutorConfig::DryRun => {}
         }
     }
-}
-
-fn anchored(re: &str) -> Result<Regex, regex::Error> {
-    regex::RegexBuilder::new(&format!("^(?:{re})$"))
-        .size_limit(1 << 20)
-        .build()
 }
 
 #[cfg(test)]

@@ -1,29 +1,9 @@
 //! The decider: alerts + rules -> intents. Pure: no I/O, no clock (the caller passes `now`).
 
-use crate::config::{Rule, TargetsConfig};
-use crate::model::{Alert, AlertStatus, DesiredState, Intent, Reason};
-use crate::target::{target_from_labels, validate_alert_name, validate_fingerprint, TargetError};
-
-/// What the relay makes of one alert.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// Act on a target.
-    Act(Intent),
-    /// A rule matched but a value the action would carry is unsafe or missing: refused, audited.
-    Rejected {
-        /// Rule that matched.
-        rule: String,
-        /// Label (or field) whose value was refused.
-        field: String,
-        /// Why.
-        error: TargetError,
-    },
-    /// No rule matched, or the matching rule does nothing for this status.
-    Ignored {
-        /// Why nothing happens.
-        why: &'static str,
-    },
-}
+use crate::label::{validate_alert_name, validate_fingerprint};
+use crate::model::{Alert, AlertStatus, Decision, DesiredState, Intent, Reason};
+use crate::rules::Rule;
+use crate::target::{offending_label, target_from_labels, TargetsConfig};
 
 /// Decides what to do for each alert, in order (one decision per alert).
 pub fn decide(
@@ -39,7 +19,7 @@ pub fn decide(
 }
 
 fn decide_one(alert: &Alert, rules: &[Rule], targets: &TargetsConfig, now_ms: i64) -> Decision {
-    let Some(rule) = rules.iter().find(|r| matches(r, alert)) else {
+    let Some(rule) = rules.iter().find(|r| r.matches(alert)) else {
         return Decision::Ignored {
             why: "no rule matches",
         };
@@ -69,7 +49,7 @@ fn decide_one(alert: &Alert, rules: &[Rule], targets: &TargetsConfig, now_ms: i6
     }
     let target = match target_from_labels(&alert.labels, targets) {
         Ok(t) => t,
-        Err(e) => return rejected(&target_field(alert, targets, &e), e),
+        Err(e) => return rejected(&offending_label(alert, targets, &e), e),
     };
     Decision::Act(Intent {
         target,
@@ -86,43 +66,11 @@ fn decide_one(alert: &Alert, rules: &[Rule], targets: &TargetsConfig, now_ms: i6
     })
 }
 
-/// Names the label that failed, for the audit log (the value itself is not repeated there).
-fn target_field(alert: &Alert, cfg: &TargetsConfig, err: &TargetError) -> String {
-    if matches!(err, TargetError::NoTarget { .. }) {
-        return cfg.server_label.clone();
-    }
-    for label in [&cfg.backend_label, &cfg.server_label, &cfg.instance_label] {
-        if alert.labels.contains_key(label) {
-            let value = &alert.labels[label];
-            let bad = if label == &cfg.instance_label {
-                crate::target::split_instance(value).is_err()
-            } else {
-                crate::target::validate_name(value).is_err()
-            };
-            if bad {
-                return label.clone();
-            }
-        }
-    }
-    cfg.server_label.clone()
-}
-
-fn matches(rule: &Rule, alert: &Alert) -> bool {
-    let value = |label: &str| alert.labels.get(label).map_or("", String::as_str);
-    rule.match_eq
-        .iter()
-        .all(|(label, want)| value(label) == want)
-        && rule
-            .match_re
-            .iter()
-            .all(|(label, re)| re.is_match(value(label)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RuleAction;
     use crate::model::Source;
+    use crate::rules::RuleAction;
     use std::collections::BTreeMap;
     use std::time::Duration;
 

@@ -7,9 +7,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::coalesce::Pending;
 use crate::config::GuardConfig;
-use crate::model::DesiredState;
+use crate::model::{DesiredState, Intent, Pending, RecordedTarget, Target};
 
 /// What the guard assumes of a target whose last run failed: out of service.
 pub const UNKNOWN_COUNTS_AS: DesiredState = DesiredState::Disabled;
@@ -79,8 +78,20 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// A guard that knows the state of previously acted-on targets (target key -> state).
-    pub fn new(cfg: GuardConfig, current: HashMap<String, TargetState>) -> Self {
+    /// A guard that knows the state of previously acted-on targets (target key -> state as
+    /// the journal recorded it; an unknown state counts as out).
+    pub fn new(cfg: GuardConfig, recorded: HashMap<String, RecordedTarget>) -> Self {
+        let current = recorded
+            .into_iter()
+            .map(|(key, r)| {
+                let state = TargetState {
+                    backend: r.backend,
+                    state: r.state.unwrap_or(UNKNOWN_COUNTS_AS),
+                    weight: r.weight,
+                };
+                (key, state)
+            })
+            .collect();
         Self {
             cfg,
             current,
@@ -102,7 +113,7 @@ impl Guard {
 
     /// Records an intent admitted before a restart (its run was interrupted): it is re-run as
     /// it is, without spending budget or breaker allowance a second time.
-    pub fn record_replay(&mut self, intent: &crate::model::Intent) {
+    pub fn record_replay(&mut self, intent: &Intent) {
         self.current.insert(
             intent.target.key(),
             TargetState {
@@ -119,7 +130,7 @@ impl Guard {
 
     /// The target's real state is unknown (its run failed): count it as out until a run
     /// succeeds for it, so that a failed restore never frees budget.
-    pub fn mark_unknown(&mut self, target: &crate::model::Target) {
+    pub fn mark_unknown(&mut self, target: &Target) {
         self.current.insert(
             target.key(),
             TargetState {
@@ -319,9 +330,9 @@ mod tests {
         for s in ["s1", "s2"] {
             current.insert(
                 format!("be/{s}"),
-                TargetState {
+                RecordedTarget {
                     backend: "be".into(),
-                    state: DesiredState::Drain,
+                    state: Some(DesiredState::Drain),
                     weight: None,
                 },
             );

@@ -14,10 +14,10 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::auth::AuthError;
-use crate::decide::{decide, Decision};
+use crate::decide::decide;
 use crate::journal::AcceptReport;
 use crate::metrics::{ReasonLabel, SourceLabel};
-use crate::model::{now_ms, Source};
+use crate::model::{now_ms, Decision, Source};
 use crate::payload::{self, ParseError};
 use crate::relay::AppState;
 

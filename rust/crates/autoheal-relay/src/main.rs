@@ -1,13 +1,17 @@
-//! `autoheal-relay`: serve, check-config, history, replay (the work is in [`autoheal_relay::cli`]).
+//! `autoheal-relay`: serve, check-config, history, replay (the work is in
+//! [`autoheal_relay::commands`]).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use autoheal_relay::cli::{self, Cli, Command, HistoryFormat};
+use args::{Args, Command};
+use autoheal_relay::commands::{self, HistoryFormat};
+
+mod args;
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("autoheal-relay: {e:#}");
@@ -16,11 +20,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Serve { config } => cli::serve(&config)?,
+fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Serve { config } => commands::serve(&config)?,
         Command::CheckConfig { file } => {
-            let report = cli::check_config(&file)?;
+            let report = commands::check_config(&file)?;
             for warning in &report.warnings {
                 eprintln!("warning: {warning}");
             }
@@ -32,19 +36,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
             json,
         } => {
-            let db = cli::journal_path(db.as_deref(), config.as_deref())?;
+            let db = commands::journal_path(db.as_deref(), config.as_deref())?;
             let format = if json {
                 HistoryFormat::Json
             } else {
                 HistoryFormat::Table
             };
-            print!("{}", cli::history(&db, limit, format)?);
+            print!("{}", commands::history(&db, limit, format)?);
         }
         Command::Replay {
             config,
             source,
             file,
-        } => print!("{}", cli::replay(&config, source.into(), &file)?),
+        } => print!("{}", commands::replay(&config, source.into(), &file)?),
     }
     Ok(())
 }

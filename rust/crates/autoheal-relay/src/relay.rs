@@ -11,13 +11,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::auth::Authenticator;
-use crate::coalesce::{Coalescer, Pending};
-use crate::config::{Config, Rule, TargetsConfig};
+use crate::coalesce::Coalescer;
+use crate::config::Config;
 use crate::executor::{Executor, RunRequest};
 use crate::guard::Guard;
-use crate::journal::{Journal, JournalError, JournalOptions, NewRun, Retry, RunResult, Settlement};
+use crate::journal::{Journal, JournalError, JournalOptions, NewRun, Retry, Settlement};
 use crate::metrics::{Metrics, ReasonLabel, ResultLabel, StateLabel};
-use crate::model::now_ms;
+use crate::model::{now_ms, Pending, RunResult};
+use crate::rules::Rule;
+use crate::target::TargetsConfig;
 
 /// The pause switch: a flag (config or admin endpoint) or the presence of a file.
 #[derive(Debug, Clone)]

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use autoheal_relay::config::Config;
 use autoheal_relay::executor::{Executor, RunFuture, RunRequest};
-use autoheal_relay::journal::{self, RunResult};
+use autoheal_relay::journal;
 use autoheal_relay::model::DesiredState;
+use autoheal_relay::model::RunResult;
 use autoheal_relay::{app, Relay};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};

@@ -4,10 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use autoheal_relay::config::{Rule, RuleAction, TargetsConfig};
-use autoheal_relay::decide::{decide, Decision};
+use autoheal_relay::decide::decide;
+use autoheal_relay::model::Decision;
 use autoheal_relay::model::{Action, Alert, AlertStatus, Source};
 use autoheal_relay::payload;
+use autoheal_relay::rules::{Rule, RuleAction};
+use autoheal_relay::target::TargetsConfig;
 use proptest::prelude::*;
 
 fn catch_all_rule() -> Rule {

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::{extra_vars, Executor, RunFuture, RunRequest};
 use crate::config::AwxConfig;
-use crate::journal::RunResult;
+use crate::model::RunResult;
 
 const FINAL_STATES: [&str; 4] = ["successful", "failed", "error", "canceled"];
 

@@ -3,13 +3,11 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::journal::RunResult;
 use crate::model::Action;
+use crate::model::RunResult;
 
 pub mod ansible_runner;
 pub mod awx;
-pub mod host_outcome;
-pub mod resident;
 
 /// The extra variable the playbook reads its actions from.
 pub const ACTIONS_VAR: &str = "autoheal_actions";

@@ -1,95 +1,22 @@
-//! The `autoheal-relay` command line: its arguments and what each subcommand does.
+//! What each `autoheal-relay` subcommand does (the binary parses the arguments).
 //!
 //! Each subcommand returns the text it wants printed (or, for `serve`, runs until a signal), so
 //! the binary only parses, prints and picks the exit code, and the output is testable here.
 
 use std::path::{Path, PathBuf};
 
-use clap::{Parser, Subcommand, ValueEnum};
-
 use crate::auth::{AuthError, Authenticator};
 use crate::config::{Config, ConfigError, ExecutorConfig, LogFormat};
-use crate::decide::{decide, Decision};
+use crate::decide::decide;
 use crate::journal::{self, HistoryRow, JournalError};
-use crate::model::{now_ms, Action, Source};
+use crate::model::{now_ms, Action, Decision, Source};
 use crate::payload::{self, ParseError};
 use crate::relay::{executor_from_config, StartError};
 use crate::server::ServeError;
 
-/// `autoheal-relay` arguments.
-#[derive(Debug, Parser)]
-#[command(
-    version,
-    about = "Relays Alertmanager/Grafana alerts to HAProxy remediation runs"
-)]
-pub struct Cli {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// The subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the relay.
-    Serve {
-        /// Configuration file (TOML).
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-    /// Check a configuration file and exit (0 when usable).
-    CheckConfig {
-        /// Configuration file (TOML).
-        file: PathBuf,
-    },
-    /// Show recent decisions and runs from the journal.
-    History {
-        /// Configuration file naming the journal.
-        #[arg(long, short, required_unless_present = "db")]
-        config: Option<PathBuf>,
-        /// The journal database (instead of --config).
-        #[arg(long)]
-        db: Option<PathBuf>,
-        /// Rows to show.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        /// JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Feed a saved webhook payload through the rules and print what would happen.
-    Replay {
-        /// Configuration file with the rules.
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Which webhook the payload came from.
-        #[arg(long, value_enum, default_value_t = SourceArg::Alertmanager)]
-        source: SourceArg,
-        /// The payload (JSON).
-        file: PathBuf,
-    },
-}
-
-/// `--source` values: the webhook a payload came from.
-// No doc comments on the variants: clap would turn them into a long per-value help listing.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum SourceArg {
-    Alertmanager,
-    Grafana,
-}
-
-impl From<SourceArg> for Source {
-    fn from(arg: SourceArg) -> Self {
-        match arg {
-            SourceArg::Alertmanager => Source::Alertmanager,
-            SourceArg::Grafana => Source::Grafana,
-        }
-    }
-}
-
 /// Why a subcommand failed.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub enum CommandError {
     /// The configuration file is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -156,7 +83,7 @@ pub struct CheckReport {
 }
 
 /// Loads `path` and its secret files; errors when the relay could not start with them.
-pub fn check_config(path: &Path) -> Result<CheckReport, CliError> {
+pub fn check_config(path: &Path) -> Result<CheckReport, CommandError> {
     let cfg = Config::load(path)?;
     Authenticator::load(&cfg.auth)?;
     let summary = format!(
@@ -236,11 +163,11 @@ fn executor_kind(cfg: &Config) -> &'static str {
 }
 
 /// The journal `history` reads: `db` when given, else the one `config` names.
-pub fn journal_path(db: Option<&Path>, config: Option<&Path>) -> Result<PathBuf, CliError> {
+pub fn journal_path(db: Option<&Path>, config: Option<&Path>) -> Result<PathBuf, CommandError> {
     match (db, config) {
         (Some(db), _) => Ok(db.to_owned()),
         (None, Some(config)) => Ok(Config::load(config)?.journal.path),
-        (None, None) => Err(CliError::NoJournalGiven),
+        (None, None) => Err(CommandError::NoJournalGiven),
     }
 }
 
@@ -254,10 +181,10 @@ pub enum HistoryFormat {
 }
 
 /// The `limit` most recent decisions of the journal at `db`, rendered in `format`.
-pub fn history(db: &Path, limit: usize, format: HistoryFormat) -> Result<String, CliError> {
+pub fn history(db: &Path, limit: usize, format: HistoryFormat) -> Result<String, CommandError> {
     // Opening a missing database read-only fails with a bare SQLite message; say it plainly.
     if !db.exists() {
-        return Err(CliError::NoJournal(db.to_owned()));
+        return Err(CommandError::NoJournal(db.to_owned()));
     }
     let rows = journal::history(db, limit)?;
     Ok(match format {
@@ -330,9 +257,9 @@ fn format_ms(ms: i64) -> String {
 }
 
 /// Feeds the payload in `file` through the rules of the configuration at `config`.
-pub fn replay(config: &Path, source: Source, file: &Path) -> Result<String, CliError> {
+pub fn replay(config: &Path, source: Source, file: &Path) -> Result<String, CommandError> {
     let cfg = Config::load(config)?;
-    let body = std::fs::read(file).map_err(|source| CliError::Read {
+    let body = std::fs::read(file).map_err(|source| CommandError::Read {
         path: file.to_owned(),
         source,
     })?;
@@ -348,8 +275,8 @@ pub fn replay_payload(
     body: &[u8],
     file: &Path,
     now_ms: i64,
-) -> Result<String, CliError> {
-    let alerts = payload::parse(source, body).map_err(|source| CliError::Payload {
+) -> Result<String, CommandError> {
+    let alerts = payload::parse(source, body).map_err(|source| CommandError::Payload {
         path: file.to_owned(),
         source,
     })?;
@@ -406,19 +333,19 @@ pub fn replay_payload(
 }
 
 /// Runs the relay of the configuration at `config` until SIGINT or SIGTERM.
-pub fn serve(config: &Path) -> Result<(), CliError> {
+pub fn serve(config: &Path) -> Result<(), CommandError> {
     let cfg = Config::load(config)?;
     init_logging(&cfg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(CliError::Runtime)?;
+        .map_err(CommandError::Runtime)?;
     runtime.block_on(serve_async(cfg))
 }
 
-fn init_logging(cfg: &Config) -> Result<(), CliError> {
+fn init_logging(cfg: &Config) -> Result<(), CommandError> {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level).map_err(|source| {
-        CliError::LogLevel {
+        CommandError::LogLevel {
             level: cfg.log.level.clone(),
             source,
         }
@@ -433,7 +360,7 @@ fn init_logging(cfg: &Config) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn serve_async(cfg: Config) -> Result<(), CliError> {
+async fn serve_async(cfg: Config) -> Result<(), CommandError> {
     let executor = executor_from_config(&cfg)?;
     if cfg.auth.allow_unauthenticated {
         tracing::warn!("authentication is disabled (auth.allow_unauthenticated = true)");
@@ -584,7 +511,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            matches!(&err, CliError::Payload { path, .. } if path == Path::new("odd.json")),
+            matches!(&err, CommandError::Payload { path, .. } if path == Path::new("odd.json")),
             "{err:?}"
         );
     }
@@ -737,7 +664,7 @@ mod tests {
         let missing = dir.path().join("journal.db");
         let err = history(&missing, 10, HistoryFormat::Table).unwrap_err();
         assert!(
-            matches!(&err, CliError::NoJournal(p) if *p == missing),
+            matches!(&err, CommandError::NoJournal(p) if *p == missing),
             "{err:?}"
         );
         assert!(!missing.exists(), "history must not create the journal");
@@ -760,7 +687,7 @@ mod tests {
         );
         assert!(matches!(
             journal_path(None, None),
-            Err(CliError::NoJournalGiven)
+            Err(CommandError::NoJournalGiven)
         ));
     }
 

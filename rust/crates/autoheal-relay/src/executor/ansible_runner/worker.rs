@@ -228,3 +228,35 @@ fn descendants(root: u32) -> Vec<u32> {
     }
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn worker_exits_when_its_stdin_closes() {
+        let stand_in = tempfile::tempdir().unwrap();
+        std::fs::write(stand_in.path().join("ansible_runner.py"), "").unwrap();
+        let mut child = tokio::process::Command::new("python3")
+            .args(["-u", "-c", super::WORKER_SOURCE])
+            .env("PYTHONPATH", stand_in.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+        assert_eq!(
+            lines.next_line().await.unwrap().unwrap(),
+            r#"{"ready": true}"#
+        );
+        drop(child.stdin.take());
+        let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("the worker did not exit when its stdin closed")
+            .unwrap();
+        assert!(exit.success(), "{exit:?}");
+    }
+}

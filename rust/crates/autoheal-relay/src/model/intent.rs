@@ -1,71 +1,10 @@
-//! Types shared by the stages: alerts, targets, intents and the playbook contract.
+//! What the relay wants done to a server, and the `autoheal_actions` contract the playbook reads.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Which webhook an alert came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    /// Alertmanager webhook, version 4.
-    Alertmanager,
-    /// Grafana alerting webhook, version 1.
-    Grafana,
-}
-
-impl Source {
-    /// Lower-case name used in metrics, logs and the journal.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Alertmanager => "alertmanager",
-            Self::Grafana => "grafana",
-        }
-    }
-}
-
-/// Alert status as sent by Alertmanager and Grafana.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertStatus {
-    /// The condition holds.
-    Firing,
-    /// The condition no longer holds.
-    Resolved,
-}
-
-impl AlertStatus {
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Firing => "firing",
-            Self::Resolved => "resolved",
-        }
-    }
-}
-
-/// One alert out of a webhook body, normalised across sources.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Alert {
-    /// Where it came from.
-    pub source: Source,
-    /// Firing or resolved.
-    pub status: AlertStatus,
-    /// All labels.
-    pub labels: BTreeMap<String, String>,
-    /// `startsAt` as sent (part of the dedup key).
-    pub starts_at: String,
-    /// The sender's fingerprint, or one computed from the labels when absent.
-    pub fingerprint: String,
-}
-
-impl Alert {
-    /// The `alertname` label, or an empty string.
-    pub fn name(&self) -> &str {
-        self.labels.get("alertname").map_or("", String::as_str)
-    }
-}
+use super::AlertStatus;
 
 /// The state the playbook is asked to put a server in (the `autoheal_actions` contract).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -109,7 +48,7 @@ impl DesiredState {
     }
 }
 
-/// A validated server to act on. Every field passed `target::validate_*`.
+/// A validated server to act on. Every field passed the checks of [`crate::label`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Target {
     /// HAProxy server name, when known.
@@ -202,10 +141,22 @@ impl From<&Intent> for Action {
     }
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+/// An intent with the journal id of the decision it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// Journal id of the decision that produced `intent`.
+    pub id: i64,
+    /// What to do.
+    pub intent: Intent,
+}
+
+/// The state the relay last asked for a target, as the journal recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedTarget {
+    /// Backend (`*` when the alert did not say).
+    pub backend: String,
+    /// State asked for; `None` when the last run for it failed, so its real state is unknown.
+    pub state: Option<DesiredState>,
+    /// Weight asked for.
+    pub weight: Option<String>,
 }
