@@ -218,6 +218,10 @@ impl Book {
         let mut changes = Vec::new();
         for target in &placed {
             let backend = target.backend.as_deref().unwrap_or("*");
+            // A server the backend does not have (a typo) is not one of its servers alerting.
+            if self.membership.has(backend, &server) == Some(false) {
+                continue;
+            }
             let size = self.membership.size_of(backend);
             let change = match intent.reason.status {
                 AlertStatus::Firing => {
@@ -561,6 +565,18 @@ mod tests {
         }
         assert_eq!(b.panicking().count(), 0);
         assert!(matches!(b.gate(&gates[0], 1), Gate::Run { .. }));
+    }
+
+    #[test]
+    fn an_alert_for_a_server_the_backend_does_not_have_is_no_part_of_a_panic() {
+        let mut b = book();
+        for s in ["typo1", "typo2", "typo3"] {
+            let (placed, changes) = b.arrive(intent(s, Some("app"), AlertStatus::Firing));
+            assert!(placed.is_ok(), "labelled: the module decides");
+            assert!(changes.is_empty());
+        }
+        arrive(&mut b, "s1", AlertStatus::Firing);
+        assert_eq!(b.panicking().count(), 0);
     }
 
     #[test]

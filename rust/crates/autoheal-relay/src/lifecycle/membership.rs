@@ -71,6 +71,13 @@ impl Membership {
         self
     }
 
+    /// Whether `backend` has `server`, when its servers are known.
+    pub fn has(&self, backend: &str, server: &str) -> Option<bool> {
+        self.servers
+            .get(backend)
+            .map(|servers| servers.contains(server))
+    }
+
     /// The number of servers in `backend`, when known.
     pub fn size_of(&self, backend: &str) -> Option<usize> {
         self.servers
