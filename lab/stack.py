@@ -996,6 +996,14 @@ backend {HAPROXY_BACKEND}
         # The relay's own coalescing window unless a test asks for another.
         window = self.options.relay_extra.get("window_ms")
         coalesce = "" if window is None else f"[coalesce]\nwindow_ms = {window}\n"
+        # The backend's servers, when a test asks for them (placement by real backend, panic).
+        servers = ""
+        if self.options.relay_extra.get("servers"):
+            servers = f"servers = {{ {HAPROXY_BACKEND} = {json.dumps(list(SERVERS))} }}\n"
+        # Restores at once and in one step (the relay's hold-down and ramp are tested in the relay's
+        # own tests) unless a test passes its own [lifecycle] keys.
+        lifecycle = self.options.relay_extra.get(
+            "lifecycle", "hold_down_base_secs = 0\nhold_down_max_secs = 0\nramp_percent = [100]\n")
         text = f"""# autoheal-relay for the end-to-end stack (loopback only).
 [server]
 listen = {q(f"127.0.0.1:{self.ports.relay}")}
@@ -1015,10 +1023,14 @@ fleet = "e2e"
 
 {coalesce}
 {retry_section}
+[lifecycle]
+{lifecycle}
+[panic]
+{self.options.relay_extra.get("panic", "")}
 [guard]
 max_out_per_backend = {max_out}
 breaker_max_actions = {self.options.relay_extra.get("breaker_max_actions", 10000)}
-breaker_window_secs = 60
+{servers}breaker_window_secs = 60
 
 [executor]
 kind = "ansible-runner"

@@ -40,9 +40,17 @@ _value:
     - One entry per action, in order, with C(action), C(changed), C(failed), C(guard), C(reload_required),
       C(live_in_sync), C(servers) (names), C(unavailable) (HAProxy did not answer on the admin socket, so
       nothing was changed on this load balancer) and C(msg).
+    - And, from the module's entry for the action (see RV(autoheal.haproxy.server#module:changes)), C(found),
+      C(check_status), C(set_by), C(slowstart), C(health_gate), C(deferred), C(deferred_reason), C(skipped) and
+      C(skip_reason). They are C(null) when the module reported no entry (it failed before planning).
   type: list
   elements: dict
 """
+
+
+# What the module says about each action's server beyond `changed`, passed through as it reports it.
+STANDING = ("found", "check_status", "set_by", "slowstart", "health_gate", "deferred", "deferred_reason",
+            "skipped", "skip_reason")
 
 
 def remediate_outcome(result, actions):
@@ -64,6 +72,7 @@ def remediate_outcome(result, actions):
             "servers": [name.split("/", 1)[-1] for name in entry.get("servers", [])],
             "msg": entry.get("msg", result.get("msg", "")),
         })
+        outcome[-1].update((key, entry.get(key)) for key in STANDING)
     return outcome
 
 
@@ -71,7 +80,16 @@ def remediate_summary(outcome):
     """One line per outcome: changed/ok/FAILED, what the module did, and the alert behind the action."""
     lines = []
     for entry in outcome:
-        word = "FAILED" if entry["failed"] else ("changed" if entry["changed"] else "ok")
+        if entry["failed"]:
+            word = "FAILED"
+        elif entry.get("found") is False:
+            word = "not found"
+        elif entry.get("deferred"):
+            word = "deferred"
+        elif entry.get("skipped"):
+            word = "skipped"
+        else:
+            word = "changed" if entry["changed"] else "ok"
         reason = entry["action"].get("reason")
         alert = reason.get("alert") if isinstance(reason, Mapping) else None
         lines.append("%s: %s%s" % (word, entry["msg"], " [%s]" % alert if alert else ""))

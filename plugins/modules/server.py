@@ -22,8 +22,12 @@ description:
     maintenance until HAProxy reloads. V(enabled) undoes exactly what this module changed and leaves alone
     what was written by hand.
   - "What the module changes is recorded in a comment right above the server line
-    (C(#autoheal <state> was: <original line>)), without timestamps, so that V(enabled) restores the original
-    line and a second run changes nothing."
+    (C(#autoheal <state> was: <original line>), or C(#autoheal <state> by autoheal was: ...) with
+    O(set_by=autoheal)), without timestamps, so that V(enabled) restores the original line and a second run
+    changes nothing."
+  - Each server's result says how HAProxy's health check sees it (RV(changes[].check_status)) and who set its
+    current state (RV(changes[].set_by)); O(require_healthy) and O(set_by=autoheal) hold a change back, without
+    failing, on what they say.
   - The file is the source of truth. It is replaced atomically (temp file in the same directory, validated,
     synced, renamed over the original, owner and mode kept) under an exclusive lock on its directory, so
     concurrent runs on one file are serialised and none is lost. Any failure leaves the original file
@@ -47,7 +51,9 @@ options:
       - They are planned against the file in one pass and applied under one lock, with one validation, one
         write and one backup; the O(min_active) guard counts them all together, so a batch that would leave a
         backend with too few active servers is refused as a whole.
-      - If any entry is wrong (an unknown server, a server two entries designate, an ambiguous name), the
+      - An entry that designates no server (a typo, a renamed server, an unknown backend) does not hold back the
+        others. It is reported with RV(changes[].found=false) and a warning, and the others are applied.
+      - If any entry is wrong otherwise (a server two entries designate, an ambiguous name, a bad weight), the
         module fails naming the entry (C(changes[N])) and changes nothing, in the file or live.
       - An empty list changes nothing.
     type: list
@@ -88,7 +94,40 @@ options:
       - A lower weight for a server that stays in service, absolute (V(0) to V(256)) or relative to the
         weight the server had before this module changed it (V(50%)).
       - Only with O(state=enabled). O(state=enabled) without O(weight) restores the original weight.
+      - A percentage is always of the weight recorded before the module first changed the server, so a ramped
+        restore (V(10%), then V(50%), then V(100%)) keeps that weight in the marker until V(100%) gives the
+        original line back.
     type: raw
+  require_healthy:
+    description:
+      - Restore (O(state=enabled), with or without O(weight)) only servers whose HAProxy health check passes,
+        read on O(socket) while the server is still out (drain keeps health checks running).
+      - A restore whose check fails, or cannot be read (no O(socket)), changes nothing for that server (nor for
+        the other servers of its entry), does not fail the task, and is reported with
+        RV(changes[].deferred=true) and RV(changes[].deferred_reason).
+      - A server without a check is restored (RV(changes[].health_gate=no_check)); only the caller's hold-down
+        protects it.
+      - A server in maintenance (V(disabled)) or not in the running HAProxy yet (V(absent)) runs no check, so
+        waiting would never end, so it is restored (RV(changes[].health_gate=checked_on_return)). HAProxy checks a
+        server at once as it leaves maintenance or starts after the reload, and takes it down at the first
+        failed check. Use V(drain) rather than V(disabled) where restores must wait for a passing check.
+      - Only with O(state=enabled); in O(changes), it applies to the entries that restore.
+    type: bool
+    default: false
+  set_by:
+    description:
+      - Who asks, recorded in the marker. V(operator) is a person or their playbook; V(autoheal) is the
+        remediation loop (autoheal-relay, through the role autoheal.haproxy.remediate).
+      - With V(autoheal), a server whose current state an operator set is left alone and reported with
+        RV(changes[].skipped=true), RV(changes[].skip_reason=operator_state), without failing the task. An
+        operator set it when its marker has no C(by autoheal) (markers written before markers recorded authors
+        included), or when it is out (drained, in maintenance, weight 0) in the file or live without an autoheal
+        marker saying so.
+      - With V(operator), nothing is left alone; a state the loop set becomes the operator's when an operator
+        sets it again.
+    type: str
+    choices: [autoheal, operator]
+    default: operator
   socket:
     description:
       - Path of the HAProxy admin socket (C(stats socket ... level admin)) of the HAProxy that runs O(path).
@@ -249,6 +288,19 @@ EXAMPLES = r"""
     reload: master_cli
     master_socket: /run/haproxy-master.sock
 
+- name: Ramp web2 back (as the remediation loop), only while its health check passes
+  autoheal.haproxy.server:
+    backend: app
+    server: web2
+    weight: "{{ item }}"
+    require_healthy: true
+    set_by: autoheal
+    socket: /run/haproxy/admin.sock
+  loop: [10%, 50%, 100%]
+  register: ramp
+  # A deferred step changes nothing: stop the ramp there.
+  failed_when: ramp.deferred
+
 - name: Only write if nobody changed the file since server_info read it
   autoheal.haproxy.server:
     server: web1
@@ -354,6 +406,33 @@ servers:
     after:
       description: The server after the run (predicted in check mode), same keys as RV(servers[].before).
       type: dict
+    found:
+      description: Always V(true) here (a server listed was found).
+      type: bool
+    check_status:
+      description: As RV(changes[].check_status), for this server.
+      type: str
+    set_by:
+      description: As RV(changes[].set_by), for this server.
+      type: str
+    slowstart:
+      description: As RV(changes[].slowstart), for this server.
+      type: int
+    health_gate:
+      description: As RV(changes[].health_gate), for this server.
+      type: str
+    deferred:
+      description: As RV(changes[].deferred), for this server.
+      type: bool
+    deferred_reason:
+      description: As RV(changes[].deferred_reason), for this server.
+      type: str
+    skipped:
+      description: As RV(changes[].skipped), for this server.
+      type: bool
+    skip_reason:
+      description: As RV(changes[].skip_reason), for this server.
+      type: str
 changes:
   description: With O(changes), one entry per change, in the order given.
   returned: when O(changes) is given, on success or when the guard blocked the request
@@ -390,6 +469,49 @@ changes:
       type: list
       elements: str
       sample: [app/web1]
+    found:
+      description:
+        - V(false) when the entry designates no server; nothing was done for it and RV(msg) says so.
+      type: bool
+    check_status:
+      description:
+        - HAProxy's health check of the server before the run, from O(socket).
+        - V(passing) (HAProxy has it up), V(failing) (down), V(none) (no C(check) on its line or in the running
+          HAProxy), V(unknown) (no O(socket), the running HAProxy does not know the server, or its checks are
+          paused by maintenance).
+        - "With several servers (O(all_matches)): the first one's; each server's is in RV(servers)."
+      type: str
+      sample: passing
+    set_by:
+      description:
+        - Who set the server's state before the run, V(autoheal) or V(operator) (see O(set_by)), or V(null) when
+          it was in service as configured.
+      type: str
+      sample: autoheal
+    slowstart:
+      description: The C(slowstart) of the server's line (or its C(default-server)) in milliseconds, or V(null).
+      type: int
+      sample: 30000
+    health_gate:
+      description:
+        - What O(require_healthy) decided for a restore that would change something, or V(null) when it did not
+          apply.
+        - V(passed), V(no_check), V(checked_on_return) (see O(require_healthy)), or V(deferred).
+      type: str
+      sample: passed
+    deferred:
+      description: O(require_healthy) held the restore back; nothing was changed for the entry.
+      type: bool
+    deferred_reason:
+      description: Why, naming the server and its check state; V(null) unless RV(changes[].deferred).
+      type: str
+      sample: "HAProxy's health check of app/web2 is failing (the server is down); the restore waits until the check passes"
+    skipped:
+      description: O(set_by=autoheal) left the entry alone (an operator set its server's state); nothing was changed.
+      type: bool
+    skip_reason:
+      description: V(operator_state) when RV(changes[].skipped), else V(null).
+      type: str
 reload_required:
   description: HAProxy must reload before its running state can match the file (after V(absent), after bringing
     an absent server back, or for a server the running HAProxy does not know); V(false) once O(reload) did it.
@@ -416,8 +538,50 @@ guard:
   type: str
   sample: passed
 msg:
-  description: What happened, one part per server.
+  description: What happened, one part per server (and per entry held back or not found).
   returned: always
   type: str
   sample: "app/web2 drain: file was updated; live: set server app/web2 state drain"
+found:
+  description:
+    - Without O(changes), as RV(changes[].found). On failure, V(false) when the server asked for does not exist.
+  returned: without O(changes); on failure when the server does not exist
+  type: bool
+check_status:
+  description: Without O(changes), as RV(changes[].check_status).
+  returned: success, without O(changes)
+  type: str
+set_by:
+  description: Without O(changes), as RV(changes[].set_by).
+  returned: success, without O(changes)
+  type: str
+slowstart:
+  description: Without O(changes), as RV(changes[].slowstart).
+  returned: success, without O(changes)
+  type: int
+health_gate:
+  description: Without O(changes), as RV(changes[].health_gate).
+  returned: success, without O(changes)
+  type: str
+deferred:
+  description: Without O(changes), as RV(changes[].deferred).
+  returned: success, without O(changes)
+  type: bool
+deferred_reason:
+  description: Without O(changes), as RV(changes[].deferred_reason).
+  returned: success, without O(changes)
+  type: str
+skipped:
+  description: Without O(changes), as RV(changes[].skipped).
+  returned: success, without O(changes)
+  type: bool
+skip_reason:
+  description: Without O(changes), as RV(changes[].skip_reason).
+  returned: success, without O(changes)
+  type: str
+warnings:
+  description: Entries of O(changes) that designate no server (Ansible shows them as warnings).
+  returned: when such entries were given
+  type: list
+  elements: str
 """

@@ -60,6 +60,12 @@ EXAMPLES = r"""
     socket: /run/haproxy/admin.sock
   register: haproxy_info
 
+- name: Show the servers whose health check fails
+  ansible.builtin.debug:
+    msg: >-
+      {{ haproxy_info.backends | map(attribute='servers') | flatten
+         | selectattr('check_status', 'eq', 'failing') | map(attribute='name') | list }}
+
 - name: Show the servers autoheal has taken out
   ansible.builtin.debug:
     msg: >-
@@ -135,4 +141,21 @@ backends:
               (V(ready), V(drain) or V(maint)), C(active) (up, ready and weighted), C(op_state),
               C(admin_state), C(weight) and C(initial_weight) as C(show servers state) reports them.
           type: dict
+        check_status:
+          description:
+            - HAProxy's health check of the server, V(passing), V(failing), V(none) or V(unknown), as
+              RV(autoheal.haproxy.server#module:changes[].check_status) (V(unknown) without O(socket), unless the
+              file gives the server no C(check)).
+          type: str
+          sample: passing
+        set_by:
+          description:
+            - Who set the server's current state, V(autoheal) or V(operator), as
+              RV(autoheal.haproxy.server#module:changes[].set_by); V(null) when it is in service as configured.
+          type: str
+          sample: operator
+        slowstart:
+          description: The C(slowstart) in effect for the server, in milliseconds, or V(null).
+          type: int
+          sample: 30000
 """

@@ -76,6 +76,12 @@ fleet = "lab"
 [coalesce]
 window_ms = 100
 
+# Restores at once and in one step: this test is about the journal and crash recovery.
+[lifecycle]
+hold_down_base_secs = 0
+hold_down_max_secs = 0
+ramp_percent = [100]
+
 [guard]
 max_out_per_backend = 2
 

@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use haproxy_cfg::{Desired, Target, WeightSpec};
+use haproxy_cfg::{Desired, SetBy, Target, WeightSpec};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -130,6 +130,10 @@ pub struct ServerArgs {
     pub reload_timeout: Duration,
     /// Where to save `show servers state` just before a reload.
     pub server_state_file: Option<PathBuf>,
+    /// Restore (`state: enabled`) only servers whose health check passes.
+    pub require_healthy: bool,
+    /// Who asks: recorded in the markers, and `autoheal` leaves an operator's states alone.
+    pub set_by: SetBy,
     /// Check and diff mode.
     pub ansible: AnsibleFlags,
 }
@@ -181,6 +185,8 @@ pub const SERVER_OPTIONS: &[&str] = &[
     "service",
     "reload_timeout",
     "server_state_file",
+    "require_healthy",
+    "set_by",
 ];
 
 /// The keys one entry of `changes` accepts.
@@ -547,6 +553,28 @@ impl ServerArgs {
         }
         let reload_timeout = positive(options.seconds("reload_timeout", 15.0)?, "reload_timeout")?;
         let server_state_file = options.string("server_state_file")?.map(PathBuf::from);
+        let require_healthy = options.flag("require_healthy", false)?;
+        if let (false, true, [change]) = (batch, require_healthy, changes.as_slice()) {
+            if !matches!(
+                change.request.desired,
+                Desired::Enabled | Desired::Weight(_)
+            ) {
+                return Err(ArgsError::Conflict(
+                    "option `require_healthy` only goes with state=enabled (it gates a restore)"
+                        .into(),
+                ));
+            }
+        }
+        let set_by = match options.string("set_by")?.as_deref() {
+            None | Some("operator") => SetBy::Operator,
+            Some("autoheal") => SetBy::Autoheal,
+            Some(other) => {
+                return Err(invalid(
+                    "set_by",
+                    format!("expected one of autoheal, operator; found {other:?}"),
+                ))
+            }
+        };
         Ok(Self {
             path,
             changes,
@@ -561,6 +589,8 @@ impl ServerArgs {
             reload,
             reload_timeout,
             server_state_file,
+            require_healthy,
+            set_by,
             ansible: options.ansible,
         })
     }
@@ -703,6 +733,28 @@ mod tests {
         assert_eq!(args.checksum, None);
         assert_eq!(args.lock_timeout, Duration::from_secs(30));
         assert_eq!(args.ansible, AnsibleFlags::default());
+        assert!(!args.require_healthy);
+        assert_eq!(args.set_by, SetBy::Operator);
+    }
+
+    #[test]
+    fn require_healthy_gates_restores_and_set_by_names_who_asks() {
+        let args = server(
+            r#"{"server": "web1", "weight": "10%", "require_healthy": "yes", "set_by": "autoheal"}"#,
+        )
+        .unwrap();
+        assert!(args.require_healthy);
+        assert_eq!(args.set_by, SetBy::Autoheal);
+        let drain = server(r#"{"server": "web1", "state": "drain", "require_healthy": true}"#);
+        assert!(drain.unwrap_err().to_string().contains("require_healthy"));
+        // A list mixes drains and restores: the gate applies to the restores.
+        let mixed = server(
+            r#"{"require_healthy": true, "changes": [{"server": "a", "state": "drain"},
+                {"server": "b"}]}"#,
+        );
+        assert!(mixed.unwrap().require_healthy);
+        let who = server(r#"{"server": "web1", "set_by": "robot"}"#).unwrap_err();
+        assert!(who.to_string().contains("set_by"), "{who}");
     }
 
     #[test]

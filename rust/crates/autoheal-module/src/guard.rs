@@ -117,6 +117,9 @@ mod tests {
             absent: false,
             managed: None,
             original_weight: weight,
+            set_by: None,
+            check: true,
+            slowstart_ms: None,
         }
     }
 
@@ -154,6 +157,7 @@ mod tests {
                     admin_state,
                     weight,
                     initial_weight: weight,
+                    check_state: None,
                 };
                 (name.to_owned(), live)
             })

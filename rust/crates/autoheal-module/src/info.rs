@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::args::InfoArgs;
 use crate::file::{read_text, sha256_hex};
+use crate::health::{self, CheckStatus};
 use crate::result::{ConfigView, InfoBackend, InfoResult, InfoServer, LiveView};
 use crate::runtime::{AdminSocket, BackendState};
 use crate::ModuleError;
@@ -34,19 +35,20 @@ pub fn execute(args: &InfoArgs) -> Result<InfoResult, ModuleError> {
         if args.backend.as_ref().is_some_and(|b| *b != server.backend) {
             continue;
         }
-        let live_view = live.as_ref().map(|backends| {
-            LiveView::of(
-                backends
-                    .get(&server.backend)
-                    .and_then(|servers| servers.get(&server.name)),
-            )
+        let live_server = live.as_ref().map(|backends| {
+            backends
+                .get(&server.backend)
+                .and_then(|servers| servers.get(&server.name))
         });
         let entry = InfoServer {
+            check_status: CheckStatus::of(&server.state, live_server),
+            set_by: health::set_by(&server.state, live_server.flatten()).map(health::set_by_label),
+            slowstart: server.state.slowstart_ms,
+            live: live_server.map(LiveView::of),
             name: server.name,
             address: server.address,
             line: server.line,
             config: ConfigView::from(&server.state),
-            live: live_view,
         };
         match backends.last_mut() {
             Some(last) if last.name == server.backend => last.servers.push(entry),

@@ -7,6 +7,7 @@
 pub mod args;
 pub mod file;
 pub mod guard;
+pub mod health;
 pub mod info;
 pub mod reload;
 pub mod result;
@@ -124,6 +125,19 @@ impl fmt::Display for ModuleError {
 
 impl std::error::Error for ModuleError {}
 
+impl ModuleError {
+    /// The server (or the backend) asked for does not exist in the file.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Self::Engine {
+                error: haproxy_cfg::Error::NotFound { .. } | haproxy_cfg::Error::NoSuchBackend(_),
+                ..
+            }
+        )
+    }
+}
+
 impl From<args::ArgsError> for ModuleError {
     fn from(e: args::ArgsError) -> Self {
         Self::Args(e)
@@ -184,6 +198,9 @@ struct Failure {
     /// to several load balancers leave this one for later instead of stopping everywhere.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     haproxy_unreachable: bool,
+    /// `false` when the server asked for does not exist, so callers can tell a typo from a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    found: Option<bool>,
 }
 
 /// Prints exactly one JSON object for Ansible and returns the exit code (1 on failure).
@@ -198,6 +215,7 @@ pub fn respond<T: Outcome>(outcome: Result<T, ModuleError>) -> ExitCode {
                     error,
                     ModuleError::Runtime(runtime::RuntimeError::Io { .. })
                 ),
+                found: error.is_not_found().then_some(false),
                 msg: error.to_string(),
             };
             (serde_json::to_string(&failure), true)

@@ -3,6 +3,7 @@
 use haproxy_cfg::{ConfigState, Desired, WeightSpec};
 use serde::Serialize;
 
+use crate::health::{CheckStatus, Standing};
 use crate::runtime::LiveServer;
 
 /// A server's state in the file.
@@ -103,6 +104,12 @@ pub struct Snapshot {
 /// One matched server in the result of `autoheal.haproxy.server`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServerOutcome {
+    /// Index of the `changes` entry that designated it, for grouping.
+    #[serde(skip)]
+    pub change: usize,
+    /// Its line in the file before the run, for ordering.
+    #[serde(skip)]
+    pub line: usize,
     /// Its backend or listen section.
     pub backend: String,
     /// Its name.
@@ -119,6 +126,9 @@ pub struct ServerOutcome {
     pub before: Snapshot,
     /// After the run (predicted in check mode).
     pub after: Snapshot,
+    /// Health check, who set the state, and whether it was held back.
+    #[serde(flatten)]
+    pub standing: Standing,
 }
 
 /// One entry of the `changes` option in the result of `autoheal.haproxy.server`.
@@ -142,6 +152,9 @@ pub struct ChangeOutcome {
     pub msg: String,
     /// The servers it designated, as `backend/server` (their detail is in `servers`).
     pub servers: Vec<String>,
+    /// Its server's health check, who set its state, and whether it was held back or not found.
+    #[serde(flatten)]
+    pub standing: Standing,
 }
 
 /// Ansible's diff mode payload.
@@ -210,6 +223,12 @@ pub struct ServerResult {
     pub live_in_sync: Option<bool>,
     /// The `min_active` guard's decision.
     pub guard: GuardResult,
+    /// Without `changes`: the server's health check, who set its state, whether it was held back.
+    #[serde(flatten)]
+    pub standing: Option<Standing>,
+    /// Things Ansible shows as warnings (`changes` entries that designate no server).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One server in the result of `autoheal.haproxy.server_info`.
@@ -225,6 +244,12 @@ pub struct InfoServer {
     pub config: ConfigView,
     /// In the running HAProxy; `null` without a socket.
     pub live: Option<LiveView>,
+    /// HAProxy's health check.
+    pub check_status: CheckStatus,
+    /// Who set the current state: `autoheal`, `operator`, or `null` when in service as configured.
+    pub set_by: Option<&'static str>,
+    /// The `slowstart` in effect, in milliseconds.
+    pub slowstart: Option<u64>,
 }
 
 /// One backend in the result of `autoheal.haproxy.server_info`.
@@ -262,6 +287,7 @@ mod tests {
             admin_state: 8,
             weight: 10,
             initial_weight: 10,
+            check_state: Some(6),
         };
         let view = serde_json::to_value(LiveView::of(Some(&drained))).unwrap();
         assert_eq!(view["present"], true);

@@ -78,6 +78,12 @@ const INHERITED_MAINT: u32 = 0x02;
 const RESOLVER_MAINT: u32 = 0x20;
 const FORCED_DRAIN: u32 = 0x08;
 const INHERITED_DRAIN: u32 = 0x10;
+// srv_check_state bits (HAProxy's CHK_ST_*).
+const CHECK_CONFIGURED: u32 = 0x02;
+const CHECK_ENABLED: u32 = 0x04;
+const CHECK_PAUSED: u32 = 0x08;
+/// srv_op_state 1: SRV_ST_STARTING (up, warming up under `slowstart`).
+const STARTING: u32 = 1;
 /// srv_op_state 2: SRV_ST_RUNNING.
 const RUNNING: u32 = 2;
 const STOPPED: u32 = 0;
@@ -93,6 +99,8 @@ pub struct LiveServer {
     pub weight: u32,
     /// srv_iweight: the weight from the config at startup.
     pub initial_weight: u32,
+    /// srv_check_state: the health check's CHK_ST_* bits; `None` when the answer has no such column.
+    pub check_state: Option<u32>,
 }
 
 impl LiveServer {
@@ -119,6 +127,26 @@ impl LiveServer {
     /// Passes its health checks (or has none).
     pub fn running(&self) -> bool {
         self.op_state == RUNNING
+    }
+
+    /// HAProxy runs a health check for it (configured, not disabled on the CLI); `None`: unknown.
+    pub fn checked(&self) -> Option<bool> {
+        self.check_state.map(|bits| {
+            bits & (CHECK_CONFIGURED | CHECK_ENABLED) == CHECK_CONFIGURED | CHECK_ENABLED
+        })
+    }
+
+    /// Its health check is paused (maintenance pauses checks; drain does not).
+    pub fn check_paused(&self) -> bool {
+        self.maint()
+            || self
+                .check_state
+                .is_some_and(|bits| bits & CHECK_PAUSED != 0)
+    }
+
+    /// Up as far as its health check goes: running, or starting under `slowstart`.
+    pub fn up(&self) -> bool {
+        matches!(self.op_state, RUNNING | STARTING)
     }
 
     /// A short word for the admin state, for people reading the result.
@@ -163,6 +191,7 @@ pub fn parse_servers_state(text: &str) -> Result<BTreeMap<String, BackendState>,
     let admin_col = column("srv_admin_state")?;
     let uweight_col = column("srv_uweight")?;
     let iweight_col = column("srv_iweight")?;
+    let check_state_col = column("srv_check_state").ok();
     let mut backends: BTreeMap<String, BackendState> = BTreeMap::new();
     for line in lines.filter(|l| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -182,6 +211,7 @@ pub fn parse_servers_state(text: &str) -> Result<BTreeMap<String, BackendState>,
             admin_state: number(admin_col)?,
             weight: number(uweight_col)?,
             initial_weight: number(iweight_col)?,
+            check_state: check_state_col.map(number).transpose()?,
         };
         backends
             .entry(field(backend_col)?.to_owned())
@@ -497,6 +527,14 @@ mod tests {
         assert_eq!(s3.admin_word(), "ready");
         let s4 = be["s4"];
         assert_eq!((s4.weight, s4.initial_weight), (0, 1));
+        // s1 has a check that fails while it drains; s2 and s3 have none.
+        assert_eq!(
+            (s1.checked(), s1.check_paused(), s1.up()),
+            (Some(true), false, false)
+        );
+        assert_eq!(s2.checked(), Some(false));
+        assert!(s2.check_paused());
+        assert_eq!((s3.checked(), s3.up()), (Some(false), true));
     }
 
     #[test]
@@ -511,6 +549,7 @@ mod tests {
             (7, 10, 2)
         );
         assert!(web1.active());
+        assert_eq!(web1.checked(), None);
     }
 
     #[test]
@@ -534,6 +573,7 @@ mod tests {
             admin_state: 4,
             weight: 1,
             initial_weight: 1,
+            check_state: None,
         };
         assert!(!ready_again.maint());
         assert!(ready_again.active());

@@ -7,11 +7,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use haproxy_cfg::{Desired, Request, ServerChange, Target};
+use std::path::Path;
+
+use haproxy_cfg::{Desired, Patch, Request, ServerChange, Target};
 
 use crate::args::ServerArgs;
 use crate::file::{write_text, LockedFile, SourceHash};
 use crate::guard::{self, Verdict};
+use crate::health::{self, Asked, Found, Standing};
 use crate::reload::{self, ReloadMethod};
 use crate::result::{
     desired_label, ChangeOutcome, ConfigView, Diff, GuardResult, LiveView, ReloadResult,
@@ -112,6 +115,17 @@ fn plan_step<'a>(
     }
 }
 
+/// The backends of the servers a patch changes, each once.
+fn backends_of(patch: &Patch) -> Vec<&str> {
+    patch
+        .changes
+        .iter()
+        .map(|(_, change)| change.before.backend.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 /// Reads the live state of every backend in `changes`.
 fn read_live(
     socket: &AdminSocket,
@@ -127,6 +141,7 @@ fn outcome(
     step: &Step<'_>,
     live_after: Option<Option<LiveServer>>,
     applied: bool,
+    args: &ServerArgs,
 ) -> ServerOutcome {
     let change = step.change;
     let (after_config, changed) = if applied {
@@ -135,6 +150,8 @@ fn outcome(
         (&change.before, false)
     };
     ServerOutcome {
+        change: step.index,
+        line: change.before.line,
         backend: change.before.backend.clone(),
         server: change.before.name.clone(),
         address: change.before.address.clone(),
@@ -153,7 +170,74 @@ fn outcome(
             config: ConfigView::from(&after_config.state),
             live: live_after.map(|l| LiveView::of(l.as_ref())),
         },
+        standing: standing(step, args),
     }
+}
+
+/// The server's health check and owner, and whether `args` may touch it.
+fn standing(step: &Step<'_>, args: &ServerArgs) -> Standing {
+    let before = &step.change.before;
+    health::assess(
+        &Asked {
+            desired: step.desired,
+            require_healthy: args.require_healthy,
+            set_by: args.set_by,
+        },
+        &Found {
+            label: &format!("{}/{}", before.backend, before.name),
+            config: &before.state,
+            live: step.live_before.as_ref().map(Option::as_ref),
+            would_change: step.changed(),
+        },
+    )
+}
+
+/// Plans the changes not held back; in a `changes` list, an entry that designates no server (a typo
+/// or a renamed server) is held back as not found instead of refusing the whole list. On success,
+/// the patch's change indices are those of `args.changes`.
+fn plan_unheld(
+    args: &ServerArgs,
+    path: &Path,
+    source: &str,
+    held: &mut BTreeMap<usize, Held>,
+) -> Result<Patch, ModuleError> {
+    loop {
+        let active: Vec<usize> = (0..args.changes.len())
+            .filter(|index| !held.contains_key(index))
+            .collect();
+        let requests: Vec<Request> = active
+            .iter()
+            .map(|&index| args.changes[index].request.clone())
+            .collect();
+        match haproxy_cfg::plan_all_by(source, &requests, args.set_by) {
+            Ok(mut patch) => {
+                patch
+                    .changes
+                    .iter_mut()
+                    .for_each(|(index, _)| *index = active[*index]);
+                return Ok(patch);
+            }
+            Err((at, error)) => {
+                let error = ModuleError::Engine {
+                    path: path.to_owned(),
+                    error,
+                    change: args.batch.then_some(active[at]),
+                };
+                if !(args.batch && error.is_not_found()) {
+                    return Err(error);
+                }
+                held.insert(active[at], Held::NotFound(error.to_string()));
+            }
+        }
+    }
+}
+
+/// A `changes` entry that is not applied.
+enum Held {
+    /// It designates no server; the message says so.
+    NotFound(String),
+    /// One of its servers' standing holds it back (deferred or skipped).
+    Standing(String),
 }
 
 /// A line per server saying what happened.
@@ -207,20 +291,63 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     let bytes = file.read()?;
     let source = bytes.text(file.path())?;
     let requests: Vec<Request> = args.changes.iter().map(|c| c.request.clone()).collect();
+    let mut held = BTreeMap::new();
     // Hashing and planning each read the whole file: on two cores they take turns no longer.
-    let (hashed, planned) = std::thread::scope(|scope| {
+    let (hashed, first) = std::thread::scope(|scope| {
         let hashing = scope.spawn(|| SourceHash::of(source));
-        let planned = haproxy_cfg::plan_all(source, &requests);
+        let first = plan_unheld(args, file.path(), source, &mut held);
         let hashed = hashing
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (hashed, planned)
+        (hashed, first)
     });
-    let patch = planned.map_err(|(index, error)| ModuleError::Engine {
-        path: file.path().to_owned(),
-        error,
-        change: args.batch.then_some(index),
-    })?;
+    let first = first?;
+    let socket = args
+        .socket
+        .as_deref()
+        .map(|p| AdminSocket::new(p, args.socket_timeout));
+    let live_before = match &socket {
+        Some(socket) => Some(read_live(socket, &backends_of(&first))?),
+        None => None,
+    };
+    // Servers whose health check or owner holds their change back are planned out, whole entries
+    // at a time, and reported unchanged.
+    let first_steps: Vec<Step<'_>> = first
+        .changes
+        .iter()
+        .map(|(index, change)| {
+            plan_step(
+                *index,
+                change,
+                &requests[*index].desired,
+                live_before.as_ref(),
+            )
+        })
+        .collect();
+    for step in &first_steps {
+        let standing = standing(step, args);
+        if standing.held() && !held.contains_key(&step.index) {
+            let who = format!("{}/{}", step.change.before.backend, step.change.before.name);
+            let why = match (&standing.deferred_reason, standing.skip_reason) {
+                (Some(reason), _) => format!("{who} deferred: {reason}"),
+                _ => format!(
+                    "{who} skipped: an operator set its current state, and set_by=autoheal \
+                     leaves it alone"
+                ),
+            };
+            held.insert(step.index, Held::Standing(why));
+        }
+    }
+    let held_steps: Vec<&Step<'_>> = first_steps
+        .iter()
+        .filter(|step| held.contains_key(&step.index))
+        .collect();
+    let replanned = if held_steps.is_empty() {
+        None
+    } else {
+        Some(plan_unheld(args, file.path(), source, &mut held)?)
+    };
+    let patch = replanned.as_ref().unwrap_or(&first);
     let file_changed = !patch.edits.is_empty();
     let checksum_before = hashed.hex.clone();
     if let (true, Some(expected)) = (file_changed, &args.checksum) {
@@ -232,21 +359,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
             });
         }
     }
-    let backends: Vec<&str> = patch
-        .changes
-        .iter()
-        .map(|(_, change)| change.before.backend.as_str())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let socket = args
-        .socket
-        .as_deref()
-        .map(|p| AdminSocket::new(p, args.socket_timeout));
-    let live_before = match &socket {
-        Some(socket) => Some(read_live(socket, &backends)?),
-        None => None,
-    };
+    let backends = backends_of(patch);
     let steps: Vec<Step<'_>> = patch
         .changes
         .iter()
@@ -279,16 +392,44 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
         reloaded: None,
         live_in_sync: live_before.as_ref().map(|_| true),
         guard: GuardResult::Passed,
+        standing: None,
+        warnings: Vec::new(),
     };
-    let finish = |mut result: ServerResult, servers: Vec<ServerOutcome>| {
+    let finish = |mut result: ServerResult, mut servers: Vec<ServerOutcome>| {
+        let held_outcomes: Vec<ServerOutcome> = held_steps
+            .iter()
+            .map(|step| outcome(step, step.live_before, false, args))
+            .collect();
+        let held_msgs = held.values().map(|held| match held {
+            Held::NotFound(msg) | Held::Standing(msg) => msg.as_str(),
+        });
+        result.msg = std::iter::once(result.msg.as_str())
+            .filter(|msg| !msg.is_empty())
+            .chain(held_msgs)
+            .collect::<Vec<_>>()
+            .join(" | ");
         if args.batch {
             let blocked = (result.guard == GuardResult::Blocked).then_some(result.msg.as_str());
-            let mut changes = per_change(args, &steps, &servers, blocked);
+            let mut changes = per_change(args, &steps, &servers, &held, &held_outcomes, blocked);
             if result.reloaded.is_some() {
                 changes.iter_mut().for_each(|c| c.reload_required = false);
             }
             result.changes = Some(changes);
         }
+        result.standing = if args.batch {
+            None
+        } else {
+            Standing::combine(servers.iter().chain(&held_outcomes).map(|s| &s.standing))
+        };
+        result.warnings = held
+            .values()
+            .filter_map(|held| match held {
+                Held::NotFound(msg) => Some(format!("{msg}; the other changes were applied")),
+                Held::Standing(_) => None,
+            })
+            .collect();
+        servers.extend(held_outcomes);
+        servers.sort_by_key(|server| server.line);
         result.servers = servers;
         Ok(result)
     };
@@ -307,7 +448,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
         result.live_in_sync = None;
         let servers = steps
             .iter()
-            .map(|s| outcome(s, s.live_before, false))
+            .map(|s| outcome(s, s.live_before, false, args))
             .collect();
         return finish(result, servers);
     }
@@ -318,7 +459,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     result.msg = summary(&steps, args.ansible.check_mode);
 
     if args.ansible.check_mode {
-        result.checksum_after = hashed.after(source, &patch);
+        result.checksum_after = hashed.after(source, patch);
         result.live_in_sync = live_before.as_ref().map(|_| {
             steps.iter().all(|s| match s.live_before {
                 Some(Some(_)) | None => true,
@@ -336,7 +477,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
                         live
                     })
                 });
-                outcome(step, predicted, true)
+                outcome(step, predicted, true, args)
             })
             .collect();
         return finish(result, servers);
@@ -368,7 +509,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     if file_changed {
         // The new text is hashed on another core while it is written.
         let (checksum_after, replaced) = std::thread::scope(|scope| {
-            let hashing = scope.spawn(|| hashed.after(source, &patch));
+            let hashing = scope.spawn(|| hashed.after(source, patch));
             let replaced = file.replace(
                 source,
                 patch.pieces(source),
@@ -401,7 +542,10 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
                 );
                 result.checksum_after = result.checksum_before.clone();
                 result.reload_required = false;
-                let servers = steps.iter().map(|s| outcome(s, None, false)).collect();
+                let servers = steps
+                    .iter()
+                    .map(|s| outcome(s, None, false, args))
+                    .collect();
                 return finish(result, servers);
             }
             Err(e) => return Err(e.into()),
@@ -409,7 +553,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     }
 
     let Some(socket) = socket else {
-        let servers = steps.iter().map(|s| outcome(s, None, true)).collect();
+        let servers = steps.iter().map(|s| outcome(s, None, true, args)).collect();
         return finish(result, servers);
     };
     if !live_first {
@@ -456,7 +600,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
                 Some(None) if !step.change.after.state.absent => in_sync = false,
                 _ => {}
             }
-            outcome(step, found, true)
+            outcome(step, found, true, args)
         })
         .collect();
     result.live_in_sync = Some(in_sync && problems.is_empty());
@@ -506,20 +650,52 @@ fn per_change(
     args: &ServerArgs,
     steps: &[Step<'_>],
     servers: &[ServerOutcome],
+    held: &BTreeMap<usize, Held>,
+    held_outcomes: &[ServerOutcome],
     blocked: Option<&str>,
 ) -> Vec<ChangeOutcome> {
     args.changes
         .iter()
         .enumerate()
         .map(|(index, change)| {
-            let mine: Vec<usize> = (0..steps.len())
-                .filter(|&at| steps[at].index == index)
-                .collect();
             let request = &change.request;
             let (server, address) = match &request.target {
                 Target::Name(name) => (Some(name.clone()), None),
                 Target::Address(address) => (None, Some(address.clone())),
             };
+            if let Some(held) = held.get(&index) {
+                let (msg, standing, servers) = match held {
+                    Held::NotFound(msg) => (msg.clone(), Standing::not_found(), Vec::new()),
+                    Held::Standing(msg) => {
+                        let mine: Vec<&ServerOutcome> = held_outcomes
+                            .iter()
+                            .filter(|outcome| outcome.change == index)
+                            .collect();
+                        let standing = Standing::combine(mine.iter().map(|o| &o.standing))
+                            .unwrap_or_else(Standing::not_found);
+                        let names = mine
+                            .iter()
+                            .map(|o| format!("{}/{}", o.backend, o.server))
+                            .collect();
+                        (msg.clone(), standing, names)
+                    }
+                };
+                return ChangeOutcome {
+                    backend: request.backend.clone(),
+                    server,
+                    address,
+                    state: desired_label(&request.desired),
+                    reason: change.reason.clone(),
+                    changed: false,
+                    reload_required: false,
+                    msg,
+                    servers,
+                    standing,
+                };
+            }
+            let mine: Vec<usize> = (0..steps.len())
+                .filter(|&at| steps[at].index == index)
+                .collect();
             ChangeOutcome {
                 backend: request.backend.clone(),
                 server,
@@ -536,6 +712,8 @@ fn per_change(
                     .iter()
                     .map(|&at| format!("{}/{}", servers[at].backend, servers[at].server))
                     .collect(),
+                standing: Standing::combine(mine.iter().map(|&at| &servers[at].standing))
+                    .unwrap_or_else(Standing::not_found),
             }
         })
         .collect()
@@ -561,6 +739,9 @@ mod tests {
             absent: false,
             managed: None,
             original_weight: 10,
+            set_by: None,
+            check: true,
+            slowstart_ms: None,
         };
         ServerChange {
             before: info(before),
@@ -579,6 +760,9 @@ mod tests {
             absent,
             managed: None,
             original_weight: 10,
+            set_by: None,
+            check: true,
+            slowstart_ms: None,
         }
     }
 

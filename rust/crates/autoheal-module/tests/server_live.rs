@@ -408,10 +408,11 @@ fn a_batch_is_applied_as_one_change_and_reported_per_change() {
     assert_eq!(lab.config(), file);
     assert_eq!(lab.admin_view(), live);
 
-    // One bad change (unknown server, a server twice) and nothing at all is done.
+    // One bad change (a server twice, a bad weight) and nothing at all is done. (An unknown server
+    // is reported, not refused: see server_health.rs.)
     for bad in [
-        json!([{"server": "web2", "state": "drain"}, {"server": "nope", "state": "drain"}]),
         json!([{"server": "web2", "state": "drain"}, {"server": "web2", "state": "enabled"}]),
+        json!([{"server": "web2", "state": "drain"}, {"server": "web1", "weight": 300}]),
     ] {
         let (failed, code) = lab.server(json!({"changes": bad}));
         assert_eq!(code, 1, "{failed}");

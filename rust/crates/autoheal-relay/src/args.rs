@@ -59,6 +59,16 @@ pub enum Command {
         /// The payload (JSON).
         file: PathBuf,
     },
+    /// Release a quarantined server (or one whose restore was given up, whose state is
+    /// unknown, or that an operator held): the relay restores it through the health gate, or
+    /// stops counting it out. Audited.
+    Release {
+        /// Configuration file naming the journal.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The server, as `BACKEND/SERVER` (`*/SERVER` when its alerts name no backend).
+        target: String,
+    },
 }
 
 /// `--source` values: the webhook a payload came from.

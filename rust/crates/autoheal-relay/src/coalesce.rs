@@ -104,6 +104,19 @@ impl Coalescer {
         self.pending.len()
     }
 
+    /// Makes every intent for `target_key` that waits past `now_ms` due now (an operator
+    /// released a restore held for a quarantine); returns how many.
+    pub fn wake(&mut self, target_key: &str, now_ms: i64) -> usize {
+        let mut woken = 0;
+        for ((_, key), q) in &mut self.pending {
+            if key == target_key && q.item.intent.not_before_ms > now_ms {
+                q.item.intent.not_before_ms = now_ms;
+                woken += 1;
+            }
+        }
+        woken
+    }
+
     /// Whether nothing is pending.
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
@@ -337,5 +350,30 @@ pub(crate) mod tests {
         let due = c.next_due_ms(&HashSet::new()).unwrap();
         assert_eq!(due, 30_025);
         assert_eq!(c.take_due("default", due).len(), 2);
+    }
+
+    #[test]
+    fn a_parked_intent_is_woken_for_its_target_only() {
+        let mut c = Coalescer::new(0);
+        c.add(
+            Pending {
+                id: 1,
+                intent: intent("s1", DesiredState::Enabled, i64::MAX),
+            },
+            0,
+        );
+        c.add(
+            Pending {
+                id: 2,
+                intent: intent("s2", DesiredState::Enabled, i64::MAX),
+            },
+            0,
+        );
+        assert!(c.take_due("default", 10).is_empty());
+        assert_eq!(c.wake("be/s1", 10), 1);
+        let due = c.take_due("default", 10);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].id, 1);
+        assert_eq!(c.wake("be/s1", 10), 0);
     }
 }

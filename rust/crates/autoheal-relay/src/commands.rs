@@ -32,6 +32,12 @@ pub enum CommandError {
     /// The journal could not be read.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// `release` was not given a `BACKEND/SERVER`.
+    #[error("release: {0}")]
+    ReleaseTarget(String),
+    /// The life-cycle tables could not be written.
+    #[error(transparent)]
+    Lifecycle(#[from] crate::lifecycle::store::StoreError),
     /// The payload file could not be read.
     #[error("reading {}", path.display())]
     Read {
@@ -168,6 +174,41 @@ pub fn journal_path(db: Option<&Path>, config: Option<&Path>) -> Result<PathBuf,
         (Some(db), _) => Ok(db.to_owned()),
         (None, Some(config)) => Ok(Config::load(config)?.journal.path),
         (None, None) => Err(CommandError::NoJournalGiven),
+    }
+}
+
+/// How long `release` waits for a running relay to apply the request.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Records an operator's release of `target` in the journal of the relay configured by
+/// `config`, and says what the relay did with it (a stopped relay applies it when it starts).
+pub fn release(config: &Path, target: &str) -> Result<String, CommandError> {
+    use crate::lifecycle::store;
+    let key = store::release_key(target).map_err(CommandError::ReleaseTarget)?;
+    let db = Config::load(config)?.journal.path;
+    if !db.exists() {
+        return Err(CommandError::NoJournal(db));
+    }
+    let conn = store::open(&db)?;
+    let by = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "release command".to_owned());
+    let id = store::request_release(&conn, &key, &by, crate::model::now_ms())?;
+    let deadline = std::time::Instant::now() + RELEASE_WAIT;
+    loop {
+        if let Some(result) = store::release_result(&conn, id)? {
+            return Ok(match result.as_str() {
+                "restore" => format!("{key}: released; the relay restores it (through the health gate)"),
+                "cleared" => format!("{key}: released; no longer counted out"),
+                _ => format!("{key}: nothing held it (not quarantined, given up, unknown or an operator's); nothing changed"),
+            });
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(format!(
+                "{key}: release recorded (request {id}); the relay applies it when it runs"
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 

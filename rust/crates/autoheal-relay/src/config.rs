@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::label::validate_name;
+use crate::lifecycle::membership::Membership;
+use crate::lifecycle::policy::{LifecyclePolicy, PanicPolicy};
 use crate::rules::{Rule, RuleConfig};
 use crate::target::TargetsConfig;
 
@@ -73,6 +75,12 @@ pub struct Config {
     /// Retries of failed runs.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Hold-down, health-gated and ramped restore, quarantine (each rule may set its own keys).
+    #[serde(default)]
+    pub lifecycle: LifecyclePolicy,
+    /// When a backend is in panic.
+    #[serde(default)]
+    pub panic: PanicPolicy,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -245,8 +253,11 @@ pub struct GuardConfig {
     pub max_out_per_backend: usize,
     /// Never more than this percentage of a backend out (needs `backend_sizes`).
     pub max_out_percent: Option<u8>,
-    /// Number of servers per backend, for the percentage budget.
+    /// Number of servers per backend, for the percentage budget (and panic).
     pub backend_sizes: BTreeMap<String, usize>,
+    /// The servers of each backend: an alert without a `backend` label counts against its
+    /// server's real backend, and an alert for a server in none of them takes no budget.
+    pub servers: BTreeMap<String, Vec<String>>,
     /// Breaker: at most this many out-of-service actions per window...
     pub breaker_max_actions: usize,
     /// ...of this many seconds...
@@ -267,6 +278,7 @@ impl Default for GuardConfig {
             max_out_per_backend: 1,
             max_out_percent: None,
             backend_sizes: BTreeMap::new(),
+            servers: BTreeMap::new(),
             breaker_max_actions: 20,
             breaker_window_secs: 60,
             breaker_cooldown_secs: 300,
@@ -471,6 +483,29 @@ impl Config {
         crate::rules::compile(&self.rules)
     }
 
+    /// The life-cycle policy of each rule that sets its own keys (checked by `validate`).
+    pub fn rule_policies(&self) -> BTreeMap<String, LifecyclePolicy> {
+        self.rules
+            .iter()
+            .filter_map(|r| {
+                let keys = r.lifecycle.as_ref()?;
+                let policy = self
+                    .lifecycle
+                    .overlay(keys)
+                    .expect("validated lifecycle keys");
+                Some((r.name.clone(), policy))
+            })
+            .collect()
+    }
+
+    /// The servers of each backend as configured (`guard.servers`, `guard.backend_sizes`).
+    pub fn membership(&self) -> Membership {
+        Membership::from_pairs(self.guard.servers.iter().flat_map(|(backend, servers)| {
+            servers.iter().map(move |s| (backend.as_str(), s.as_str()))
+        }))
+        .with_sizes(&self.guard.backend_sizes)
+    }
+
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key: String, message: String| ConfigError::Invalid {
             path: path.to_owned(),
@@ -554,6 +589,28 @@ impl Config {
         for backend in self.guard.backend_sizes.keys() {
             validate_name(backend)
                 .map_err(|e| invalid(format!("guard.backend_sizes.{backend}"), e.to_string()))?;
+        }
+        for (backend, servers) in &self.guard.servers {
+            for name in std::iter::once(backend).chain(servers) {
+                validate_name(name)
+                    .map_err(|e| invalid(format!("guard.servers.{backend}"), e.to_string()))?;
+            }
+        }
+        self.lifecycle
+            .validate()
+            .map_err(|e| invalid("lifecycle".into(), e.to_string()))?;
+        for (i, rule) in self.rules.iter().enumerate() {
+            if let Some(keys) = &rule.lifecycle {
+                self.lifecycle
+                    .overlay(keys)
+                    .map_err(|e| invalid(format!("rules[{i}].lifecycle"), e))?;
+            }
+        }
+        if self.panic.share_percent > 100 {
+            return Err(invalid(
+                "panic.share_percent".into(),
+                "must be at most 100".into(),
+            ));
         }
         self.targets
             .validate()
@@ -666,6 +723,55 @@ action = "drain"
     }
 
     #[test]
+    fn lifecycle_keys_relay_wide_and_per_rule() {
+        let text = format!(
+            "{MINIMAL}[rules.lifecycle]\nquarantine_after = 5\n\n[lifecycle]\nhold_down_base_secs = 10\n\n\
+             [panic]\nshare_percent = 75\n\n[guard.servers]\napp = [\"web1\", \"web2\"]\n"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.lifecycle.hold_down_base_secs, 10);
+        assert_eq!(c.lifecycle.quarantine_after, 3);
+        assert_eq!(c.panic.share_percent, 75);
+        let rule = &c.rule_policies()["drain-on-cpu"];
+        assert_eq!(rule.quarantine_after, 5);
+        assert_eq!(
+            rule.hold_down_base_secs, 10,
+            "the relay-wide key applies under the rule's"
+        );
+        assert_eq!(c.membership().size_of("app"), Some(2));
+        assert!(parse(MINIMAL).unwrap().rule_policies().is_empty());
+    }
+
+    #[test]
+    fn bad_lifecycle_keys_are_refused_with_their_place() {
+        let cases = [
+            (
+                format!("{MINIMAL}[rules.lifecycle]\nhold_down = 5\n"),
+                "rules[0].lifecycle",
+            ),
+            (
+                format!("{MINIMAL}[lifecycle]\nramp_percent = [50, 10]\n"),
+                "lifecycle",
+            ),
+            (
+                format!("{MINIMAL}[panic]\nshare_percent = 101\n"),
+                "panic.share_percent",
+            ),
+            (
+                format!("{MINIMAL}[guard.servers]\napp = [\"we b\"]\n"),
+                "guard.servers.app",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse(&text).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Invalid { ref key, .. } if key == want),
+                "{want}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn syntax_error_names_line() {
         let err = parse("[auth]\nallow_unauthenticated = tru\n")
             .unwrap_err()
@@ -727,6 +833,13 @@ action = "drain"
             matches!(c.executor, ExecutorConfig::AnsibleRunner(ref r) if r.playbook == "autoheal.haproxy.remediate")
         );
         assert_eq!(c.compiled_rules()[1].weight.as_deref(), Some("50%"));
+        assert_eq!(
+            c.lifecycle,
+            LifecyclePolicy::default(),
+            "the example shows the defaults"
+        );
+        assert_eq!(c.panic, PanicPolicy::default());
+        assert_eq!(c.rule_policies()["drain-busy-node"].quarantine_after, 2);
     }
 
     #[test]

@@ -141,6 +141,12 @@ impl Guard {
         );
     }
 
+    /// Forgets a target: the module found no such server, or an operator released it. It no
+    /// longer counts against any budget.
+    pub fn forget(&mut self, target_key: &str) {
+        self.current.remove(target_key);
+    }
+
     /// Judges one batch, restores first (they free budget), then the rest in target order.
     pub fn admit(&mut self, batch: Vec<Pending>, now_ms: i64) -> Admission {
         let mut result = Admission::default();
@@ -345,6 +351,28 @@ mod tests {
         assert_eq!(a.admitted.len(), 1);
         assert_eq!(a.admitted[0].intent.target.server.as_deref(), Some("s1"));
         assert_eq!(a.refused[0].1.kind(), "budget");
+    }
+
+    #[test]
+    fn a_forgotten_target_frees_its_budget() {
+        let mut g = Guard::new(cfg(), HashMap::new());
+        g.admit(
+            batch(&[("s1", DesiredState::Drain), ("s2", DesiredState::Drain)]),
+            0,
+        );
+        assert_eq!(
+            g.admit(batch(&[("s3", DesiredState::Drain)]), 1)
+                .refused
+                .len(),
+            1
+        );
+        g.forget("be/s1");
+        assert_eq!(
+            g.admit(batch(&[("s3", DesiredState::Drain)]), 2)
+                .admitted
+                .len(),
+            1
+        );
     }
 
     #[test]

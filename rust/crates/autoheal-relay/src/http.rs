@@ -47,6 +47,12 @@ pub enum ApiError {
     /// 503: the pause switch could not be recorded, so it was not changed.
     #[error("cannot record the pause switch, nothing changed: {0}")]
     Switch(crate::journal::JournalError),
+    /// 400: an admin request the relay cannot use.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 503: a release could not be recorded, so nothing was released.
+    #[error("cannot record the release, nothing changed: {0}")]
+    Release(String),
 }
 
 impl ApiError {
@@ -56,8 +62,10 @@ impl ApiError {
             Self::Auth(_) => StatusCode::UNAUTHORIZED,
             Self::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Body { status, .. } => *status,
-            Self::Payload(_) => StatusCode::BAD_REQUEST,
-            Self::Journal(_) | Self::Switch(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Payload(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Journal(_) | Self::Switch(_) | Self::Release(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -67,8 +75,8 @@ impl ApiError {
             Self::ContentType => "content_type",
             Self::Body { status, .. } if *status == StatusCode::PAYLOAD_TOO_LARGE => "too_large",
             Self::Body { .. } => "body",
-            Self::Payload(_) => "payload",
-            Self::Journal(_) | Self::Switch(_) => "journal",
+            Self::Payload(_) | Self::BadRequest(_) => "payload",
+            Self::Journal(_) | Self::Switch(_) | Self::Release(_) => "journal",
         }
     }
 }
@@ -103,6 +111,7 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/pause", post(pause))
         .route("/admin/resume", post(resume))
         .route("/admin/status", get(status))
+        .route("/admin/release", post(release))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(gate, admit))
         .with_state(state)
@@ -293,6 +302,47 @@ async fn set_paused(s: &AppState, headers: &HeaderMap, paused: bool) -> Response
     s.pause().set(paused);
     tracing::warn!(paused, "pause switch changed through the admin endpoint");
     status_body(s)
+}
+
+/// `{"target": "BACKEND/SERVER"}`: records an operator's release of a quarantined (or given
+/// up, unknown, not found, operator-held) target; the pipeline applies it within its
+/// housekeeping tick and audits it. 202 with the request's id.
+async fn release(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(e) = s.inner.auth.check_admin(&headers) {
+        s.metrics().refuse_request("unauthorized");
+        return ApiError::from(e).into_response();
+    }
+    if !is_json(&headers) {
+        s.metrics().refuse_request("content_type");
+        return ApiError::ContentType.into_response();
+    }
+    let target = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["target"].as_str().map(str::to_owned));
+    let key = match target.as_deref().map(crate::lifecycle::store::release_key) {
+        Some(Ok(key)) => key,
+        Some(Err(why)) => return ApiError::BadRequest(why).into_response(),
+        None => {
+            return ApiError::BadRequest("give {\"target\": \"BACKEND/SERVER\"}".into())
+                .into_response()
+        }
+    };
+    match s
+        .inner
+        .life_store
+        .request_release(key.clone(), "admin endpoint".into(), now_ms())
+        .await
+    {
+        Ok(id) => {
+            tracing::warn!(target = %key, request = id, "release requested through the admin endpoint");
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"release": id, "target": key})),
+            )
+                .into_response()
+        }
+        Err(e) => ApiError::Release(e.to_string()).into_response(),
+    }
 }
 
 async fn status(State(s): State<AppState>, headers: HeaderMap) -> Response {

@@ -19,6 +19,7 @@ pub mod guard;
 pub mod http;
 pub mod journal;
 pub mod label;
+pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod payload;

@@ -61,6 +61,9 @@ fn run(args: Args) -> Result<(), CommandError> {
             source,
             file,
         } => print!("{}", commands::replay(&config, source.into(), &file)?),
+        Command::Release { config, target } => {
+            println!("{}", commands::release(&config, &target)?);
+        }
     }
     Ok(())
 }

@@ -36,6 +36,20 @@ pub struct ResultLabel {
     pub result: String,
 }
 
+/// `phase` label: a life-cycle phase (`quarantined`, `deferred`, ...).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabel {
+    /// Phase name.
+    pub phase: String,
+}
+
+/// `backend` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabel {
+    /// HAProxy backend.
+    pub backend: String,
+}
+
 /// Every metric the relay exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -69,6 +83,14 @@ pub struct Metrics {
     pub breaker_open: Gauge,
     /// 1 while paused.
     pub paused: Gauge,
+    /// Targets per life-cycle phase.
+    pub targets: Family<PhaseLabel, Gauge>,
+    /// 1 while a backend is in panic (more than the set share of its servers alert).
+    pub backend_panic: Family<BackendLabel, Gauge>,
+    /// Restores deferred because the server's health check was not passing.
+    pub restores_deferred: Counter,
+    /// Restores given up after the deferral deadline.
+    pub restores_given_up: Counter,
 }
 
 impl Default for Metrics {
@@ -96,6 +118,10 @@ impl Metrics {
             queue_depth: Gauge::default(),
             breaker_open: Gauge::default(),
             paused: Gauge::default(),
+            targets: Family::default(),
+            backend_panic: Family::default(),
+            restores_deferred: Counter::default(),
+            restores_given_up: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -164,6 +190,26 @@ impl Metrics {
             m.breaker_open.clone(),
         );
         registry.register("paused", "1 while remediation is paused", m.paused.clone());
+        registry.register(
+            "targets",
+            "Targets the relay follows, by life-cycle phase",
+            m.targets.clone(),
+        );
+        registry.register(
+            "backend_panic",
+            "1 while a backend is in panic: no server of it is taken out",
+            m.backend_panic.clone(),
+        );
+        registry.register(
+            "restores_deferred",
+            "Restores deferred because the health check was not passing",
+            m.restores_deferred.clone(),
+        );
+        registry.register(
+            "restores_given_up",
+            "Restores given up after the deferral deadline",
+            m.restores_given_up.clone(),
+        );
         Self { registry, ..m }
     }
 

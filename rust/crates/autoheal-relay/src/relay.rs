@@ -15,7 +15,12 @@ use crate::coalesce::Coalescer;
 use crate::config::Config;
 use crate::executor::{Executor, RunRequest};
 use crate::guard::Guard;
-use crate::journal::{Journal, JournalError, JournalOptions, NewRun, Retry, Settlement};
+use crate::journal::{Journal, JournalError, JournalOptions, NewRun, Retry, Settlement, Waiting};
+use crate::lifecycle::book::{entries_from, Book, Refusal as LifeRefusal};
+use crate::lifecycle::life::Released;
+use crate::lifecycle::report::outcomes_from_stats;
+use crate::lifecycle::stage::{After, Arrival, Stage};
+use crate::lifecycle::store::{LifeStore, StoreError};
 use crate::metrics::{Metrics, ReasonLabel, ResultLabel, StateLabel};
 use crate::model::{now_ms, Pending, RunResult, RunStatus};
 use crate::rules::Rule;
@@ -85,6 +90,7 @@ pub(crate) struct Inner {
     pub(crate) max_body_bytes: usize,
     pub(crate) request_timeout: Duration,
     pub(crate) max_concurrent_requests: usize,
+    pub(crate) life_store: LifeStore,
 }
 
 impl AppState {
@@ -111,6 +117,9 @@ pub enum StartError {
     /// The AWX executor could not be set up.
     #[error("executor: {0}")]
     Awx(#[from] crate::executor::awx::AwxError),
+    /// The life-cycle tables could not be read.
+    #[error(transparent)]
+    Lifecycle(#[from] StoreError),
 }
 
 /// A running relay (journal + pipeline); serve [`Relay::state`] with [`crate::http::app`].
@@ -162,10 +171,19 @@ impl Relay {
             cfg.guard.paused || recovered.paused,
             cfg.guard.pause_file.clone(),
         );
+        let (life_store, stored) = LifeStore::open(&cfg.journal.path)?;
+        let mut stage = Stage::new(Book::new(
+            cfg.lifecycle.clone(),
+            cfg.rule_policies(),
+            cfg.panic.clone(),
+            cfg.membership(),
+            entries_from(stored),
+        ));
         let mut coalescer = Coalescer::new(cfg.coalesce.window_ms);
         let started_ms = now_ms();
         let mut replays = HashSet::new();
         let mut superseded = Vec::new();
+        let mut closed = Vec::new();
         if !recovered.pending.is_empty() {
             tracing::info!(
                 decisions = recovered.pending.len(),
@@ -175,16 +193,36 @@ impl Relay {
         for r in recovered.pending {
             if r.replay {
                 replays.insert(r.pending.id);
+                superseded.extend(coalescer.add(r.pending, started_ms));
+                continue;
             }
-            superseded.extend(coalescer.add(r.pending, started_ms));
+            match stage.arrive(r.pending) {
+                Arrival::Queue(p) => superseded.extend(coalescer.add(p, started_ms)),
+                Arrival::Refused(p, refusal) => {
+                    closed.push((p.id, refusal.outcome(), refusal.to_string()));
+                }
+            }
         }
+        // A target the life cycle knows to be back in service (released by an operator, say)
+        // no longer counts out, whatever state the guard last recorded for it.
+        let mut targets = recovered.targets;
+        targets.retain(|key, _| {
+            stage
+                .book()
+                .entry(key)
+                .is_none_or(|e| e.life.phase.counts_out())
+        });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let pipeline = Pipeline {
             rx: pipe_rx,
             coalescer,
-            guard: Guard::new(cfg.guard.clone(), recovered.targets),
+            guard: Guard::new(cfg.guard.clone(), targets),
             replays,
             superseded,
+            stage,
+            life_store: life_store.clone(),
+            closed,
+            waiting: Vec::new(),
             journal: journal.clone(),
             executor,
             metrics: metrics.clone(),
@@ -204,6 +242,7 @@ impl Relay {
                 max_body_bytes: cfg.server.max_body_bytes,
                 request_timeout: Duration::from_millis(cfg.server.request_timeout_ms),
                 max_concurrent_requests: cfg.server.max_concurrent_requests,
+                life_store,
             }),
         };
         Ok(Self {
@@ -258,6 +297,8 @@ struct RunDone {
     succeeded: bool,
     /// The decisions journaled as `retrying` (the others of a failed run gave up).
     retries: Vec<Retry>,
+    /// What the module said per load balancer and action.
+    remediate: serde_json::Value,
 }
 
 /// One fleet's worker: runs its jobs one after the other.
@@ -274,6 +315,13 @@ struct Pipeline {
     replays: HashSet<i64>,
     /// Ids replaced in the coalescer, to record at the next settlement.
     superseded: Vec<i64>,
+    /// The life cycle of each target.
+    stage: Stage,
+    life_store: LifeStore,
+    /// Decisions closed by the life cycle, to record at the next settlement.
+    closed: Vec<(i64, &'static str, String)>,
+    /// Decisions waiting for their next life-cycle step, to record at the next settlement.
+    waiting: Vec<Waiting>,
     journal: Journal,
     executor: Arc<dyn Executor>,
     metrics: Arc<Metrics>,
@@ -303,17 +351,24 @@ impl Pipeline {
             });
             tokio::select! {
                 item = self.rx.recv() => match item {
-                    Some(p) => self.superseded.extend(self.coalescer.add(p, now_ms())),
+                    Some(p) => self.arrive(p),
                     None => break,
                 },
                 Some(done) = done_rx.recv() => {
                     busy.remove(&done.fleet);
-                    if !done.succeeded {
+                    if done.succeeded {
+                        self.after_success(&done.items, &done.remediate);
+                    } else {
                         self.after_failure(done.items, &done.retries);
                     }
+                    self.persist_lifecycle().await;
                 }
                 () = sleep_until_if(wake_at) => self.flush(&mut workers, &mut busy, &done_tx).await,
-                _ = housekeeping.tick() => self.flush(&mut workers, &mut busy, &done_tx).await,
+                _ = housekeeping.tick() => {
+                    // Off the path of a due run: a release waits for the next tick at most.
+                    self.apply_releases(now_ms()).await;
+                    self.flush(&mut workers, &mut busy, &done_tx).await;
+                }
                 _ = self.shutdown.changed() => break,
             }
             self.metrics
@@ -346,10 +401,12 @@ impl Pipeline {
     /// is retried at that time, as it was admitted, unless a newer intent for its target
     /// arrived meanwhile.
     fn after_failure(&mut self, items: Vec<Pending>, retries: &[Retry]) {
+        self.stage.failed(&items, now_ms());
         for mut p in items {
             self.guard.mark_unknown(&p.intent.target);
             let Some(retry) = retries.iter().find(|r| r.id == p.id) else {
                 tracing::error!(decision = p.id, target = %p.intent.target, "giving up on a failed action");
+                self.stage.forget(p.id);
                 continue;
             };
             tracing::warn!(decision = p.id, target = %p.intent.target, attempt = retry.attempt, "retrying a failed action");
@@ -372,6 +429,7 @@ impl Pipeline {
             .breaker_open
             .set(i64::from(self.guard.breaker_open(now)));
         if paused {
+            self.persist_lifecycle().await;
             return;
         }
         for fleet in self.coalescer.due_fleets(now) {
@@ -381,7 +439,41 @@ impl Pipeline {
             let due = self.coalescer.take_due(&fleet, now);
             let (replays, fresh): (Vec<_>, Vec<_>) =
                 due.into_iter().partition(|p| self.replays.contains(&p.id));
-            let mut admission = self.guard.admit(fresh, now);
+            let sorted = self.stage.sort(fresh, now);
+            for p in sorted.held {
+                self.superseded.extend(self.coalescer.add(p, now));
+            }
+            for (p, refusal) in sorted.parked {
+                tracing::warn!(target = %p.intent.target, reason = %refusal, "restore held until an operator releases the target");
+                self.waiting.push(Waiting {
+                    id: p.id,
+                    outcome: "held",
+                    at_ms: i64::MAX,
+                    detail: refusal.to_string(),
+                });
+                self.superseded.extend(self.coalescer.add(p, now));
+            }
+            for (p, refusal) in sorted.refused {
+                self.refuse(&p, &refusal);
+            }
+            // Before the run starts: whoever sees its result sees the queue without it.
+            self.metrics
+                .queue_depth
+                .set(i64::try_from(self.coalescer.len()).unwrap_or(i64::MAX));
+            let mut admission = self.guard.admit(sorted.guarded, now);
+            let not_run: Vec<Pending> = admission
+                .refused
+                .iter()
+                .map(|(p, _)| p.clone())
+                .chain(admission.noop.iter().cloned())
+                .collect();
+            self.stage.admitted(&admission.admitted, &not_run, now);
+            admission.noop.extend(sorted.noop);
+            for r in sorted.restores {
+                // A restore step only gives capacity back: recorded, never refused.
+                self.guard.record_replay(&r.intent);
+                admission.admitted.push(r);
+            }
             for r in replays {
                 self.replays.remove(&r.id);
                 self.guard.record_replay(&r.intent);
@@ -411,8 +503,12 @@ impl Pipeline {
                     .inc();
             }
             let admitted = admission.admitted.clone();
+            let closed = std::mem::take(&mut self.closed);
+            let waiting = std::mem::take(&mut self.waiting);
             let settlement = Settlement {
                 fleet: fleet.clone(),
+                closed: closed.clone(),
+                waiting: waiting.clone(),
                 superseded: std::mem::take(&mut self.superseded),
                 noop: admission.noop.iter().map(|p| p.id).collect(),
                 refused: admission
@@ -457,6 +553,8 @@ impl Pipeline {
                     // Nothing of this batch was recorded: keep it for a later try. The guard
                     // already counted the admitted ones, so they come back as replays.
                     tracing::error!(error = %e, "cannot record a batch; retrying shortly");
+                    self.closed.extend(closed);
+                    self.waiting.extend(waiting);
                     let retry_at = now.saturating_add(
                         i64::try_from(HOUSEKEEPING.as_millis()).unwrap_or(i64::MAX),
                     );
@@ -468,20 +566,135 @@ impl Pipeline {
                 }
             }
         }
-        if !self.superseded.is_empty() {
+        if !self.superseded.is_empty() || !self.closed.is_empty() || !self.waiting.is_empty() {
             let superseded = std::mem::take(&mut self.superseded);
+            let closed = std::mem::take(&mut self.closed);
+            let waiting = std::mem::take(&mut self.waiting);
             if let Err(e) = self
                 .journal
                 .settle(Settlement {
                     superseded: superseded.clone(),
+                    closed: closed.clone(),
+                    waiting: waiting.clone(),
                     ..Settlement::default()
                 })
                 .await
             {
-                tracing::error!(error = %e, "cannot record superseded decisions");
+                tracing::error!(error = %e, "cannot record superseded and life-cycle decisions");
                 self.superseded = superseded;
+                self.closed = closed;
+                self.waiting = waiting;
             }
         }
+        self.persist_lifecycle().await;
+    }
+
+    /// An intent arrives: placed in its real backends and counted for panic, then queued.
+    fn arrive(&mut self, p: Pending) {
+        match self.stage.arrive(p) {
+            Arrival::Queue(p) => self.superseded.extend(self.coalescer.add(p, now_ms())),
+            Arrival::Refused(p, refusal) => self.refuse(&p, &refusal),
+        }
+    }
+
+    /// The life cycle refused a decision: logged, counted, journaled at the next settlement.
+    fn refuse(&mut self, p: &Pending, refusal: &LifeRefusal) {
+        tracing::warn!(target = %p.intent.target, state = p.intent.state.as_str(), reason = %refusal, "action refused");
+        self.metrics
+            .actions_refused
+            .get_or_create(&ReasonLabel {
+                reason: refusal.outcome().to_owned(),
+            })
+            .inc();
+        self.closed
+            .push((p.id, refusal.outcome(), refusal.to_string()));
+    }
+
+    /// A run succeeded: what the module said of each target moves its life cycle on; a ramp
+    /// step or a deferred restore comes back when due.
+    fn after_success(&mut self, items: &[Pending], remediate: &serde_json::Value) {
+        let now = now_ms();
+        let outcomes = outcomes_from_stats(remediate);
+        for (id, after) in self.stage.succeeded(items, &outcomes, now) {
+            match after {
+                After::Done => {}
+                After::Again {
+                    pending,
+                    outcome,
+                    detail,
+                } => {
+                    if outcome == "deferred" {
+                        self.metrics.restores_deferred.inc();
+                    }
+                    tracing::info!(decision = id, target = %pending.intent.target, outcome, detail = %detail, "restore continues later");
+                    self.waiting.push(Waiting {
+                        id,
+                        outcome,
+                        at_ms: pending.intent.not_before_ms,
+                        detail,
+                    });
+                    self.superseded.extend(self.coalescer.add(*pending, now));
+                }
+                After::Closed { outcome, detail } => {
+                    if outcome == "gave_up" {
+                        self.metrics.restores_given_up.inc();
+                        tracing::error!(decision = id, detail = %detail, "restore given up");
+                    } else {
+                        tracing::warn!(decision = id, outcome, detail = %detail, "the module left the target alone");
+                    }
+                    if outcome == "not_found" {
+                        if let Some(p) = items.iter().find(|p| p.id == id) {
+                            self.guard.forget(&p.intent.target.key());
+                        }
+                    }
+                    self.closed.push((id, outcome, detail));
+                }
+            }
+        }
+    }
+
+    /// Applies the operators' release requests (the `release` command, the admin endpoint).
+    async fn apply_releases(&mut self, now: i64) {
+        let requests = match self.life_store.pending_releases().await {
+            Ok(requests) => requests,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read release requests");
+                return;
+            }
+        };
+        for request in requests {
+            let released = self.stage.release(&request.key, now);
+            let result = match released {
+                Released::Restore => {
+                    self.coalescer.wake(&request.key, now);
+                    "restore"
+                }
+                Released::Cleared => {
+                    self.guard.forget(&request.key);
+                    "cleared"
+                }
+                Released::NotHeld => "not_held",
+            };
+            tracing::warn!(target = %request.key, by = %request.requested_by, result, "release requested by an operator");
+            if let Err(e) = self
+                .life_store
+                .finish_release(request.id, result, now)
+                .await
+            {
+                tracing::error!(error = %e, "cannot record a release");
+            }
+        }
+    }
+
+    /// Writes the life cycle's changes and sets its gauges.
+    async fn persist_lifecycle(&mut self) {
+        let records = self.stage.take_records();
+        if !records.is_empty() {
+            if let Err(e) = self.life_store.save(records, now_ms()).await {
+                tracing::error!(error = %e, "cannot record the targets' life cycles");
+            }
+        }
+        self.stage.publish(&self.metrics);
     }
 }
 
@@ -514,6 +727,7 @@ fn spawn_worker(
                 tracing::error!(run = job.request.run_id, fleet = %fleet, status = %result.status, rc = ?result.rc, detail = %result.detail, "run failed");
             }
             let succeeded = result.succeeded();
+            let remediate = result.remediate.clone();
             let retries = match journal.finish(job.request.run_id, result).await {
                 Ok(retries) => retries,
                 Err(e) => {
@@ -535,6 +749,7 @@ fn spawn_worker(
                 items: job.items,
                 succeeded,
                 retries,
+                remediate,
             });
         }
     });
@@ -586,6 +801,7 @@ async fn run_catching_panics(
                 rc: None,
                 duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
                 detail: why,
+                ..RunResult::default()
             }
         }
     }

@@ -62,6 +62,9 @@ pub struct RuleConfig {
     /// Fleet key: runs for one fleet never overlap.
     #[serde(default = "default_fleet")]
     pub fleet: String,
+    /// This rule's own life-cycle keys, over the relay-wide `[lifecycle]` table.
+    #[serde(default)]
+    pub lifecycle: Option<toml::Table>,
 }
 
 fn default_true() -> bool {

@@ -82,6 +82,7 @@ impl Executor for Recorder {
                 rc: Some(if fail { 2 } else { 0 }),
                 duration_ms: 1,
                 detail: String::new(),
+                ..RunResult::default()
             }
         })
     }
@@ -131,6 +132,12 @@ window_ms = 50
 [guard]
 max_out_per_backend = 1000
 breaker_max_actions = 100000
+
+# These tests are about intake, journal and runs: restores go at once, in one step.
+[lifecycle]
+hold_down_base_secs = 0
+hold_down_max_secs = 0
+ramp_percent = [100]
 
 [executor]
 kind = "dry-run"

@@ -1,4 +1,4 @@
-//! The `autoheal-relay` binary: check-config, replay and history.
+//! The `autoheal-relay` binary: check-config, replay, history and release.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -200,4 +200,76 @@ async fn serve_refuses_a_journal_another_relay_holds() {
         "{err}"
     );
     first.shutdown().await;
+}
+
+/// The result the relay recorded for release request `id`, once applied.
+fn release_result(db: &Path, id: i64) -> Option<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(
+        "SELECT result FROM lifecycle_releases WHERE id = ?1",
+        [id],
+        |r| r.get::<_, Option<String>>(0),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn release_is_recorded_while_the_relay_is_stopped_and_applied_when_it_starts() {
+    // The first remediation quarantines: the firing fixture's server is held out.
+    let config = format!("{CONFIG}\n[lifecycle]\nquarantine_after = 1\n");
+    let (dir, file) = setup(&config);
+    let db = dir.path().join("journal.db");
+    let cfg = Config::load(&file).unwrap();
+    let relay_handle = Relay::start(&cfg, Arc::new(DryRun)).unwrap();
+    let request = Request::post("/hooks/alertmanager")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, "Bearer t0ken")
+        .body(Body::from(
+            std::fs::read(fixture("alertmanager/firing.json")).unwrap(),
+        ))
+        .unwrap();
+    let response = app(relay_handle.state()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while autoheal_relay::journal::history(&db, 10)
+        .unwrap()
+        .first()
+        .is_none_or(|r| r.outcome != "done")
+    {
+        assert!(std::time::Instant::now() < deadline, "the drain never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    relay_handle.shutdown().await;
+
+    let bad = relay(&["release", "--config", s(&file), "be/s1;reboot"]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("server \"s1;reboot\": character ';' not allowed"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let out = relay(&["release", "--config", s(&file), "be/s1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("be/s1: release recorded (request 1)"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        release_result(&db, 1),
+        None,
+        "nothing applies it while stopped"
+    );
+
+    let relay_handle = Relay::start(&cfg, Arc::new(DryRun)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while release_result(&db, 1).is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the release was never applied"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(release_result(&db, 1).as_deref(), Some("restore"));
+    relay_handle.shutdown().await;
 }

@@ -6,7 +6,7 @@ use crate::address::AddressQuery;
 use crate::lexer::{lex, LexedLine};
 use crate::marker::{state_text, Marker};
 use crate::server::{self, Effective, Entry, Inherited, NotServer, Servers, Settings};
-use crate::{Desired, Error, Patch, Plan, Request, ServerChange, Target, WeightSpec};
+use crate::{Desired, Error, Patch, Plan, Request, ServerChange, SetBy, Target, WeightSpec};
 
 /// Highest weight HAProxy accepts.
 const MAX_WEIGHT: u32 = 256;
@@ -28,7 +28,8 @@ pub(crate) fn validate(desired: &Desired) -> Result<(), Error> {
 
 /// Plans `request` against `source`; see [`crate::plan`].
 pub(crate) fn plan(source: &str, request: &Request) -> Result<Plan, Error> {
-    let patch = plan_all(source, std::slice::from_ref(request)).map_err(|(_, error)| error)?;
+    let patch = plan_all(source, std::slice::from_ref(request), SetBy::Operator)
+        .map_err(|(_, error)| error)?;
     Ok(Plan {
         output: patch.render(source),
         changes: patch
@@ -40,7 +41,11 @@ pub(crate) fn plan(source: &str, request: &Request) -> Result<Plan, Error> {
 }
 
 /// Plans every request against `source` in one walk; see [`crate::plan_all`].
-pub(crate) fn plan_all(source: &str, requests: &[Request]) -> Result<Patch, (usize, Error)> {
+pub(crate) fn plan_all(
+    source: &str,
+    requests: &[Request],
+    set_by: SetBy,
+) -> Result<Patch, (usize, Error)> {
     for (index, request) in requests.iter().enumerate() {
         validate(&request.desired).map_err(|error| (index, error))?;
         let (Target::Name(wanted) | Target::Address(wanted)) = &request.target;
@@ -103,7 +108,8 @@ pub(crate) fn plan_all(source: &str, requests: &[Request]) -> Result<Patch, (usi
     let mut changes = Vec::with_capacity(servers.entries.len());
     for (entry, owner) in servers.entries.iter().zip(owner) {
         let Some(index) = owner else { continue };
-        let edit = plan_entry(entry, &requests[index].desired).map_err(|error| (index, error))?;
+        let edit =
+            plan_entry(entry, &requests[index].desired, set_by).map_err(|error| (index, error))?;
         let old_lines = source[entry.range.clone()].split_inclusive('\n').count();
         let new_lines = edit.replacement.split_inclusive('\n').count();
         let first_line = entry.first_line.saturating_add_signed(line_shift);
@@ -274,7 +280,7 @@ struct EntryEdit {
     touches_absent: bool,
 }
 
-fn plan_entry(entry: &Entry, desired: &Desired) -> Result<EntryEdit, Error> {
+fn plan_entry(entry: &Entry, desired: &Desired, set_by: SetBy) -> Result<EntryEdit, Error> {
     let indent = &entry.content[..entry.indent_len];
     let current = &entry.content[entry.indent_len..];
     let ending = entry.ending;
@@ -308,10 +314,10 @@ fn plan_entry(entry: &Entry, desired: &Desired) -> Result<EntryEdit, Error> {
     };
 
     let replacement = match desired {
-        Desired::Absent => format!("{indent}{}{ending}", Marker::render(desired, &base)),
+        Desired::Absent => format!("{indent}{}{ending}", Marker::render(desired, set_by, &base)),
         _ => match transform(&base, desired, entry.inherited)? {
             Some(changed_line) => {
-                let marker = Marker::render(desired, &base);
+                let marker = Marker::render(desired, set_by, &base);
                 let marker_ending = marker_ending(entry, &marker);
                 format!("{indent}{marker}{marker_ending}{indent}{changed_line}{ending}")
             }
@@ -726,7 +732,7 @@ backend api
             Desired::Disabled,
         ] {
             text = apply_twice(&text, &named("app", "web1", desired.clone()));
-            let marker = Marker::render(&desired, original.trim());
+            let marker = Marker::render(&desired, SetBy::Operator, original.trim());
             assert!(text.contains(&marker), "{desired:?}: {text}");
             assert_eq!(text.matches("#autoheal").count(), 1, "{desired:?}: {text}");
             let info = inventory(&text)
@@ -1307,7 +1313,7 @@ backend c
                 Desired::Weight(WeightSpec::Percent(50)),
             ),
         ];
-        let patch = plan_all(CONFIG, &requests).unwrap();
+        let patch = crate::plan_all(CONFIG, &requests).unwrap();
         let mut sequential = CONFIG.to_owned();
         for request in &requests {
             sequential = plan(&sequential, request).unwrap().output;
@@ -1337,7 +1343,7 @@ backend c
             ),
         ];
         assert_eq!(
-            plan_all(CONFIG, &twice),
+            crate::plan_all(CONFIG, &twice),
             Err((
                 1,
                 Error::Overlap {
@@ -1351,12 +1357,68 @@ backend c
             request(None, Target::Name("nope".into()), Desired::Drain),
         ];
         assert!(matches!(
-            plan_all(CONFIG, &unknown),
+            crate::plan_all(CONFIG, &unknown),
             Err((1, Error::NotFound { .. }))
         ));
         // Nothing to do is a patch without edits.
-        let none = plan_all(CONFIG, &[]).unwrap();
+        let none = crate::plan_all(CONFIG, &[]).unwrap();
         assert!(none.edits.is_empty() && none.changes.is_empty());
         assert_eq!(none.render(CONFIG), CONFIG);
+    }
+
+    #[test]
+    fn markers_say_when_autoheal_set_the_state_and_a_new_author_is_a_change() {
+        let config = "backend b\n  server s a:1 weight 10\n";
+        let drain = named("b", "s", Desired::Drain);
+        let by_autoheal = crate::plan_all_by(config, std::slice::from_ref(&drain), SetBy::Autoheal)
+            .unwrap()
+            .render(config);
+        assert_eq!(
+            by_autoheal,
+            "backend b\n  #autoheal drain by autoheal was: server s a:1 weight 10\n  server s a:1 weight 0\n"
+        );
+        let servers = crate::inventory(&by_autoheal);
+        assert_eq!(servers[0].state.set_by, Some(SetBy::Autoheal));
+        // The same state asked by an operator becomes the operator's.
+        let taken_over = apply(&by_autoheal, &drain);
+        assert!(taken_over.changes[0].changed);
+        assert_eq!(
+            crate::inventory(&taken_over.output)[0].state.set_by,
+            Some(SetBy::Operator)
+        );
+        // Restoring removes the marker, whoever asks.
+        let restored = crate::plan_all_by(
+            &by_autoheal,
+            &[named("b", "s", Desired::Enabled)],
+            SetBy::Autoheal,
+        )
+        .unwrap()
+        .render(&by_autoheal);
+        assert_eq!(restored, config);
+        assert_eq!(crate::inventory(config)[0].state.set_by, None);
+    }
+
+    #[test]
+    fn health_checks_and_slowstart_are_read_with_default_server() {
+        let config = "defaults\n  default-server check slowstart 2s\nbackend b\n  server inherits a:1\n  server own a:2 no-check slowstart 500\n  server none a:3 slowstart 0\n  server minutes a:4 slowstart 1m\n  server bad a:5 slowstart soon\nbackend c\n  server plain a:6\n";
+        let servers = crate::inventory(config);
+        let seen: Vec<(&str, bool, Option<u64>)> = servers
+            .iter()
+            .map(|s| (s.name.as_str(), s.state.check, s.state.slowstart_ms))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("inherits", true, Some(2_000)),
+                ("own", false, Some(500)),
+                ("none", true, None),
+                ("minutes", true, Some(60_000)),
+                ("bad", true, None),
+                ("plain", true, Some(2_000)),
+            ]
+        );
+        let plain = "backend c\n  server plain a:6\n";
+        let plain = &crate::inventory(plain)[0].state;
+        assert_eq!((plain.check, plain.slowstart_ms), (false, None));
     }
 }

@@ -1,13 +1,14 @@
 //! Lossless parsing and surgical editing of haproxy.cfg.
 //!
 //! CONTRACT (agreed between the engine and the module; the engine owns the implementation):
-//! the module only calls [`inventory`], [`plan`] and [`plan_all`], and only reads the types below.
+//! the module only calls [`inventory`], [`plan`], [`plan_all`] and [`plan_all_by`], and only reads the
+//! types below.
 //! Everything else in this crate is free to change.
 //!
 //! How it works: [`Document`] keeps the original text and, for every line, the byte spans of its
 //! indentation, words, separators, comment and line ending, so rendering gives back the input byte for
 //! byte. A plan replaces only the lines of the servers it changes. What autoheal changes is recorded in a
-//! `#autoheal <state> was: <original line>` comment right above the server line (or, for `absent`, in
+//! `#autoheal <state>[ by autoheal] was: <original line>` comment right above the server line (or, for `absent`, in
 //! place of it), which makes `enabled` an exact restore and every request idempotent.
 //!
 //! Choices worth knowing:
@@ -86,6 +87,15 @@ pub enum WeightSpec {
     Percent(u32),
 }
 
+/// Who put a server in the state its marker records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetBy {
+    /// The remediation loop (autoheal-relay through the remediate role).
+    Autoheal,
+    /// A person (a playbook or a hand-run module call).
+    Operator,
+}
+
 /// One server's state as the file states it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigState {
@@ -99,8 +109,14 @@ pub struct ConfigState {
     pub absent: bool,
     /// What autoheal's marker says it did to this server, if anything.
     pub managed: Option<Desired>,
+    /// Who the marker says set that state; `None` without a marker.
+    pub set_by: Option<SetBy>,
     /// The weight before autoheal changed it (equals `weight` when unmanaged).
     pub original_weight: u32,
+    /// The line (or a `default-server` above it) enables health checks.
+    pub check: bool,
+    /// The `slowstart` in effect, in milliseconds.
+    pub slowstart_ms: Option<u64>,
 }
 
 /// A server found in a `backend` or `listen` section.
@@ -212,5 +228,14 @@ pub fn plan(source: &str, request: &Request) -> Result<Plan, Error> {
 /// servers as [`plan`] would, and no server may be designated by two requests. On failure, the index
 /// of the request at fault and why. Pure: no I/O, never panics.
 pub fn plan_all(source: &str, requests: &[Request]) -> Result<Patch, (usize, Error)> {
-    edit::plan_all(source, requests)
+    plan_all_by(source, requests, SetBy::Operator)
+}
+
+/// [`plan_all`], with the markers it writes saying who asked.
+pub fn plan_all_by(
+    source: &str,
+    requests: &[Request],
+    set_by: SetBy,
+) -> Result<Patch, (usize, Error)> {
+    edit::plan_all(source, requests, set_by)
 }

@@ -1,22 +1,27 @@
 //! The comment autoheal leaves in the file to remember what it changed.
 //!
-//! `#autoheal <state> was: <original server line>`, where `<state>` is `drain`, `disabled`, `absent`,
-//! `weight N` or `weight N%`, and the original line is written without indentation or line ending. For
+//! `#autoheal <state>[ by autoheal] was: <original server line>`, where `<state>` is `drain`, `disabled`,
+//! `absent`, `weight N` or `weight N%`; ` by autoheal` marks a state the remediation loop set (a marker
+//! without it is an operator's, including every marker written before authors were recorded: autoheal
+//! never undoes what it cannot show it did). The original line is written without indentation or line ending. For
 //! `drain`, `disabled` and `weight` the marker sits on the line directly above the server line, which
 //! carries the change. For `absent` the marker replaces the server line. The text holds no timestamp,
 //! so planning the same request twice yields the same bytes.
 
 use crate::lexer::{lex, LexedLine};
-use crate::{Desired, WeightSpec};
+use crate::{Desired, SetBy, WeightSpec};
 
 const PREFIX: &str = "#autoheal ";
 const SEPARATOR: &str = " was: ";
+const BY_AUTOHEAL: &str = " by autoheal";
 
 /// A marker read back from a comment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Marker {
     /// The state autoheal put the server in.
     pub desired: Desired,
+    /// Who asked for it.
+    pub set_by: SetBy,
     /// The server line before autoheal touched it, without indentation or line ending.
     pub original: String,
 }
@@ -26,6 +31,10 @@ impl Marker {
     /// marker written by autoheal, including hand-written `#autoheal` notes: those stay opaque.
     pub fn parse(comment: &str) -> Option<Self> {
         let (state, original) = comment.strip_prefix(PREFIX)?.split_once(SEPARATOR)?;
+        let (state, set_by) = match state.strip_suffix(BY_AUTOHEAL) {
+            Some(state) => (state, SetBy::Autoheal),
+            None => (state, SetBy::Operator),
+        };
         let desired = parse_state(state)?;
         let lexed = lex(original);
         let is_server_line = lexed.malformed.is_none()
@@ -34,13 +43,18 @@ impl Marker {
             && lexed.tokens.len() >= 2;
         is_server_line.then(|| Self {
             desired,
+            set_by,
             original: original.to_owned(),
         })
     }
 
     /// The comment text, from `#` to the end of the line.
-    pub fn render(desired: &Desired, original: &str) -> String {
-        format!("{PREFIX}{}{SEPARATOR}{original}", state_text(desired))
+    pub fn render(desired: &Desired, set_by: SetBy, original: &str) -> String {
+        let by = match set_by {
+            SetBy::Autoheal => BY_AUTOHEAL,
+            SetBy::Operator => "",
+        };
+        format!("{PREFIX}{}{by}{SEPARATOR}{original}", state_text(desired))
     }
 
     /// The original line, lexed.
@@ -112,27 +126,41 @@ mod tests {
             Desired::Weight(WeightSpec::Absolute(256)),
             Desired::Weight(WeightSpec::Percent(50)),
         ] {
-            let text = Marker::render(&desired, original);
-            assert_eq!(
-                Marker::parse(&text),
-                Some(Marker {
-                    desired: desired.clone(),
-                    original: original.to_owned()
-                }),
-                "{text}"
-            );
+            for set_by in [SetBy::Autoheal, SetBy::Operator] {
+                let text = Marker::render(&desired, set_by, original);
+                assert_eq!(
+                    Marker::parse(&text),
+                    Some(Marker {
+                        desired: desired.clone(),
+                        set_by,
+                        original: original.to_owned()
+                    }),
+                    "{text}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn markers_without_an_author_are_an_operators() {
+        let marker = Marker::parse("#autoheal weight 50% was: server a b").unwrap();
+        assert_eq!(marker.desired, Desired::Weight(WeightSpec::Percent(50)));
+        assert_eq!(marker.set_by, SetBy::Operator);
     }
 
     #[test]
     fn exact_text() {
         assert_eq!(
-            Marker::render(&Desired::Weight(WeightSpec::Percent(50)), "server a b"),
+            Marker::render(
+                &Desired::Weight(WeightSpec::Percent(50)),
+                SetBy::Operator,
+                "server a b"
+            ),
             "#autoheal weight 50% was: server a b"
         );
         assert_eq!(
-            Marker::render(&Desired::Drain, "server a b"),
-            "#autoheal drain was: server a b"
+            Marker::render(&Desired::Drain, SetBy::Autoheal, "server a b"),
+            "#autoheal drain by autoheal was: server a b"
         );
     }
 
@@ -151,6 +179,8 @@ mod tests {
             "#autoheal weight +5 was: server a b",
             "#autoheal weight  was: server a b",
             "#autoheal enabled was: server a b",
+            "#autoheal drain by someone was: server a b",
+            "#autoheal drain by autoheal  was: server a b",
             "# autoheal drain was: server a b",
         ] {
             assert_eq!(Marker::parse(comment), None, "{comment}");

@@ -93,6 +93,10 @@ pub struct Settings {
     pub disabled: Option<bool>,
     /// `backup` (true) or `no-backup` (false), whichever comes last.
     pub backup: Option<bool>,
+    /// `check` (true) or `no-check` (false), whichever comes last.
+    pub check: Option<bool>,
+    /// The value of the last `slowstart` keyword, in milliseconds (`Some(None)`: unreadable).
+    pub slowstart_ms: Option<Option<u64>>,
 }
 
 impl Settings {
@@ -111,6 +115,15 @@ impl Settings {
                 "enabled" => settings.disabled = Some(false),
                 "backup" => settings.backup = Some(true),
                 "no-backup" => settings.backup = Some(false),
+                "check" => settings.check = Some(true),
+                "no-check" => settings.check = Some(false),
+                "slowstart" => {
+                    settings.slowstart_ms = Some(
+                        tokens
+                            .get(index + 1)
+                            .and_then(|t| time_ms(t.value.as_ref())),
+                    );
+                }
                 _ => {}
             }
             index += if keyword == "weight" || ONE_ARGUMENT.contains(&keyword) {
@@ -137,6 +150,10 @@ pub struct Inherited {
     pub disabled: Option<bool>,
     /// `default-server backup` (or `no-backup`).
     pub backup: Option<bool>,
+    /// `default-server check` (or `no-check`).
+    pub check: Option<bool>,
+    /// `default-server slowstart T`, in milliseconds.
+    pub slowstart_ms: Option<u64>,
 }
 
 impl Inherited {
@@ -150,6 +167,8 @@ impl Inherited {
         }
         self.disabled = settings.disabled.or(self.disabled);
         self.backup = settings.backup.or(self.backup);
+        self.check = settings.check.or(self.check);
+        self.slowstart_ms = settings.slowstart_ms.flatten().or(self.slowstart_ms);
     }
 }
 
@@ -162,6 +181,10 @@ pub struct Effective {
     pub disabled: bool,
     /// The server is a backup server.
     pub backup: bool,
+    /// HAProxy health-checks the server.
+    pub check: bool,
+    /// The `slowstart` in effect, in milliseconds (0, HAProxy's "none", reads as `None`).
+    pub slowstart_ms: Option<u64>,
 }
 
 impl Effective {
@@ -175,6 +198,11 @@ impl Effective {
             weight: own_weight.or(inherited.weight).unwrap_or(1),
             disabled: settings.disabled.or(inherited.disabled).unwrap_or(false),
             backup: settings.backup.or(inherited.backup).unwrap_or(false),
+            check: settings.check.or(inherited.check).unwrap_or(false),
+            slowstart_ms: settings
+                .slowstart_ms
+                .map_or(inherited.slowstart_ms, |own| own)
+                .filter(|ms| *ms > 0),
         }
     }
 }
@@ -232,7 +260,10 @@ impl Entry<'_> {
                 backup: current.backup,
                 absent: self.absent,
                 managed: self.marker.as_ref().map(|marker| marker.desired.clone()),
+                set_by: self.marker.as_ref().map(|marker| marker.set_by),
                 original_weight: before.weight,
+                check: current.check,
+                slowstart_ms: current.slowstart_ms,
             },
         }
     }
@@ -547,6 +578,22 @@ impl<'a, K: FnMut(&Entry<'a>) -> bool> Finder<'a, K> {
             }
         }
     }
+}
+
+/// A time as HAProxy reads it (`500`, `500ms`, `2s`, `1m`, `1h`, `1d`, `100us`), in milliseconds.
+fn time_ms(text: &str) -> Option<u64> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let value: u64 = text[..digits].parse().ok()?;
+    let factor = match &text[digits..] {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "us" => return Some(value / 1_000),
+        _ => return None,
+    };
+    value.checked_mul(factor)
 }
 
 /// The marker on a comment-only line, if it is one.

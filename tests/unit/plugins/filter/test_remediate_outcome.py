@@ -59,3 +59,29 @@ def test_haproxy_not_answering_marks_every_action_unavailable():
 def test_a_skipped_run_has_no_outcome_and_the_filters_are_registered():
     assert remediate_outcome({"skipped": True, "changed": False}, []) == []
     assert set(FilterModule().filters()) == {"remediate_outcome", "remediate_summary"}
+
+
+def test_each_outcome_carries_the_standing_the_module_reported_for_its_action():
+    drained = {"changed": False, "reload_required": False, "msg": "app/web1 deferred: its check is failing",
+               "servers": ["app/web1"], "found": True, "check_status": "failing", "set_by": "autoheal",
+               "slowstart": 2000, "health_gate": "deferred", "deferred": True,
+               "deferred_reason": "its check is failing", "skipped": False, "skip_reason": None}
+    typo = {"changed": False, "reload_required": False, "msg": "changes[1]: no server matches server 'web2'",
+            "servers": [], "found": False, "check_status": "unknown", "set_by": None, "slowstart": None,
+            "health_gate": None, "deferred": False, "deferred_reason": None, "skipped": False, "skip_reason": None}
+    outcome = remediate_outcome({"changed": False, "guard": "passed", "changes": [drained, typo]}, ACTIONS)
+    assert [(o["found"], o["deferred"], o["check_status"]) for o in outcome] == [
+        (True, True, "failing"), (False, False, "unknown")]
+    assert (outcome[0]["slowstart"], outcome[0]["set_by"], outcome[0]["health_gate"]) == (2000, "autoheal", "deferred")
+    assert not any(o["failed"] for o in outcome)
+    assert remediate_summary(outcome) == [
+        "deferred: app/web1 deferred: its check is failing [NodeCpuBusy]",
+        "not found: changes[1]: no server matches server 'web2'",
+    ]
+    skipped = dict(drained, deferred=False, skipped=True, skip_reason="operator_state", msg="app/web1 skipped")
+    assert remediate_summary(remediate_outcome({"changes": [skipped]}, ACTIONS[:1]))[0].startswith("skipped: ")
+
+
+def test_a_refused_list_has_no_standing():
+    outcome = remediate_outcome({"failed": True, "msg": "guard"}, ACTIONS[:1])
+    assert (outcome[0]["found"], outcome[0]["deferred"], outcome[0]["check_status"]) == (None, None, None)

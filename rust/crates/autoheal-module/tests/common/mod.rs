@@ -14,7 +14,8 @@ use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -22,18 +23,27 @@ use serde_json::Value;
 
 /// Starts an HTTP upstream that answers 200 to everything; returns its port.
 pub fn upstream() -> u16 {
+    switchable_upstream(Arc::new(AtomicBool::new(true)))
+}
+
+/// Starts an HTTP upstream that answers 200 while `healthy` holds and 500 otherwise.
+pub fn switchable_upstream(healthy: Arc<AtomicBool>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an upstream");
     let port = listener.local_addr().unwrap().port();
     thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
+            let healthy = Arc::clone(&healthy);
             thread::spawn(move || {
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
                 let mut request = [0u8; 2048];
                 if matches!(stream.read(&mut request), Ok(n) if n > 0) {
-                    let _ = stream.write_all(
-                        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                    );
+                    let answer: &[u8] = if healthy.load(Ordering::SeqCst) {
+                        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    } else {
+                        b"HTTP/1.0 500 Oops\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno"
+                    };
+                    let _ = stream.write_all(answer);
                 }
             });
         }
@@ -171,6 +181,36 @@ impl Lab {
     /// The worker's pid as `show info` gives it.
     pub fn worker_pid(&self) -> Option<String> {
         self.try_command("show info").and_then(|info| pid_of(&info))
+    }
+
+    /// Waits until the live server `name` satisfies `ready` (health checks move its op_state).
+    pub fn wait_for(&self, name: &str, what: &str, ready: impl Fn(&Live) -> bool) {
+        self.wait_until(&format!("{name} {what}"), |lab| {
+            lab.try_servers()
+                .and_then(|servers| servers.get(name).copied())
+                .is_some_and(|live| ready(&live))
+        });
+    }
+
+    /// Runs `autoheal-server-info` on this lab (with its socket once started).
+    pub fn info(&self, extra: Value) -> Value {
+        let mut args = self.args(extra);
+        args.as_object_mut().unwrap().remove("backup");
+        let (result, code) = self.run(env!("CARGO_BIN_EXE_autoheal-server-info"), &args);
+        assert_eq!(code, 0, "{result}");
+        result
+    }
+
+    /// The `server_info` entry of server `name` in backend `app`.
+    pub fn info_server(&self, name: &str) -> Value {
+        let info = self.info(serde_json::json!({"backend": "app"}));
+        info["backends"][0]["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {info}"))
     }
 
     fn wait_until(&self, what: &str, ready: impl Fn(&Self) -> bool) {

@@ -220,6 +220,7 @@ impl Executor for Awx {
                         rc: None,
                         duration_ms: elapsed(),
                         detail: error.to_string(),
+                        ..RunResult::default()
                     }
                 }
             };
@@ -230,12 +231,14 @@ impl Executor for Awx {
                     rc: None,
                     duration_ms: elapsed(),
                     detail: format!("AWX job {job}"),
+                    ..RunResult::default()
                 },
                 Err(error) => RunResult {
                     status: RunStatus::Timeout,
                     rc: None,
                     duration_ms: elapsed(),
                     detail: error.to_string(),
+                    ..RunResult::default()
                 },
             }
         })

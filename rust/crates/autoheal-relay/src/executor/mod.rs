@@ -63,6 +63,7 @@ impl Executor for DryRun {
                 rc: None,
                 duration_ms: 0,
                 detail: format!("dry run: {} action(s) not applied", request.actions.len()),
+                ..RunResult::default()
             }
         })
     }

@@ -110,8 +110,27 @@ pub struct Settlement {
     pub noop: Vec<i64>,
     /// Refused by the guard, with the reason.
     pub refused: Vec<(i64, String)>,
+    /// Closed by the life cycle with its own outcome (`panic`, `quarantined`, `operator_state`,
+    /// `gave_up`, `not_found`) and the reason. A `not_found` target is forgotten: it is not out.
+    pub closed: Vec<(i64, &'static str, String)>,
+    /// Waiting for their next step (`deferred`, `ramping`) at a time: work owed, resumed after a
+    /// restart like a retry.
+    pub waiting: Vec<Waiting>,
     /// The run, if anything was admitted.
     pub run: Option<NewRun>,
+}
+
+/// A decision waiting for its next life-cycle step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// The decision.
+    pub id: i64,
+    /// `deferred` or `ramping`.
+    pub outcome: &'static str,
+    /// When it is due.
+    pub at_ms: i64,
+    /// Why, for people.
+    pub detail: String,
 }
 
 /// What the handles ask of the writer; each carries the channel its answer goes back on.

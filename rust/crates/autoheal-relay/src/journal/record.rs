@@ -155,7 +155,8 @@ pub(super) fn settle(
             .superseded
             .iter()
             .chain(&s.noop)
-            .chain(s.refused.iter().map(|(id, _)| id));
+            .chain(s.refused.iter().map(|(id, _)| id))
+            .chain(s.closed.iter().map(|(id, _, _)| id));
         for id in settled {
             forget_retry.execute(params![id])?;
         }
@@ -178,6 +179,23 @@ pub(super) fn settle(
     }
     for (id, why) in &s.refused {
         set_outcome.execute(params![id, Outcome::Refused, why, now])?;
+    }
+    for (id, outcome, why) in &s.closed {
+        set_outcome.execute(params![id, outcome, why, now])?;
+        if *outcome == "not_found" {
+            tx.execute(
+                "DELETE FROM targets WHERE key = (SELECT target FROM decisions WHERE id = ?1)",
+                params![id],
+            )?;
+        }
+    }
+    for w in &s.waiting {
+        set_outcome.execute(params![w.id, w.outcome, w.detail, now])?;
+        tx.execute(
+            "INSERT INTO retries (decision_id, attempts, not_before_ms) VALUES (?1, 0, ?2)
+             ON CONFLICT(decision_id) DO UPDATE SET not_before_ms = ?2",
+            params![w.id, w.at_ms],
+        )?;
     }
     let Some(run) = s.run else { return Ok(None) };
     let actions: Vec<Action> = run.items.iter().map(|p| (&p.intent).into()).collect();
@@ -413,6 +431,8 @@ mod tests {
             superseded: vec![loses.id],
             noop: Vec::new(),
             refused: Vec::new(),
+            closed: Vec::new(),
+            waiting: Vec::new(),
             run: Some(super::super::NewRun {
                 executor: "test",
                 items: vec![runs.clone()],

@@ -7,9 +7,7 @@ use std::collections::HashMap;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{JournalError, Recovered, Recovery};
-use crate::model::{
-    now_ms, DesiredState, Intent, Outcome, Pending, RecordedTarget, UsedSignature,
-};
+use crate::model::{now_ms, DesiredState, Intent, Outcome, Pending, RecordedTarget, UsedSignature};
 
 /// Reads the state to resume from, marking interrupted runs.
 pub(super) fn recover(conn: &mut Connection) -> Result<Recovered, JournalError> {
@@ -27,7 +25,7 @@ pub(super) fn recover(conn: &mut Connection) -> Result<Recovered, JournalError> 
     {
         let mut stmt = tx.prepare(
             "SELECT d.id, d.intent, d.outcome, r.not_before_ms FROM decisions d LEFT JOIN retries r ON r.decision_id = d.id
-             WHERE d.outcome IN ('pending', 'running', 'retrying') ORDER BY d.id",
+             WHERE d.outcome IN ('pending', 'running', 'retrying', 'deferred', 'ramping', 'held') ORDER BY d.id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -41,12 +39,16 @@ pub(super) fn recover(conn: &mut Connection) -> Result<Recovered, JournalError> 
             let (id, json, outcome, retry_at) = row?;
             let mut intent: Intent = serde_json::from_str(&json)
                 .map_err(|source| JournalError::Corrupt { id, source })?;
-            if outcome == Outcome::Retrying {
+            if matches!(
+                outcome.as_str(),
+                "retrying" | "deferred" | "ramping" | "held"
+            ) {
                 intent.not_before_ms = intent.not_before_ms.max(retry_at.unwrap_or(0));
             }
             pending.push(Recovery {
                 pending: Pending { id, intent },
-                replay: outcome != Outcome::Pending,
+                // A deferred or ramping restore goes through the life cycle again for its next step.
+                replay: matches!(outcome.as_str(), "running" | "retrying"),
             });
         }
     }
@@ -164,5 +166,47 @@ mod tests {
         assert!(recovery.replay);
         assert_eq!(recovery.pending.intent.not_before_ms, retries[0].at_ms);
         assert_eq!(again.recovered.targets["be/s1"].state, None);
+    }
+
+    #[tokio::test]
+    async fn a_deferred_restore_resumes_after_a_restart_and_a_missing_server_is_forgotten() {
+        use super::super::{Settlement, Waiting};
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = open(dir.path(), 0);
+        let deferred = accept_one(&mut o, "d1", "s1").await;
+        let ghost = accept_one(&mut o, "d2", "s2").await;
+        let run = start_run(&o, vec![deferred.clone(), ghost.clone()]).await;
+        o.journal
+            .finish(run, result("successful", ""))
+            .await
+            .unwrap();
+        o.journal
+            .settle(Settlement {
+                closed: vec![(ghost.id, "not_found", "no such server".into())],
+                waiting: vec![Waiting {
+                    id: deferred.id,
+                    outcome: "deferred",
+                    at_ms: 1_234_567,
+                    detail: "check failing".into(),
+                }],
+                ..Settlement::default()
+            })
+            .await
+            .unwrap();
+        o.journal.close().await;
+
+        let again = open(dir.path(), 0);
+        let [recovery] = again.recovered.pending.as_slice() else {
+            panic!("{:?}", again.recovered.pending)
+        };
+        assert_eq!(recovery.pending.id, deferred.id);
+        assert!(!recovery.replay, "it goes through the life cycle again");
+        assert_eq!(recovery.pending.intent.not_before_ms, 1_234_567);
+        assert!(!again.recovered.targets.contains_key("be/s2"));
+        assert!(again.recovered.targets.contains_key("be/s1"));
+        assert_eq!(
+            super::super::test_support::outcome(dir.path(), ghost.id),
+            ("not_found".into(), Some("no such server".into()))
+        );
     }
 }

@@ -16,11 +16,11 @@ pub(super) const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 pub fn prune(conn: &Connection, horizon_ms: i64) -> Result<usize, JournalError> {
     conn.execute(
         "DELETE FROM retries WHERE decision_id IN
-         (SELECT id FROM decisions WHERE updated_ms < ?1 AND outcome NOT IN ('pending', 'running', 'retrying'))",
+         (SELECT id FROM decisions WHERE updated_ms < ?1 AND outcome NOT IN ('pending', 'running', 'retrying', 'deferred', 'ramping', 'held'))",
         params![horizon_ms],
     )?;
     let decisions = conn.execute(
-        "DELETE FROM decisions WHERE updated_ms < ?1 AND outcome NOT IN ('pending', 'running', 'retrying')",
+        "DELETE FROM decisions WHERE updated_ms < ?1 AND outcome NOT IN ('pending', 'running', 'retrying', 'deferred', 'ramping', 'held')",
         params![horizon_ms],
     )?;
     let events = conn.execute(

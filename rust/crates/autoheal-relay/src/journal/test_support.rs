@@ -115,6 +115,7 @@ pub(super) fn result(status: &str, detail: &str) -> RunResult {
         rc: Some(2),
         duration_ms: 5,
         detail: detail.into(),
+        ..RunResult::default()
     }
 }
 

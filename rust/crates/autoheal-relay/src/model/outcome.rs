@@ -29,6 +29,22 @@ pub enum Outcome {
     Rejected,
     /// No rule wanted the alert.
     Ignored,
+    /// A restore waiting for the server's health check to pass.
+    Deferred,
+    /// A restore between the steps of its ramp.
+    Ramping,
+    /// A restore waiting out the target's hold-down.
+    Held,
+    /// Refused: too many of its backend's servers alert at once.
+    Panic,
+    /// The target was taken out too often; it stays out until released.
+    Quarantined,
+    /// An operator set the target's state; autoheal leaves it alone.
+    OperatorState,
+    /// The module found no such server.
+    NotFound,
+    /// A deferred restore whose deadline passed.
+    GaveUp,
     /// A word the journal holds that this relay has no name for (kept as found).
     Other(String),
 }
@@ -48,6 +64,14 @@ impl Outcome {
             Self::Noop => "noop",
             Self::Rejected => "rejected",
             Self::Ignored => "ignored",
+            Self::Deferred => "deferred",
+            Self::Ramping => "ramping",
+            Self::Held => "held",
+            Self::Panic => "panic",
+            Self::Quarantined => "quarantined",
+            Self::OperatorState => "operator_state",
+            Self::NotFound => "not_found",
+            Self::GaveUp => "gave_up",
             Self::Other(word) => word,
         }
     }
@@ -67,6 +91,14 @@ impl From<&str> for Outcome {
             "noop" => Self::Noop,
             "rejected" => Self::Rejected,
             "ignored" => Self::Ignored,
+            "deferred" => Self::Deferred,
+            "ramping" => Self::Ramping,
+            "held" => Self::Held,
+            "panic" => Self::Panic,
+            "quarantined" => Self::Quarantined,
+            "operator_state" => Self::OperatorState,
+            "not_found" => Self::NotFound,
+            "gave_up" => Self::GaveUp,
             other => Self::Other(other.to_owned()),
         }
     }
@@ -121,6 +153,14 @@ mod tests {
             "rejected",
             "ignored",
             "archived",
+            "deferred",
+            "ramping",
+            "held",
+            "panic",
+            "quarantined",
+            "operator_state",
+            "not_found",
+            "gave_up",
         ];
         for word in words {
             let outcome = Outcome::from(word);
@@ -134,6 +174,7 @@ mod tests {
             );
         }
         assert_eq!(Outcome::from("noop"), Outcome::Noop);
+        assert_eq!(Outcome::from("not_found"), Outcome::NotFound);
         assert_eq!(Outcome::from("archived"), Outcome::Other("archived".into()));
     }
 }

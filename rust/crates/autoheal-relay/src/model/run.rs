@@ -6,7 +6,7 @@ use serde::{Serialize, Serializer};
 
 /// How a run ended, as ansible-runner or AWX words it (the journal and the metrics use the same
 /// words).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum RunStatus {
     /// It did what it was asked.
     Successful,
@@ -16,7 +16,9 @@ pub enum RunStatus {
     Failed,
     /// It ran out of time and was stopped.
     Timeout,
-    /// It could not be carried out (nothing to start, launch refused, the executor panicked).
+    /// It could not be carried out (nothing to start, launch refused, the executor panicked);
+    /// also what a result says until its executor says otherwise.
+    #[default]
     Error,
     /// It was canceled.
     Canceled,
@@ -73,7 +75,7 @@ impl PartialEq<&str> for RunStatus {
 }
 
 /// A run's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RunResult {
     /// How it ended.
     pub status: RunStatus,
@@ -83,6 +85,10 @@ pub struct RunResult {
     pub duration_ms: i64,
     /// Short human detail (job id, error message, stderr tail).
     pub detail: String,
+    /// What the remediate role published per load balancer and action (`autoheal_remediate`
+    /// of the run's stats), or null when the executor cannot tell.
+    #[serde(skip)]
+    pub remediate: serde_json::Value,
 }
 
 impl RunResult {

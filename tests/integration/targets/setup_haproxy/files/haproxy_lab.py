@@ -3,6 +3,8 @@
     python3 haproxy_lab.py start  DIR TEMPLATE   start HTTP servers + HAProxy (master-worker); print JSON facts
     python3 haproxy_lab.py state  DIR            print the live state (show servers state + show stat) as JSON
     python3 haproxy_lab.py reload DIR            reload HAProxy (USR2 to the master), wait for the new worker
+    python3 haproxy_lab.py admin  DIR COMMAND    send one runtime API command (an operator's hand); print the answer
+    python3 haproxy_lab.py wait   DIR BE/SRV OP  wait (15 s at most) until the server's srv_op_state is OP
     python3 haproxy_lab.py stop   DIR            stop every process this lab started (by the pids it recorded)
     python3 haproxy_lab.py watch  DIR PID        (started by `start`) stop the lab once process PID is gone
     python3 haproxy_lab.py config FILE           print the server lines of FILE per backend/listen section as JSON
@@ -288,11 +290,26 @@ def watch(lab, owner):
     return {}
 
 
+def wait_op_state(lab, server, op_state):
+    """Health checks move a server's operational state: wait for the one asked for."""
+    backend, name = server.split("/", 1)
+
+    def reached():
+        return live_state(lab)["backends"].get(backend, {}).get(name, {}).get("op_state") == op_state or None
+
+    wait_until("%s op_state %d" % (server, op_state), reached)
+    return {"server": server, "op_state": op_state}
+
+
 def main(argv):
     if len(argv) >= 2 and argv[0] == "start" and len(argv) == 3:
         result = start(argv[1], argv[2])
     elif len(argv) == 2 and argv[0] == "state":
         result = live_state(argv[1])
+    elif len(argv) == 3 and argv[0] == "admin":
+        result = {"answer": admin(argv[1], argv[2]).strip()}
+    elif len(argv) == 4 and argv[0] == "wait":
+        result = wait_op_state(argv[1], argv[2], int(argv[3]))
     elif len(argv) == 2 and argv[0] == "reload":
         result = reload(argv[1])
     elif len(argv) >= 2 and argv[0] == "snapshot":

@@ -70,6 +70,7 @@ impl AnsibleRunner {
                     rc: None,
                     duration_ms,
                     detail: format!("killed after {}s; see {}", limit.as_secs(), dir.display()),
+                    ..RunResult::default()
                 });
             }
         };

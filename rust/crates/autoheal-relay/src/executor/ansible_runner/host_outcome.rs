@@ -13,6 +13,9 @@ pub struct HostOutcome {
     pub failed: BTreeMap<String, String>,
     /// Hosts that ran every task without failing.
     pub done: Vec<String>,
+    /// What the remediate role published with `set_stats` (`autoheal_remediate`: load balancer
+    /// -> one outcome per action), or null.
+    pub remediate: Value,
 }
 
 impl HostOutcome {
@@ -86,7 +89,12 @@ impl HostOutcome {
             })
             .unwrap_or_default();
         done.sort();
-        Some(Self { failed, done })
+        let remediate = stats["artifact_data"]["autoheal_remediate"].clone();
+        Some(Self {
+            failed,
+            done,
+            remediate,
+        })
     }
 
     /// Some hosts failed and others did not.
@@ -149,6 +157,19 @@ mod tests {
         let outcome = HostOutcome::from_events(events.iter()).unwrap();
         assert!(!outcome.partial());
         assert_eq!(outcome.summary(), "failed on lb1 (failed), lb2 (failed)");
+    }
+
+    #[test]
+    fn the_remediate_roles_stats_are_kept() {
+        let mut event = stats(json!({}), json!({}), json!({"lb1": 1}));
+        event["event_data"]["artifact_data"] = json!({"autoheal_remediate": {"lb1": [{"action": {"server": "s1"}, "deferred": true}]}});
+        let outcome = HostOutcome::from_events([event].iter()).unwrap();
+        assert_eq!(outcome.remediate["lb1"][0]["deferred"], json!(true));
+        let bare = stats(json!({}), json!({}), json!({"lb1": 1}));
+        assert!(HostOutcome::from_events([bare].iter())
+            .unwrap()
+            .remediate
+            .is_null());
     }
 
     #[test]

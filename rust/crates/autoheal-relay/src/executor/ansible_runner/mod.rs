@@ -204,6 +204,7 @@ impl Executor for AnsibleRunner {
                     rc: None,
                     duration_ms: 0,
                     detail: error.to_string(),
+                    ..RunResult::default()
                 });
             if let Err(e) = run_dir::prune_run_dirs(&self.cfg.work_dir, self.cfg.keep_runs) {
                 tracing::warn!(error = %e, dir = %self.cfg.work_dir.display(), "cannot prune old run directories");

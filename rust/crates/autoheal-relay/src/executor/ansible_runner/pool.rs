@@ -69,6 +69,7 @@ impl AnsibleRunner {
                         rc: None,
                         duration_ms,
                         detail: format!("{error}; see {}", dir.display()),
+                        ..RunResult::default()
                     });
                 }
                 Ok(Ok(Answer::Ready { .. } | Answer::Primed { .. })) => (
@@ -92,6 +93,7 @@ impl AnsibleRunner {
                     "resident ansible-runner worker: {why}; killed it (a fresh one is starting for the next run); see {}",
                     dir.display()
                 ),
+                ..RunResult::default()
             });
         }
         None

@@ -50,10 +50,11 @@ impl AnsibleRunner {
             None => RunStatus::Failed,
         };
         let mut detail = format!("private data dir {}", dir.display());
+        let hosts = HostOutcome::read(&artifacts.join("job_events"));
         if status != RunStatus::Successful {
             // The hosts it failed on come first, on a line of their own (the journal keeps that line
             // with the run's decisions); a run that still changed other hosts is partial.
-            if let Some(hosts) = HostOutcome::read(&artifacts.join("job_events")) {
+            if let Some(hosts) = &hosts {
                 if hosts.partial() {
                     status = RunStatus::Partial;
                 }
@@ -70,6 +71,8 @@ impl AnsibleRunner {
             rc,
             duration_ms,
             detail,
+            // What the module said of each action's server (deferred, not found, an operator's).
+            remediate: hosts.map(|h| h.remediate).unwrap_or_default(),
         }
     }
 }
