@@ -38,7 +38,7 @@ RETURN = r"""
 _value:
   description:
     - One entry per action, in order, with C(action), C(changed), C(failed), C(guard), C(reload_required),
-      C(live_in_sync), C(servers) (names), C(unavailable) (HAProxy did not answer on the admin socket, so
+      C(live_in_sync), C(servers) (names), C(placed) (the same as C(backend/server)), C(unavailable) (HAProxy did not answer on the admin socket, so
       nothing was changed on this load balancer) and C(msg).
     - And, from the module's entry for the action (see RV(autoheal.haproxy.server#module:changes)), C(found),
       C(check_status), C(set_by), C(slowstart), C(health_gate), C(deferred), C(deferred_reason), C(skipped) and
@@ -70,6 +70,8 @@ def remediate_outcome(result, actions):
             "live_in_sync": result.get("live_in_sync"),
             "unavailable": bool(result.get("haproxy_unreachable", False)),
             "servers": [name.split("/", 1)[-1] for name in entry.get("servers", [])],
+            # The same servers with their backends: where the servers really are, whatever the alert's labels said.
+            "placed": list(entry.get("servers", [])),
             "msg": entry.get("msg", result.get("msg", "")),
         })
         outcome[-1].update((key, entry.get(key)) for key in STANDING)

@@ -30,6 +30,7 @@ def test_each_action_gets_its_change_entry():
     assert [o["changed"] for o in outcome] == [True, False]
     assert [o["reload_required"] for o in outcome] == [False, True]
     assert outcome[1]["servers"] == ["web2", "web2b"]
+    assert outcome[1]["placed"] == ["app/web2", "api/web2b"]
     assert outcome[0]["action"] is ACTIONS[0]
     assert {o["guard"] for o in outcome} == {"passed"}
     assert not any(o["failed"] for o in outcome)
