@@ -11,7 +11,7 @@ use autoheal_module::args::{
     state_name, InfoArgs, ServerArgs, State, INFO_OPTIONS, SERVER_OPTIONS,
 };
 use autoheal_module::reload::ReloadMethod;
-use haproxy_cfg::Desired;
+use haproxy_cfg::{Desired, SetBy};
 use serde_json::{json, Value};
 
 /// One documented option.
@@ -134,6 +134,15 @@ fn server_defaults() -> BTreeMap<&'static str, String> {
         ("pidfile", pidfile),
         ("service", service),
         ("reload_timeout", seconds(plain.reload_timeout)),
+        ("require_healthy", plain.require_healthy.to_string()),
+        (
+            "set_by",
+            match plain.set_by {
+                SetBy::Autoheal => "autoheal",
+                SetBy::Operator => "operator",
+            }
+            .to_owned(),
+        ),
     ])
 }
 

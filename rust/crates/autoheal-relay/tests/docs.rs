@@ -183,6 +183,8 @@ fn every_configuration_key_is_documented_and_every_documented_key_exists() {
         "executor.awx",
         "retry",
         "log",
+        "lifecycle",
+        "panic",
     ];
     let sections: BTreeSet<&str> = documented.keys().map(String::as_str).collect();
     assert_eq!(sections, expected.into_iter().collect());
