@@ -69,7 +69,7 @@ standby $$
 hand_over "$drain"
 wait "$standby_pid" || { cat "$work/standby.log"; fail "the standby run failed"; }
 [[ $(live app/web1) == "drain w10" ]] || fail "web1 not drained live: $(live app/web1)"
-grep -q "^ *#autoheal drain was: server web1 " "$cfg" || fail "web1 not drained in the file"
+grep -q "^ *#autoheal drain by autoheal was: server web1 " "$cfg" || fail "web1 not drained in the file"
 ansible-playbook -i "$work/inventory" autoheal.haproxy.restore_all >/dev/null || fail "restore_all failed"
 [[ $(sha256sum <"$cfg") == "$before" ]] || fail "the file did not come back"
 echo "ok: hand-off applied live and in the file"
