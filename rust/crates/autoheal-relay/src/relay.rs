@@ -429,6 +429,10 @@ impl Pipeline {
             .breaker_open
             .set(i64::from(self.guard.breaker_open(now)));
         if paused {
+            // Counted only with work due: the proof that the pause, not the window, held it.
+            if !self.coalescer.due_fleets(now).is_empty() {
+                self.metrics.runs_held.inc();
+            }
             self.persist_lifecycle().await;
             return;
         }
