@@ -194,7 +194,18 @@ pub fn assess(asked: &Asked<'_>, found: &Found<'_>) -> Standing {
         skipped: false,
         skip_reason: None,
     };
-    if asked.set_by == SetBy::Autoheal && owner == Some(SetBy::Operator) {
+    // A drain goes live before the file is written; when that write failed, the retry finds the
+    // server drained live over a file that keeps it in service. Persisting that drain finishes
+    // autoheal's own change; it takes nothing from an operator.
+    let config = found.config;
+    let unpersisted_drain = matches!(asked.desired, Desired::Drain)
+        && config.set_by.is_none()
+        && !(config.disabled || config.absent || config.weight == 0)
+        && found
+            .live
+            .flatten()
+            .is_some_and(|live| live.drained() && !live.maint());
+    if asked.set_by == SetBy::Autoheal && owner == Some(SetBy::Operator) && !unpersisted_drain {
         standing.skipped = true;
         standing.skip_reason = Some(SkipReason::OperatorState);
         return standing;
