@@ -442,30 +442,7 @@ impl Book {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Reason;
-
-    fn intent(server: &str, backend: Option<&str>, status: AlertStatus) -> Intent {
-        Intent {
-            target: Target {
-                server: Some(server.into()),
-                address: None,
-                backend: backend.map(Into::into),
-            },
-            state: match status {
-                AlertStatus::Firing => DesiredState::Drain,
-                AlertStatus::Resolved => DesiredState::Enabled,
-            },
-            weight: None,
-            fleet: "edge".into(),
-            rule: "errors".into(),
-            reason: Reason {
-                alert: "HighErrorRate".into(),
-                fingerprint: "0123456789abcdef".into(),
-                status,
-            },
-            not_before_ms: 0,
-        }
-    }
+    use crate::lifecycle::test_intent as intent;
 
     fn four_servers() -> Membership {
         Membership::from_pairs([("app", "s1"), ("app", "s2"), ("app", "s3"), ("app", "s4")])

@@ -14,3 +14,31 @@ pub mod policy;
 pub mod report;
 pub mod stage;
 pub mod store;
+
+#[cfg(test)]
+use crate::model::{AlertStatus, DesiredState, Intent, Reason, Target};
+
+/// An intent for `server` as an alert of `status` leads to, for the life cycle's tests.
+#[cfg(test)]
+pub(crate) fn test_intent(server: &str, backend: Option<&str>, status: AlertStatus) -> Intent {
+    Intent {
+        target: Target {
+            server: Some(server.into()),
+            address: None,
+            backend: backend.map(Into::into),
+        },
+        state: match status {
+            AlertStatus::Firing => DesiredState::Drain,
+            AlertStatus::Resolved => DesiredState::Enabled,
+        },
+        weight: None,
+        fleet: "edge".into(),
+        rule: "errors".into(),
+        reason: Reason {
+            alert: "HighErrorRate".into(),
+            fingerprint: "0123456789abcdef".into(),
+            status,
+        },
+        not_before_ms: 0,
+    }
+}

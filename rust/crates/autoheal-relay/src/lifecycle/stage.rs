@@ -275,31 +275,12 @@ mod tests {
     use super::*;
     use crate::lifecycle::membership::Membership;
     use crate::lifecycle::policy::{LifecyclePolicy, PanicPolicy};
-    use crate::model::{AlertStatus, DesiredState, Intent, Reason, Target};
+    use crate::model::AlertStatus;
 
     fn pending(id: i64, server: &str, status: AlertStatus) -> Pending {
         Pending {
             id,
-            intent: Intent {
-                target: Target {
-                    server: Some(server.into()),
-                    address: None,
-                    backend: None,
-                },
-                state: match status {
-                    AlertStatus::Firing => DesiredState::Drain,
-                    AlertStatus::Resolved => DesiredState::Enabled,
-                },
-                weight: None,
-                fleet: "edge".into(),
-                rule: "errors".into(),
-                reason: Reason {
-                    alert: "HighErrorRate".into(),
-                    fingerprint: "0123456789abcdef".into(),
-                    status,
-                },
-                not_before_ms: 0,
-            },
+            intent: crate::lifecycle::test_intent(server, None, status),
         }
     }
 
