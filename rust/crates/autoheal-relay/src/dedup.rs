@@ -509,14 +509,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_key_stays_in_the_filters_for_at_least_the_window() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal = dir.path().join("journal.db");
+    /// A journal with an empty `events` table (what the store fills its window from at start).
+    fn empty_events(dir: &std::path::Path) -> (std::path::PathBuf, Connection) {
+        let journal = dir.join("journal.db");
         let events = Connection::open(&journal).unwrap();
         events
             .execute_batch("CREATE TABLE events (fingerprint TEXT, status TEXT, starts_at TEXT, received_ms INTEGER)")
             .unwrap();
+        (journal, events)
+    }
+
+    #[test]
+    fn a_key_stays_in_the_filters_for_at_least_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, events) = empty_events(dir.path());
         let mut store = DedupStore::open(&journal, &events, 0, 100, 2).unwrap();
         // Recorded at 50; the cache (2 keys) forgets it at once, the filters must not within 100.
         store.record(&[(7, 50)]);
@@ -532,11 +538,7 @@ mod tests {
     #[test]
     fn a_key_the_cache_has_dropped_is_already_in_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let journal = dir.path().join("journal.db");
-        let events = Connection::open(&journal).unwrap();
-        events
-            .execute_batch("CREATE TABLE events (fingerprint TEXT, status TEXT, starts_at TEXT, received_ms INTEGER)")
-            .unwrap();
+        let (journal, events) = empty_events(dir.path());
         let mut store = DedupStore::open(&journal, &events, 0, 10_000, 4).unwrap();
         let keys: Vec<(DedupKey, i64)> = (0..50).map(|n| (n, 100 + n)).collect();
         store.record(&keys);
