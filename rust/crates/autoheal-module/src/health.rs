@@ -194,18 +194,7 @@ pub fn assess(asked: &Asked<'_>, found: &Found<'_>) -> Standing {
         skipped: false,
         skip_reason: None,
     };
-    // A drain goes live before the file is written; when that write failed, the retry finds the
-    // server drained live over a file that keeps it in service. Persisting that drain finishes
-    // autoheal's own change; it takes nothing from an operator.
-    let config = found.config;
-    let unpersisted_drain = matches!(asked.desired, Desired::Drain)
-        && config.set_by.is_none()
-        && !(config.disabled || config.absent || config.weight == 0)
-        && found
-            .live
-            .flatten()
-            .is_some_and(|live| live.drained() && !live.maint());
-    if asked.set_by == SetBy::Autoheal && owner == Some(SetBy::Operator) && !unpersisted_drain {
+    if asked.set_by == SetBy::Autoheal && owner == Some(SetBy::Operator) {
         standing.skipped = true;
         standing.skip_reason = Some(SkipReason::OperatorState);
         return standing;
@@ -389,6 +378,17 @@ mod tests {
         );
         let operator = assess_with(&Desired::Enabled, SetBy::Operator, &state, Some(Some(&up)));
         assert!(!operator.held());
+        // An operator drained the server on the socket only: autoheal's drain does not adopt it
+        // (adopting it would let autoheal's restore end the operator's maintenance).
+        let mut in_service = config(true);
+        (in_service.weight, in_service.managed, in_service.set_by) = (10, None, None);
+        let adopted = assess_with(
+            &Desired::Drain,
+            SetBy::Autoheal,
+            &in_service,
+            Some(Some(&up)),
+        );
+        assert_eq!(adopted.skip_reason, Some(SkipReason::OperatorState));
     }
 
     #[test]

@@ -159,6 +159,43 @@ impl LiveServer {
             "ready"
         }
     }
+
+    /// The commands that take a server back to this state after `sent` changed it: the forced
+    /// admin state first (so it takes no traffic it did not take before), then the weight, each
+    /// only when `sent` touched it.
+    pub fn undo(&self, sent: &[LiveCommand]) -> Vec<LiveCommand> {
+        let mut commands = Vec::new();
+        if let Some(LiveCommand::State {
+            backend, server, ..
+        }) = sent.iter().find(|c| matches!(c, LiveCommand::State { .. }))
+        {
+            let state = if self.admin_state & FORCED_MAINT != 0 {
+                AdminState::Maint
+            } else if self.admin_state & FORCED_DRAIN != 0 {
+                AdminState::Drain
+            } else {
+                AdminState::Ready
+            };
+            commands.push(LiveCommand::State {
+                backend: backend.clone(),
+                server: server.clone(),
+                state,
+            });
+        }
+        if let Some(LiveCommand::Weight {
+            backend, server, ..
+        }) = sent
+            .iter()
+            .find(|c| matches!(c, LiveCommand::Weight { .. }))
+        {
+            commands.push(LiveCommand::Weight {
+                backend: backend.clone(),
+                server: server.clone(),
+                weight: self.weight,
+            });
+        }
+        commands
+    }
 }
 
 /// The servers of one backend as `show servers state` lists them, by server name.
@@ -577,6 +614,41 @@ mod tests {
         };
         assert!(!ready_again.maint());
         assert!(ready_again.active());
+    }
+
+    #[test]
+    fn undo_takes_every_captured_server_back_from_every_goal() {
+        let goals = [
+            LiveGoal::Maint,
+            LiveGoal::Drained {
+                use_drain_state: true,
+            },
+            LiveGoal::Drained {
+                use_drain_state: false,
+            },
+            LiveGoal::Ready { weight: 3 },
+        ];
+        for (name, before) in captured() {
+            for goal in goals {
+                let sent = goal.commands("be", &name, &before);
+                let mut live = before;
+                for command in &sent {
+                    command.apply_to(&mut live);
+                }
+                let undo = before.undo(&sent);
+                for command in &undo {
+                    command.apply_to(&mut live);
+                }
+                let forced =
+                    |l: &LiveServer| (l.admin_state & (FORCED_MAINT | FORCED_DRAIN), l.weight);
+                assert_eq!(
+                    forced(&live),
+                    forced(&before),
+                    "{name} {goal:?}: {sent:?} then {undo:?}"
+                );
+                assert_eq!(sent.is_empty(), undo.is_empty(), "{name} {goal:?}");
+            }
+        }
     }
 
     #[test]

@@ -242,7 +242,15 @@ enum Held {
 
 /// A line per server saying what happened.
 fn summary<'s>(steps: impl IntoIterator<Item = &'s Step<'s>>, check_mode: bool) -> String {
-    let verb = if check_mode { "would be" } else { "was" };
+    if check_mode {
+        format!("check mode: {}", describe(steps, "would be"))
+    } else {
+        describe(steps, "was")
+    }
+}
+
+/// Each step's file and live change, the file's with `verb` ("was", "would be").
+fn describe<'s>(steps: impl IntoIterator<Item = &'s Step<'s>>, verb: &str) -> String {
     let lines: Vec<String> = steps
         .into_iter()
         .map(|step| {
@@ -277,11 +285,7 @@ fn summary<'s>(steps: impl IntoIterator<Item = &'s Step<'s>>, check_mode: bool) 
             )
         })
         .collect();
-    let mut msg = lines.join(" | ");
-    if check_mode {
-        msg.insert_str(0, "check mode: ");
-    }
-    msg
+    lines.join(" | ")
 }
 
 /// Runs the module with parsed options.
@@ -485,12 +489,28 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
 
     // Taking traffic away is the safe direction: it goes live first, before the file is validated
     // and written, which is what makes a drain take effect in milliseconds. A write that fails
-    // after it is reported (the task fails, the caller retries), never left silent.
+    // after it takes the live change back, so nothing is left half-done (a live state the file
+    // does not record would read as an operator's), and fails the task: the caller retries.
     let send_live = |socket: &AdminSocket| {
         let mut problems = Vec::new();
         for step in &steps {
             for command in &step.commands {
                 if let Err(e) = socket.send(command) {
+                    problems.push(e.to_string());
+                    break;
+                }
+            }
+        }
+        problems
+    };
+    let take_back = |socket: &AdminSocket| {
+        let mut problems = Vec::new();
+        for step in steps.iter().rev() {
+            let Some(Some(before)) = step.live_before else {
+                continue;
+            };
+            for command in before.undo(&step.commands) {
+                if let Err(e) = socket.send(&command) {
                     problems.push(e.to_string());
                     break;
                 }
@@ -527,19 +547,27 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
                 result.checksum_after = checksum_after;
             }
             Err(e) if live_first => {
+                let undo_problems = socket.as_ref().map(take_back).unwrap_or_default();
                 result.failed = true;
-                result.live_in_sync = Some(false);
-                result.msg = format!(
-                    "{}. The live change was applied first (taking traffic away is safe), but \
-                     persisting it failed, so the file still has the old state: {e}. Run again \
-                     to persist it{}",
-                    result.msg,
-                    if problems.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; the admin socket also said: {}", problems.join("; "))
-                    }
-                );
+                result.changed = !undo_problems.is_empty();
+                result.live_in_sync = Some(undo_problems.is_empty());
+                result.msg = if undo_problems.is_empty() {
+                    format!(
+                        "nothing was changed: persisting the change failed: {e}. The change \
+                         ({}) had gone live first, as taking traffic away is safe, and was taken \
+                         back: the file and the running HAProxy keep their old state. Run again \
+                         once the file can be written",
+                        describe(&steps, "would be")
+                    )
+                } else {
+                    format!(
+                        "persisting the change failed: {e}. The change ({}) had gone live first \
+                         and taking it back failed ({}): the running HAProxy is out of line with \
+                         the file",
+                        describe(&steps, "would be"),
+                        undo_problems.join("; ")
+                    )
+                };
                 result.checksum_after = result.checksum_before.clone();
                 result.reload_required = false;
                 let servers = steps

@@ -263,7 +263,7 @@ fn a_failed_live_apply_keeps_the_file_and_fails_the_task() {
 }
 
 #[test]
-fn a_drain_goes_live_before_the_write_and_a_failed_write_is_reported() {
+fn a_drain_goes_live_before_the_write_and_a_failed_write_takes_it_back() {
     let mut lab = Lab::new(&WEB, "");
     lab.start();
     let file = lab.config();
@@ -280,19 +280,21 @@ fn a_drain_goes_live_before_the_write_and_a_failed_write_is_reported() {
         lab.server(json!({"server": "web1", "state": "drain", "validate": validate}));
     assert_eq!(code, 1, "{result}");
     assert_eq!(result["failed"], true);
-    assert_eq!(
-        result["changed"], true,
-        "the live state did change: {result}"
-    );
-    assert_eq!(result["live_in_sync"], false);
+    assert_eq!(result["changed"], false, "{result}");
+    assert_eq!(result["live_in_sync"], true);
     let msg = result["msg"].as_str().unwrap();
     assert!(
-        msg.contains("persisting it failed") && msg.contains("validation failed"),
+        msg.contains("persisting the change failed")
+            && msg.contains("validation failed")
+            && msg.contains("taken back"),
         "{msg}"
     );
     assert_eq!(result["checksum_after"], result["checksum_before"]);
     assert_eq!(lab.config(), file, "the file keeps the old state");
-    assert!(live(&lab, "web1").drained());
+    assert!(
+        live(&lab, "web1").ready_with(10),
+        "the live drain was not taken back"
+    );
     let seen = fs::read_to_string(&probe).unwrap();
     let web1 = seen
         .lines()
@@ -302,11 +304,15 @@ fn a_drain_goes_live_before_the_write_and_a_failed_write_is_reported() {
     let admin: u32 = web1.split_whitespace().nth(6).unwrap().parse().unwrap();
     assert_ne!(admin & 0x08, 0, "not drained live before the write: {web1}");
 
-    // Run again: the file catches up, the live state is already there.
-    let (retried, code) = lab.server(json!({"server": "web1", "state": "drain"}));
+    // Nothing is left that reads as an operator's: autoheal's retry drains it, file and live.
+    let (retried, code) =
+        lab.server(json!({"server": "web1", "state": "drain", "set_by": "autoheal"}));
     assert_eq!((code, &retried["changed"]), (0, &json!(true)), "{retried}");
     assert_eq!(retried["live_in_sync"], true);
-    assert_eq!(retried["servers"][0]["live_commands"], json!([]));
+    assert_eq!(
+        retried["servers"][0]["live_commands"],
+        json!(["set server app/web1 state drain"])
+    );
     assert_eq!(config_weight(&lab.config_text(), "web1"), 0);
 }
 
