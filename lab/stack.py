@@ -1000,10 +1000,13 @@ backend {HAPROXY_BACKEND}
         servers = ""
         if self.options.relay_extra.get("servers"):
             servers = f"servers = {{ {HAPROXY_BACKEND} = {json.dumps(list(SERVERS))} }}\n"
-        # Restores at once and in one step (the relay's hold-down and ramp are tested in the relay's
-        # own tests) unless a test passes its own [lifecycle] keys.
+        # Restores at once and in one step, and never quarantines a server the tests drain again and
+        # again (the relay's hold-down, ramp and quarantine are tested in the relay's own tests),
+        # unless a test passes its own [lifecycle] keys.
         lifecycle = self.options.relay_extra.get(
-            "lifecycle", "hold_down_base_secs = 0\nhold_down_max_secs = 0\nramp_percent = [100]\n")
+            "lifecycle",
+            "hold_down_base_secs = 0\nhold_down_max_secs = 0\nramp_percent = [100]\nquarantine_after = 0\n",
+        )
         text = f"""# autoheal-relay for the end-to-end stack (loopback only).
 [server]
 listen = {q(f"127.0.0.1:{self.ports.relay}")}
