@@ -22,7 +22,7 @@ use crate::lifecycle::report::outcomes_from_stats;
 use crate::lifecycle::stage::{After, Arrival, Stage};
 use crate::lifecycle::store::{LifeStore, StoreError};
 use crate::metrics::{Metrics, ReasonLabel, ResultLabel, StateLabel};
-use crate::model::{now_ms, Pending, RunResult, RunStatus};
+use crate::model::{now_ms, Outcome, Pending, RunResult, RunStatus};
 use crate::rules::Rule;
 use crate::target::TargetsConfig;
 
@@ -646,7 +646,7 @@ impl Pipeline {
                     } else {
                         tracing::warn!(decision = id, outcome, detail = %detail, "the module left the target alone");
                     }
-                    if outcome == "not_found" {
+                    if Outcome::from(outcome).releases_target() {
                         if let Some(p) = items.iter().find(|p| p.id == id) {
                             self.guard.forget(&p.intent.target.key());
                         }

@@ -547,7 +547,7 @@ async fn unknown_servers_take_no_budget_and_an_unlabelled_alert_counts_in_its_ba
 }
 
 #[tokio::test]
-async fn a_server_an_operator_took_out_is_left_alone_and_history_says_so() {
+async fn a_server_an_operator_took_out_is_left_alone_until_they_put_it_back() {
     let lab = Lab::new(AT_ONCE, "");
     let module = Arc::new(Module::default());
     let relay = lab.start(&module);
@@ -559,11 +559,14 @@ async fn a_server_an_operator_took_out_is_left_alone_and_history_says_so() {
         lab.outcomes("be/s1") == ["operator_state", "operator_state"]
     })
     .await;
-    assert_eq!(
-        module.actions().len(),
-        1,
-        "only the first drain was ever asked"
-    );
+    assert_eq!(module.actions().len(), 1, "the restore was never asked");
+    // The operator puts it back; when it is sick again, the module is asked again and drains it.
+    module.say("s1", None);
+    alert(&relay, &[("firing", "s1", Some("be"), 2)]).await;
+    wait_for("the new drain", || {
+        lab.outcomes("be/s1") == ["operator_state", "operator_state", "done"]
+    })
+    .await;
     relay.shutdown().await;
 }
 

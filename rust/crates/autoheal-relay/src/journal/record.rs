@@ -182,7 +182,7 @@ pub(super) fn settle(
     }
     for (id, outcome, why) in &s.closed {
         set_outcome.execute(params![id, outcome, why, now])?;
-        if *outcome == "not_found" {
+        if Outcome::from(*outcome).releases_target() {
             tx.execute(
                 "DELETE FROM targets WHERE key = (SELECT target FROM decisions WHERE id = ?1)",
                 params![id],

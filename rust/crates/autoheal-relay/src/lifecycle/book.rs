@@ -291,7 +291,6 @@ impl Book {
                 Gate::Noop
             }
             Firing::Quarantined => Gate::Refuse(Refusal::Quarantined),
-            Firing::OperatorHeld => Gate::Refuse(Refusal::OperatorState),
         }
     }
 
@@ -596,9 +595,19 @@ mod tests {
         assert!(matches!(b.gate(&i, 0), Gate::Run { .. }));
         b.drained("app/s2", 0);
         b.reported("app/s2", Requested::Drain, &ItemOutcome::OperatorState, 1);
-        assert_eq!(b.gate(&i, 2), Gate::Refuse(Refusal::OperatorState));
         let r = arrive(&mut b, "s2", AlertStatus::Resolved);
         assert_eq!(b.gate(&r, 3), Gate::Refuse(Refusal::OperatorState));
+        // Firing again: the module looks again, as the operator may have put the server back.
+        let again = arrive(&mut b, "s2", AlertStatus::Firing);
+        assert!(matches!(b.gate(&again, 4), Gate::Run { .. }));
+        b.drained("app/s2", 4);
+        b.reported(
+            "app/s2",
+            Requested::Drain,
+            &ItemOutcome::Applied { slowstart: false },
+            5,
+        );
+        assert_eq!(b.entries["app/s2"].life.phase, Phase::Out { since_ms: 4 });
     }
 
     #[test]

@@ -113,9 +113,14 @@ impl Phase {
     }
 
     /// Whether the server counts against its backend's budget: anything not fully in service,
-    /// except a server that does not exist. A ramping server counts until its last step.
+    /// except a server that does not exist and one whose state a person set (the relay would not
+    /// learn when they put it back; the module's `min_active` counts the live state on each load
+    /// balancer). A ramping server counts until its last step.
     pub fn counts_out(&self) -> bool {
-        !matches!(self, Self::InService | Self::NotFound { .. })
+        !matches!(
+            self,
+            Self::InService | Self::NotFound { .. } | Self::OperatorHeld { .. }
+        )
     }
 }
 
@@ -152,8 +157,6 @@ pub enum Firing {
     AlreadyOut,
     /// It is quarantined: it stays out, nothing to run.
     Quarantined,
-    /// A person set its state: not touched.
-    OperatorHeld,
 }
 
 /// The result of taking the target out.
@@ -277,7 +280,12 @@ impl TargetLife {
     /// A firing alert for the target.
     pub fn on_firing(&mut self) -> Firing {
         match self.phase {
-            Phase::InService | Phase::NotFound { .. } | Phase::Unknown { .. } => Firing::Drain,
+            // A person's state may have been given back since the module last saw it: the module
+            // looks again (`set_by: autoheal` leaves it alone if it is still theirs).
+            Phase::InService
+            | Phase::NotFound { .. }
+            | Phase::Unknown { .. }
+            | Phase::OperatorHeld { .. } => Firing::Drain,
             Phase::Ramping { .. } => Firing::Drain,
             Phase::Out { .. } => Firing::AlreadyOut,
             Phase::Eligible { since_ms, .. } => {
@@ -289,7 +297,6 @@ impl TargetLife {
                 Firing::AlreadyOut
             }
             Phase::Quarantined { .. } => Firing::Quarantined,
-            Phase::OperatorHeld { .. } => Firing::OperatorHeld,
         }
     }
 
@@ -881,8 +888,11 @@ mod tests {
             "not autoheal's remediation"
         );
         assert_eq!(life.on_resolved(1, 0, &policy()), Resolved::OperatorHeld);
-        assert_eq!(life.on_firing(), Firing::OperatorHeld);
         assert_eq!(life.due(99 * MIN, &policy()), None);
+        assert!(
+            !life.phase.counts_out(),
+            "an operator's server would count out after they put it back"
+        );
         life.run_failed(5);
         assert_eq!(
             life.phase.name(),

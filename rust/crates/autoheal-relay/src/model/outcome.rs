@@ -50,6 +50,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// A decision closed with this outcome left its target as autoheal found it (no such server,
+    /// or a person's state): the target is no longer autoheal's to count or to restore.
+    pub fn releases_target(&self) -> bool {
+        matches!(self, Self::NotFound | Self::OperatorState)
+    }
+
     /// The word.
     pub fn as_str(&self) -> &str {
         match self {
