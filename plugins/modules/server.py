@@ -139,7 +139,7 @@ options:
       - When every change takes traffic away (V(drain), V(disabled), V(absent)), it is applied live first and
         the file is validated and written after, so that the server stops taking traffic without waiting for
         them. If the file cannot be validated or written then, the live change is taken back and the task fails
-        saying so (not C(changed), RV(live_in_sync) V(true)): the file and the running HAProxy keep their old
+        saying so (not C(changed), RV(live_in_sync) V(true)); the file and the running HAProxy keep their old
         state, and the task can be run again.
     type: str
   min_active:
