@@ -240,17 +240,6 @@ impl Reported {
     }
 }
 
-/// What the read-back of an unknown target found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Observed {
-    /// The server exists.
-    pub found: bool,
-    /// It takes no new traffic (drain or maintenance).
-    pub out: bool,
-    /// A person set that state.
-    pub by_operator: bool,
-}
-
 /// What an operator's `release` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Released {
@@ -480,40 +469,6 @@ impl TargetLife {
         ) {
             self.phase = Phase::Unknown { since_ms: now_ms };
         }
-    }
-
-    /// Reconciles an unknown target with its real state, read back from the load balancers
-    /// (`firing`: its alert still fires). Other phases are left as they are.
-    pub fn reconcile(
-        &mut self,
-        now_ms: i64,
-        observed: Observed,
-        firing: bool,
-        policy: &LifecyclePolicy,
-    ) {
-        if !matches!(self.phase, Phase::Unknown { .. }) {
-            return;
-        }
-        self.phase = if !observed.found {
-            Phase::NotFound { since_ms: now_ms }
-        } else if observed.out && observed.by_operator {
-            Phase::OperatorHeld { since_ms: now_ms }
-        } else if !observed.out {
-            self.clean_since_ms = Some(now_ms);
-            Phase::InService
-        } else if policy.quarantine_after > 0
-            && self.remediations_ms.len()
-                >= usize::try_from(policy.quarantine_after).unwrap_or(usize::MAX)
-        {
-            Phase::Quarantined { since_ms: now_ms }
-        } else if firing {
-            Phase::Out { since_ms: now_ms }
-        } else {
-            Phase::Eligible {
-                since_ms: now_ms,
-                restore_at_ms: now_ms.saturating_add(policy.hold_down_ms(self.strikes)),
-            }
-        };
     }
 
     /// An operator's `release`.
@@ -915,72 +870,31 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_target_is_reconciled_from_its_real_state() {
+    fn an_unknown_target_is_settled_by_its_next_run_or_a_release() {
         let p = policy();
-        let observed = |found, out, by_operator| Observed {
-            found,
-            out,
-            by_operator,
-        };
         let unknown = || {
             let mut life = TargetLife::default();
             life.drained(0, &p);
             life.run_failed(1);
             assert_eq!(life.phase.name(), "unknown");
-            assert!(life.phase.counts_out(), "counted out until read back");
+            assert!(
+                life.phase.counts_out(),
+                "counted out until a run reports it"
+            );
             life
         };
-        let cases = [
-            (observed(false, false, false), false, "not_found"),
-            (observed(true, false, false), true, "in_service"),
-            (observed(true, true, true), false, "operator_state"),
-            (observed(true, true, false), true, "out"),
-            (observed(true, true, false), false, "eligible"),
-        ];
-        for (seen, firing, want) in cases {
-            let mut life = unknown();
-            life.reconcile(2, seen, firing, &p);
-            assert_eq!(life.phase.name(), want, "{seen:?} firing={firing}");
-        }
-        // Read back as out and its alert gone: restored after the hold-down.
-        let mut life = unknown();
-        life.reconcile(2, observed(true, true, false), false, &p);
-        assert_eq!(life.next_due_ms(), Some(30_002));
-        // A later successful drain of the same target settles it too.
+        // A later drain of the same target runs and settles it.
         let mut life = unknown();
         assert_eq!(life.on_firing(), Firing::Drain);
         life.reported(3, Requested::Drain, &applied(), &p);
         assert_eq!(life.phase, Phase::Out { since_ms: 3 });
+        // Its alert resolving makes it eligible: the restore's result settles it.
+        let mut life = unknown();
+        assert!(matches!(life.on_resolved(2, 0, &p), Resolved::RestoreAt(_)));
         // And the operator can clear it.
         let mut life = unknown();
         assert_eq!(life.release(4), Released::Cleared);
         assert!(!life.phase.counts_out());
-        // Reconciling leaves known phases alone.
-        let mut life = TargetLife::default();
-        life.drained(0, &p);
-        life.reconcile(2, observed(false, false, false), false, &p);
-        assert_eq!(life.phase.name(), "out");
-    }
-
-    #[test]
-    fn an_unknown_target_read_back_out_keeps_its_quarantine() {
-        let p = policy();
-        let mut life = TargetLife::default();
-        for t in 0..3 {
-            life.drained(t, &p);
-        }
-        life.run_failed(4);
-        life.reconcile(
-            5,
-            Observed {
-                found: true,
-                out: true,
-                by_operator: false,
-            },
-            false,
-            &p,
-        );
-        assert_eq!(life.phase.name(), "quarantined");
     }
 
     #[test]
