@@ -616,9 +616,9 @@ mod tests {
         assert!(ready_again.active());
     }
 
-    #[test]
-    fn undo_takes_every_captured_server_back_from_every_goal() {
-        let goals = [
+    /// Every kind of goal, `Ready` at `weight`.
+    fn every_goal(weight: u32) -> [LiveGoal; 4] {
+        [
             LiveGoal::Maint,
             LiveGoal::Drained {
                 use_drain_state: true,
@@ -626,8 +626,13 @@ mod tests {
             LiveGoal::Drained {
                 use_drain_state: false,
             },
-            LiveGoal::Ready { weight: 3 },
-        ];
+            LiveGoal::Ready { weight },
+        ]
+    }
+
+    #[test]
+    fn undo_takes_every_captured_server_back_from_every_goal() {
+        let goals = every_goal(3);
         for (name, before) in captured() {
             for goal in goals {
                 let sent = goal.commands("be", &name, &before);
@@ -715,19 +720,9 @@ mod tests {
 
     #[test]
     fn applying_the_commands_reaches_the_goal() {
-        let goals = [
-            LiveGoal::Maint,
-            LiveGoal::Drained {
-                use_drain_state: true,
-            },
-            LiveGoal::Drained {
-                use_drain_state: false,
-            },
-            LiveGoal::Ready { weight: 10 },
-            LiveGoal::Ready { weight: 0 },
-        ];
+        let goals = [every_goal(10).as_slice(), &[LiveGoal::Ready { weight: 0 }]].concat();
         for (name, start) in captured() {
-            for goal in goals {
+            for &goal in &goals {
                 let mut live = start;
                 for command in goal.commands("be", &name, &start) {
                     command.apply_to(&mut live);
