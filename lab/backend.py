@@ -4,7 +4,9 @@ The web side answers every request with its own name (body and ``X-Served-By`` h
 generator can count per server.  The exporter side serves node_exporter's metric names
 (``node_cpu_seconds_total`` per cpu and mode, plus a few gauges) so the collection's alert rules fire
 unchanged.  ``POST /cpu`` with a body such as ``0.97`` sets the busy fraction the counters advance at;
-``GET /cpu`` reads it back.  Standard library only.
+``GET /cpu`` reads it back.  ``POST /fault`` sets how the web side misbehaves: ``none``, ``errors`` (every
+request but HAProxy's health check answers 500) or ``down`` (the health check fails too); ``GET /fault``
+reads it back.  Standard library only.
 """
 
 from __future__ import annotations
@@ -16,6 +18,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CPUS = 2
 BUSY_MODES = {"user": 0.7, "system": 0.25, "iowait": 0.05}
+# What HAProxy's `option httpchk` asks for (lab/stack.py's config).
+HEALTH_PATH = "/health"
+FAULTS = ("none", "errors", "down")
+
+
+class Fault:
+    """How the web side misbehaves now (one of FAULTS), shared by both sides' threads."""
+
+    def __init__(self) -> None:
+        self.kind = "none"
 
 
 class CpuModel:
@@ -88,29 +100,42 @@ class QuietHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def web_handler(name: str) -> type[BaseHTTPRequestHandler]:
+def web_handler(name: str, fault: Fault) -> type[BaseHTTPRequestHandler]:
     class Web(QuietHandler):
         def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-            self.reply(200, f"served by {name}\n", extra={"X-Served-By": name})
+            sick = fault.kind == "down" or (fault.kind == "errors" and not self.path.startswith(HEALTH_PATH))
+            if sick:
+                self.reply(500, f"{name} is failing\n", extra={"X-Served-By": name})
+            else:
+                self.reply(200, f"served by {name}\n", extra={"X-Served-By": name})
 
         do_HEAD = do_GET
 
     return Web
 
 
-def exporter_handler(model: CpuModel) -> type[BaseHTTPRequestHandler]:
+def exporter_handler(model: CpuModel, fault: Fault) -> type[BaseHTTPRequestHandler]:
     class Exporter(QuietHandler):
         def do_GET(self) -> None:  # noqa: N802
             if self.path.startswith("/metrics"):
                 self.reply(200, model.exposition(), "text/plain; version=0.0.4")
             elif self.path.startswith("/cpu"):
                 self.reply(200, f"{model.busy}\n")
+            elif self.path.startswith("/fault"):
+                self.reply(200, f"{fault.kind}\n")
             else:
                 self.reply(404, "not found\n")
 
         def do_POST(self) -> None:  # noqa: N802
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length).decode().strip()
+            if self.path.startswith("/fault"):
+                if raw not in FAULTS:
+                    self.reply(400, f"fault must be one of {', '.join(FAULTS)}, got {raw!r}\n")
+                    return
+                fault.kind = raw
+                self.reply(200, f"{raw}\n")
+                return
             if not self.path.startswith("/cpu"):
                 self.reply(404, "not found\n")
                 return
@@ -136,9 +161,9 @@ def main() -> None:
     parser.add_argument("--busy", type=float, default=0.1)
     args = parser.parse_args()
 
-    model = CpuModel(args.busy)
-    web = ThreadingHTTPServer(("127.0.0.1", args.web_port), web_handler(args.name))
-    exporter = ThreadingHTTPServer(("127.0.0.1", args.exporter_port), exporter_handler(model))
+    model, fault = CpuModel(args.busy), Fault()
+    web = ThreadingHTTPServer(("127.0.0.1", args.web_port), web_handler(args.name, fault))
+    exporter = ThreadingHTTPServer(("127.0.0.1", args.exporter_port), exporter_handler(model, fault))
     web.daemon_threads = exporter.daemon_threads = True
     threading.Thread(target=exporter.serve_forever, daemon=True).start()
     web.serve_forever()

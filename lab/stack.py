@@ -410,7 +410,9 @@ class LoadGenerator:
         response = conn.getresponse()
         response.read()
         if response.status != 200:
-            raise RuntimeError(f"HTTP {response.status}")
+            # Which server answered, when one did (HAProxy's own 503 names none).
+            server = response.getheader("X-Served-By")
+            raise RuntimeError(f"HTTP {response.status}" + (f" from {server}" if server else ""))
         return response.getheader("X-Served-By") or "unknown"
 
     def _run(self) -> None:
@@ -534,6 +536,10 @@ class StackOptions:
     ansible_extra_env: dict = field(default_factory=dict)
     # Load balancers: each its own HAProxy (config, admin socket, frontend) before the same backends.
     nodes: int = 1
+    # A `weight` on every server line (HAProxy's default is 1, too small to show a ramp's steps).
+    server_weight: int | None = None
+    # The alerting role's variables a test tunes (e.g. the error-rate alert's `for`).
+    alerting_extra: dict = field(default_factory=dict)
 
 
 class Stack:
@@ -586,6 +592,15 @@ class Stack:
                 f"exporter {name}",
             )
 
+    def set_fault(self, server: str, kind: str) -> None:
+        """How ``server``'s web side misbehaves: ``none``, ``errors`` (500s, check passing) or ``down``."""
+        index = SERVERS.index(server)
+        status, body = http_post(
+            f"http://127.0.0.1:{self.ports.exporter(index)}/fault", kind.encode(), content_type="text/plain"
+        )
+        if status != 200:
+            raise RuntimeError(f"backend {server} refused fault {kind!r}: {status} {body}")
+
     def set_cpu(self, server: str, busy: float) -> None:
         index = SERVERS.index(server)
         status, body = http_post(
@@ -597,8 +612,9 @@ class Stack:
     # ---- HAProxy --------------------------------------------------------------------------------
 
     def render_haproxy_cfg(self, base: Path, frontend: int, stats: int | None) -> str:
+        weight = "" if self.options.server_weight is None else f" weight {self.options.server_weight}"
         servers = "\n".join(
-            f"    server {name} 127.0.0.1:{self.ports.web(i)} check inter 1s fall 2 rise 2"
+            f"    server {name} 127.0.0.1:{self.ports.web(i)} check inter 1s fall 2 rise 2{weight}"
             for i, name in enumerate(SERVERS)
         )
         stats_section = (
@@ -828,6 +844,7 @@ backend {HAPROXY_BACKEND}
                 }
                 for name, _ in webhooks
             ],
+            **self.options.alerting_extra,
         }
 
     def render_alerting(self) -> None:
@@ -1063,6 +1080,32 @@ level = "info"
         wait_until(
             lambda: http_get(f"http://127.0.0.1:{self.ports.relay}/readyz")[0] == 200, 30, "autoheal-relay ready"
         )
+
+    def restart_relay(self) -> None:
+        """Stop the relay (SIGTERM, as systemd does) and start it again on the same journal."""
+        self.sup.stop("relay")
+        self.start_relay()
+
+    def relay_release(self, target: str) -> str:
+        """``autoheal-relay release BACKEND/SERVER``, as an operator runs it; its message."""
+        result = subprocess.run(
+            [relay_binary(), "release", "--config", self.relay_config, target],
+            capture_output=True, text=True, timeout=30,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"autoheal-relay release failed: {result.stdout}{result.stderr}")
+        return result.stdout.strip()
+
+    def relay_life_events(self, target: str, since: float = 0.0) -> list[dict]:
+        """The life-cycle audit of ``target`` (``BACKEND/SERVER``) since ``since``, oldest first, read from
+        the relay's journal: ``{"at": seconds, "event": ..., "phase": ..., "detail": ...}``."""
+        with contextlib.closing(sqlite3.connect(self.relay_dir / "journal.db", timeout=5)) as db:
+            rows = db.execute(
+                "SELECT at_ms, event, phase, detail FROM lifecycle_events WHERE key = ? AND at_ms >= ? ORDER BY id",
+                (target, int(since * 1000) - 500),
+            ).fetchall()
+        return [{"at": at / 1000.0, "event": event, "phase": phase, "detail": detail}
+                for at, event, phase, detail in rows]
 
     def relay_token(self) -> str:
         return self.relay_token_file.read_text().strip()

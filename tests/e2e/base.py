@@ -21,6 +21,8 @@ class StackTestCase(unittest.TestCase):
     relay_extra: dict = {}
     nodes = 1
     min_active = 2
+    server_weight: int | None = None
+    alerting_extra: dict = {}
 
     @classmethod
     def setUpClass(cls) -> None:
@@ -33,6 +35,8 @@ class StackTestCase(unittest.TestCase):
             extra_alertmanagers=cls.extra_alertmanagers,
             relay_extra=dict(cls.relay_extra),
             nodes=cls.nodes,
+            server_weight=cls.server_weight,
+            alerting_extra=dict(cls.alerting_extra),
         )
         cls.stack = stack.Stack(options)
         try:

@@ -356,12 +356,7 @@ impl Pipeline {
                 },
                 Some(done) = done_rx.recv() => {
                     busy.remove(&done.fleet);
-                    if done.succeeded {
-                        self.after_success(&done.items, &done.remediate);
-                    } else {
-                        self.after_failure(done.items, &done.retries);
-                    }
-                    self.persist_lifecycle().await;
+                    self.finished(done).await;
                 }
                 () = sleep_until_if(wake_at) => self.flush(&mut workers, &mut busy, &done_tx).await,
                 _ = housekeeping.tick() => {
@@ -375,13 +370,16 @@ impl Pipeline {
                 .queue_depth
                 .set(i64::try_from(self.coalescer.len()).unwrap_or(i64::MAX));
         }
-        // Let a run in progress finish (its result is journaled); anything else is already
-        // journaled as pending and resumes on the next start.
+        // Let a run in progress finish, its result carried into the life cycle and the journal
+        // as at any other time (a deferred restore or a ramp step is work owed the next start);
+        // anything else is already journaled as pending and resumes on the next start.
         let deadline = tokio::time::Instant::now() + self.grace;
         while !busy.is_empty() {
             match tokio::time::timeout_at(deadline, done_rx.recv()).await {
                 Ok(Some(done)) => {
                     busy.remove(&done.fleet);
+                    self.finished(done).await;
+                    self.record_leftovers().await;
                 }
                 _ => {
                     tracing::warn!(fleets = ?busy, "stopping with runs in progress; they resume on the next start");
@@ -570,6 +568,22 @@ impl Pipeline {
                 }
             }
         }
+        self.record_leftovers().await;
+    }
+
+    /// A fleet's run ended: what the module said moves the targets' life cycles on.
+    async fn finished(&mut self, done: RunDone) {
+        if done.succeeded {
+            self.after_success(&done.items, &done.remediate);
+        } else {
+            self.after_failure(done.items, &done.retries);
+        }
+        self.persist_lifecycle().await;
+    }
+
+    /// Journals the decisions settled outside a run (superseded, closed, waiting for a life-cycle
+    /// step) and the life cycle's changes.
+    async fn record_leftovers(&mut self) {
         if !self.superseded.is_empty() || !self.closed.is_empty() || !self.waiting.is_empty() {
             let superseded = std::mem::take(&mut self.superseded);
             let closed = std::mem::take(&mut self.closed);

@@ -39,6 +39,8 @@ struct Module {
     verdicts: Mutex<HashMap<String, Verdict>>,
     /// The next run fails (the playbook did not get through).
     fail_next: std::sync::atomic::AtomicBool,
+    /// How long each run takes, in milliseconds.
+    run_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Module {
@@ -102,6 +104,8 @@ impl Executor for Module {
                     entry
                 })
                 .collect();
+            let run_ms = self.run_ms.load(std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(run_ms)).await;
             if self
                 .fail_next
                 .swap(false, std::sync::atomic::Ordering::SeqCst)
@@ -348,6 +352,42 @@ async fn a_deferred_restore_is_retried_and_survives_a_restart() {
         lab.events("be/s1").last().map(String::as_str) == Some("restored")
     })
     .await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_deferral_reported_by_a_run_ending_during_the_stop_resumes_after_the_restart() {
+    let lab = Lab::new(
+        &format!("{AT_ONCE}defer_retry_secs = 1\ndefer_retry_max_secs = 1"),
+        "",
+    );
+    let module = Arc::new(Module::default());
+    let relay = lab.start(&module);
+    alert(&relay, &[("firing", "s1", Some("be"), 1)]).await;
+    wait_for("the drain", || module.runs().len() == 1).await;
+    module.say("s1", Some(Verdict::Deferred));
+    module
+        .run_ms
+        .store(500, std::sync::atomic::Ordering::SeqCst);
+    alert(&relay, &[("resolved", "s1", Some("be"), 1)]).await;
+    wait_for("the restore's run", || module.runs().len() == 2).await;
+    // The stop comes while the module is still at work: the grace lets the run end, and its
+    // deferral is work owed, not a restore done.
+    relay.shutdown().await;
+    assert_eq!(lab.outcomes("be/s1"), ["done", "deferred"]);
+    assert_eq!(
+        lab.events("be/s1").last().map(String::as_str),
+        Some("deferred")
+    );
+
+    module.say("s1", None);
+    module.run_ms.store(0, std::sync::atomic::Ordering::SeqCst);
+    let relay = lab.start(&module);
+    wait_for("the retried restore", || {
+        lab.events("be/s1").last().map(String::as_str) == Some("restored")
+    })
+    .await;
+    assert_eq!(lab.outcomes("be/s1"), ["done", "done"]);
     relay.shutdown().await;
 }
 
