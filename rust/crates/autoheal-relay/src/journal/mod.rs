@@ -34,6 +34,7 @@ mod writer;
 
 pub use history::{decision_outcome, history, runs, HistoryRow};
 pub use retention::prune;
+pub(crate) use schema::wait_for_lock;
 pub use schema::{lock_db, open_db};
 
 use recovery::recover;

@@ -106,6 +106,25 @@ pub fn lock_db(path: &Path) -> Result<std::fs::File, JournalError> {
     }
 }
 
+/// How long a statement waits for another connection's write (the life-cycle tables', an
+/// operator's `release`) before it fails, and how often it looks again meanwhile.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+const LOCK_POLL: Duration = Duration::from_micros(100);
+
+/// The busy handler of the connections to the journal's database (the writer's, the life
+/// cycle's): waits up to [`LOCK_WAIT`], looking every [`LOCK_POLL`].
+/// SQLite's own (`busy_timeout`) sleeps 1, 2, 5, 10 ms and more between looks, while another
+/// connection holds the lock for about one fsync; every request waits with the writer, so each
+/// time the life cycle's connection writes, intake stopped for a millisecond or more.
+pub(crate) fn wait_for_lock(attempt: i32) -> bool {
+    let waited = LOCK_POLL.saturating_mul(u32::try_from(attempt).unwrap_or(u32::MAX));
+    if waited >= LOCK_WAIT {
+        return false;
+    }
+    std::thread::sleep(LOCK_POLL);
+    true
+}
+
 /// Opens (or creates) the database with the relay's pragmas and schema.
 pub fn open_db(path: &Path, synchronous: Synchronous) -> Result<Connection, JournalError> {
     let conn = Connection::open(path)?;
@@ -114,7 +133,7 @@ pub fn open_db(path: &Path, synchronous: Synchronous) -> Result<Connection, Jour
     // NORMAL: it has reached the OS (see `journal.synchronous`).
     conn.pragma_update(None, "synchronous", synchronous.as_str())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.busy_handler(Some(wait_for_lock))?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
 }
@@ -123,7 +142,7 @@ pub fn open_db(path: &Path, synchronous: Synchronous) -> Result<Connection, Jour
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
-    use super::{lock_db, open_db};
+    use super::{lock_db, open_db, wait_for_lock, LOCK_POLL, LOCK_WAIT};
     use crate::config::Synchronous;
     use crate::journal::JournalError;
 
@@ -173,5 +192,33 @@ mod tests {
                 .unwrap();
             assert_eq!(tables, 7);
         }
+    }
+
+    #[test]
+    fn a_statement_waits_for_the_lock_up_to_five_seconds() {
+        assert!(wait_for_lock(0));
+        let last = i32::try_from(LOCK_WAIT.as_micros() / LOCK_POLL.as_micros()).unwrap();
+        assert!(wait_for_lock(last - 1));
+        assert!(!wait_for_lock(last));
+        assert!(!wait_for_lock(i32::MAX));
+    }
+
+    #[test]
+    fn a_write_waits_for_another_connections_write_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let conn = open_db(&path, Synchronous::Full).unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let writer = std::thread::spawn(move || {
+            conn.execute(
+                "INSERT INTO switches (name, is_on, updated_ms) VALUES ('paused', 1, 0)",
+                [],
+            )
+        });
+        // The write cannot tell when it starts waiting; however late it comes, it must succeed.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        other.execute_batch("COMMIT").unwrap();
+        assert_eq!(writer.join().unwrap().unwrap(), 1);
     }
 }

@@ -279,7 +279,8 @@ pub fn release_result(conn: &Connection, id: i64) -> Result<Option<String>, Stor
 /// the journal's default, and the tables created.
 pub fn open(path: &std::path::Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Looks for the lock as often as the journal's writer does: the pipeline awaits these writes.
+    conn.busy_handler(Some(crate::journal::wait_for_lock))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     create(&conn)?;
     Ok(conn)
