@@ -4,7 +4,10 @@ Traffic spreads over s1..s3; s2's CPU rises; Prometheus fires; Alertmanager noti
 the relay decides and runs the collection's remediate playbook with ansible-runner; the module drains
 s2 in haproxy.cfg and on the runtime socket; traffic continues on s1 and s3 with no failed request;
 s2's CPU falls; the alert resolves; s2 comes back.  Then every server alerts at once and the budget
-keeps enough of them serving.  Ends with a summary table and stops everything it started.
+keeps enough of them serving.  Then s3 flaps: it answers 500 while its health check passes, so each drain
+ends its errors, its alert resolves and it comes back failing; the relay's life cycle holds it out longer
+each time and quarantines it at the third, until an operator releases it.  Ends with a summary table and
+stops everything it started.
 
 Run it with scripts/demo.sh (which installs and builds first).
 """
@@ -20,6 +23,14 @@ from lab import stack
 from lab.stack import SERVERS, Stack, StackOptions, now, wait_until
 
 STEP_TIMEOUT = 60.0
+# Not s2, whose drain in the first scenario would count towards its quarantine.
+FLAPPER = "s3"
+FLAPPER_TARGET = f"{stack.HAPROXY_BACKEND}/{FLAPPER}"
+# The flap's life cycle, shortened so that it plays out in about a minute (the defaults: docs/relay.md).
+FLAP_LIFECYCLE = (
+    "hold_down_base_secs = 5\nhold_down_max_secs = 60\nquarantine_after = 3\n"
+    "ramp_percent = [50, 100]\nramp_step_secs = 5\ndefer_retry_secs = 2\ndefer_retry_max_secs = 2\n"
+)
 
 
 class Timeline:
@@ -140,7 +151,15 @@ def narrate(s: Stack, tl: Timeline, stages: list) -> None:
 
 def run(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir)
-    options = StackOptions(port_base=args.port_base, workdir=workdir, min_active=2)
+    options = StackOptions(
+        port_base=args.port_base,
+        workdir=workdir,
+        min_active=2,
+        # A weight a ramp can split; the error-rate alert as soon as the rate is up, and no alert for a
+        # failing check (the flap's check passes anyway).
+        server_weight=10,
+        alerting_extra={"autoheal_alerting_error_rate_for": "0s", "autoheal_alerting_server_down_enabled": False},
+    )
     tl = Timeline()
     with Stack(options) as s:
         tl.say(f"starting the stack on 127.0.0.1, ports {args.port_base}..{args.port_base + 22}, in {workdir}")
@@ -196,6 +215,8 @@ def run(args: argparse.Namespace) -> int:
             "every server back in service",
         )
         tl.say(f"all servers ready again ({now() - calm:.1f} s after the CPUs fell)")
+
+        flap(s, tl, load)
         total = load.stop()
         wait_until(
             lambda: not [a for a in s.relay_actions() if a.outcome in ("pending", "running")],
@@ -223,7 +244,57 @@ def run(args: argparse.Namespace) -> int:
             except KeyboardInterrupt:
                 pass
         tl.say("stopping everything the demo started")
-    return 0 if total.failed == 0 else 1
+    unexpected = total.failed - total.errors[f"HTTP 500 from {FLAPPER}"]
+    return 0 if unexpected == 0 else 1
+
+
+def flap(s: Stack, tl: Timeline, load: stack.LoadGenerator) -> None:
+    """A server sick in a way its check does not see, through the relay's life cycle, then released."""
+    s.options.relay_extra["lifecycle"] = FLAP_LIFECYCLE
+    s.write_relay_config()
+    s.restart_relay()
+    tl.say("flap: the relay restarted with its life cycle on (hold-down 5 s doubling, ramp 50% then 100% "
+           "every 5 s, quarantine at the third remediation in an hour)")
+    before = load.snapshot()
+    start = tl.say(f"{FLAPPER}: answers 500 to every request; its health check still passes", key="flap")
+    s.set_fault(FLAPPER, "errors")
+    seen = 0
+    deadline = time.monotonic() + 4 * STEP_TIMEOUT
+    while True:
+        events = s.relay_life_events(FLAPPER_TARGET, start)
+        for event in events[seen:]:
+            tl.say(f"relay life cycle of {FLAPPER}: {life_event(event)}", at=event["at"])
+        seen = len(events)
+        if any(e["event"] == "quarantined" for e in events):
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{FLAPPER} was not quarantined\nrelay log:\n{s.sup.log_tail('relay')}")
+        time.sleep(0.2)
+    wait_until(lambda: s.live()[FLAPPER] in ("drain", "weight0"), STEP_TIMEOUT, f"{FLAPPER} out of service")
+    flapped = load.snapshot().minus(before)
+    drains = [a for a in s.relay_actions(start) if a.server == FLAPPER and a.state == "drain"]
+    tl.say(f"quarantined after {len(drains)} drains; requests failed meanwhile: {flapped.failed} "
+           f"({', '.join(f'{n} x {why}' for why, n in flapped.errors.most_common(3))})")
+    fixed = tl.say(f"operator: {FLAPPER} is fixed; `autoheal-relay release {FLAPPER_TARGET}`")
+    s.set_fault(FLAPPER, "none")
+    tl.say(f"autoheal-relay: {s.relay_release(FLAPPER_TARGET)}")
+    wait_until(
+        lambda: any(e["event"] == "restored" for e in s.relay_life_events(FLAPPER_TARGET, fixed)),
+        STEP_TIMEOUT,
+        f"{FLAPPER} restored after the release",
+    )
+    for event in [e for e in s.relay_life_events(FLAPPER_TARGET, fixed) if e["at"] >= fixed]:
+        tl.say(f"relay life cycle of {FLAPPER}: {event['event']}", at=event["at"])
+    wait_until(lambda: all(v == "ready" for v in s.live().values()), STEP_TIMEOUT, "every server back in service")
+    tl.say("all servers ready again")
+
+
+def life_event(event: dict) -> str:
+    """One life-cycle audit row, for people: `eligible` says when the restore may come."""
+    if event["event"] == "eligible" and event["detail"]:
+        restore_at_ms = int(event["detail"].split()[-2])
+        return f"eligible, restore in {restore_at_ms / 1000 - event['at']:.1f} s at the earliest"
+    return event["event"] + (f": {event['detail']}" if event["detail"] else "")
 
 
 def print_summary(s: Stack, tl: Timeline, total: stack.LoadSnapshot) -> None:
@@ -245,7 +316,8 @@ def print_summary(s: Stack, tl: Timeline, total: stack.LoadSnapshot) -> None:
             f"{row.get('srv_abrt', '?'):>5}"
         )
     print(
-        f"  {'total':6} {total.total:17d}   requests failed at the client: {total.failed} "
+        f"  {'total':6} {total.total:17d}   requests failed at the client: {total.failed}, of which "
+        f"{FLAPPER}'s own 500s in the flap: {total.errors[f'HTTP 500 from {FLAPPER}']} "
         f"(resent once on a fresh connection after an idle keep-alive close: {total.retried})"
     )
     print("\n  relay audit history:")
