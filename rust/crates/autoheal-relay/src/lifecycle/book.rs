@@ -286,8 +286,9 @@ impl Book {
                     requested: Requested::Drain,
                 }
             }
-            Firing::AlreadyOut => {
-                self.record(&key, "firing_again", None);
+            Firing::AlreadyOut => Gate::Noop,
+            Firing::RestoreCancelled => {
+                self.record(&key, "restore_cancelled", None);
                 Gate::Noop
             }
             Firing::Quarantined => Gate::Refuse(Refusal::Quarantined),
@@ -515,6 +516,30 @@ mod tests {
             ["drained", "out", "eligible", "ramping", "ramping", "restored"]
         );
         assert!(b.take_records().is_empty());
+    }
+
+    #[test]
+    fn firing_on_while_out_records_nothing_and_cancelling_a_restore_is_recorded() {
+        let mut b = book();
+        let firing = arrive(&mut b, "s1", AlertStatus::Firing);
+        assert!(matches!(b.gate(&firing, 0), Gate::Run { .. }));
+        b.drained("app/s1", 0).unwrap();
+        b.reported("app/s1", Requested::Drain, &applied(), 1);
+        b.take_records();
+        // An alert that goes on firing is gated again at every flush: no journal write each time.
+        for at in 1..=3 {
+            assert_eq!(b.gate(&firing, at), Gate::Noop);
+        }
+        assert!(b.take_records().is_empty());
+        let resolved = arrive(&mut b, "s1", AlertStatus::Resolved);
+        assert_eq!(b.gate(&resolved, 5_000), Gate::Hold { until_ms: 30_000 });
+        assert_eq!(b.gate(&firing, 6_000), Gate::Noop);
+        let events: Vec<&str> = b.take_records().iter().map(|r| r.event).collect();
+        assert_eq!(events, ["eligible", "restore_cancelled"]);
+        assert_eq!(
+            b.entry("app/s1").unwrap().life.phase,
+            Phase::Out { since_ms: 0 }
+        );
     }
 
     #[test]

@@ -153,8 +153,10 @@ impl Default for TargetLife {
 pub enum Firing {
     /// Take it out (subject to panic and budget); call [`TargetLife::drained`] once admitted.
     Drain,
-    /// It is still out (a pending restore is cancelled): nothing to run.
+    /// It is still out and nothing was pending: nothing to run, nothing to record.
     AlreadyOut,
+    /// It is still out and the restore that was pending is cancelled: nothing to run.
+    RestoreCancelled,
     /// It is quarantined: it stays out, nothing to run.
     Quarantined,
 }
@@ -277,13 +279,11 @@ impl TargetLife {
             | Phase::OperatorHeld { .. } => Firing::Drain,
             Phase::Ramping { .. } => Firing::Drain,
             Phase::Out { .. } => Firing::AlreadyOut,
-            Phase::Eligible { since_ms, .. } => {
+            Phase::Eligible { since_ms, .. }
+            | Phase::Deferred { since_ms, .. }
+            | Phase::GaveUp { since_ms } => {
                 self.phase = Phase::Out { since_ms };
-                Firing::AlreadyOut
-            }
-            Phase::Deferred { since_ms, .. } | Phase::GaveUp { since_ms } => {
-                self.phase = Phase::Out { since_ms };
-                Firing::AlreadyOut
+                Firing::RestoreCancelled
             }
             Phase::Quarantined { .. } => Firing::Quarantined,
         }
@@ -704,14 +704,16 @@ mod tests {
     fn firing_again_before_the_restore_cancels_it_without_counting() {
         let mut life = TargetLife::default();
         let at = drain_and_resolve(&mut life, 0);
-        assert_eq!(life.on_firing(), Firing::AlreadyOut);
+        assert_eq!(life.on_firing(), Firing::RestoreCancelled);
         assert_eq!(life.phase, Phase::Out { since_ms: 0 });
         assert_eq!(life.due(at, &policy()), None);
         assert_eq!(life.remediations_ms.len(), 1);
+        // Firing on while it is out changes nothing.
+        assert_eq!(life.on_firing(), Firing::AlreadyOut);
         // Same for a deferred restore: still out since the drain.
         life.on_resolved(at, 0, &policy());
         run_due(&mut life, at, &deferred());
-        assert_eq!(life.on_firing(), Firing::AlreadyOut);
+        assert_eq!(life.on_firing(), Firing::RestoreCancelled);
         assert_eq!(life.phase, Phase::Out { since_ms: 0 });
     }
 
