@@ -41,9 +41,11 @@ pub fn key(fingerprint: &str, status: AlertStatus, starts_at: &str) -> DedupKey 
     i64::from_le_bytes(first)
 }
 
-/// Keys the cache holds at most: two generations of 57,344, each the most a hash table of 65,536
-/// slots holds (about 1 MiB), so about 2 MiB in all.
-pub const CACHE_ENTRIES: usize = 114_688;
+/// Keys the cache holds at most: two generations of 114,688, each the most a hash table of
+/// 131,072 slots holds (about 2 MiB), so about 4 MiB in all. A batch for the file is half a
+/// generation, and each batch rewrites about every page of the file (keys are hashes): a larger
+/// cache means fewer, larger batches and fewer bytes written while a storm lasts.
+pub const CACHE_ENTRIES: usize = 229_376;
 
 /// The most recently journaled keys with when they were seen, never more than its capacity:
 /// when the newer generation fills up it becomes the older one and the older one is dropped.

@@ -195,6 +195,26 @@ mod tests {
     }
 
     #[test]
+    fn each_connection_keeps_a_page_cache_of_its_own() {
+        // Built with SQLITE_ENABLE_MEMORY_MANAGEMENT (libsqlite3-sys's default), SQLite shares
+        // one page-cache LRU between all connections, and the dedup writer's batches evict the
+        // journal writer's pages; the repository's .cargo/config.toml turns it off.
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let options: Vec<String> = conn
+            .prepare("PRAGMA compile_options")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(options.iter().any(|o| o == "THREADSAFE=1"), "{options:?}");
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "SQLite built with a shared page cache: {options:?}"
+        );
+    }
+
+    #[test]
     fn a_statement_waits_for_the_lock_up_to_five_seconds() {
         assert!(wait_for_lock(0));
         let last = i32::try_from(LOCK_WAIT.as_micros() / LOCK_POLL.as_micros()).unwrap();
