@@ -8,11 +8,11 @@
 Builds the collection from this checkout (with the module binary scripts/build.sh put in plugins/modules)
 into a temp collections tree, writes a haproxy.cfg of 100 servers (10 backends of 10, on 127.0.0.1), and
 times whole `ansible-playbook` runs on one local host (no admin socket, the role's default validation, so
-`haproxy -c` when haproxy is installed; min_active 0 so that every drain is allowed): N drain actions, then
-N restores. With --baseline-ref, the same runs on the collection as of that git ref (f3ecc2c: the role that
-called the module once per action), with the module binary given by --baseline-binary (built from that ref),
-in the same run, alternating. Also times the floor: ansible-playbook running one debug task on the same host.
-Prints medians and ratios.
+`haproxy -c` when haproxy is installed; min_active 0 so that every drain is allowed; require_healthy off,
+as there is no socket to read a check from): N drain actions, then N restores. With --baseline-ref, the
+same runs on the collection as of that git ref (f3ecc2c: the role that called the module once per action),
+with the module binary given by --baseline-binary (built from that ref), in the same run, alternating.
+Also times the floor: ansible-playbook running one debug task on the same host. Prints medians and ratios.
 """
 
 from __future__ import annotations
@@ -105,7 +105,9 @@ def main() -> None:
                 with open(inventory, "w", encoding="utf-8") as f:
                     f.write(f"[haproxy]\nlb1 ansible_connection=local ansible_python_interpreter=/nonexistent\n"
                             f"[haproxy:vars]\nautoheal_remediate_config={cfg}\nautoheal_remediate_socket=\n"
-                            f"autoheal_remediate_min_active=0\nautoheal_remediate_reload_method=none\n")
+                            f"autoheal_remediate_min_active=0\nautoheal_remediate_reload_method=none\n"
+                            # No admin socket, so no health check to gate a restore on: restore at once.
+                            f"autoheal_remediate_require_healthy=false\n")
                 env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_NOCOLOR="1",
                            ANSIBLE_LOCAL_TEMP=os.path.join(work, "tmp"))
                 for state, extra in actions.items():
