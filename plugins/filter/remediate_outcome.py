@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 DOCUMENTATION = r"""
 name: remediate_outcome
@@ -22,9 +22,10 @@ options:
     type: dict
     required: true
   actions:
-    description: The actions the module was given.
-    type: list
-    elements: dict
+    description:
+      - The actions the module was given.
+      - Anything but a list (refused by C(autoheal.haproxy.checked_actions) before the module ran) gives no outcome.
+    type: raw
     required: true
 """
 
@@ -56,6 +57,9 @@ STANDING = ("found", "check_status", "set_by", "slowstart", "health_gate", "defe
 def remediate_outcome(result, actions):
     """One outcome per action: what was asked and what the module said about it."""
     result = result if isinstance(result, Mapping) else {}
+    if isinstance(actions, (str, bytes, Mapping)) or not isinstance(actions, Sequence):
+        # Refused by checked_actions before the module ran: nothing to pair; the result says why.
+        return []
     per_change = result.get("changes") or []
     failed = bool(result.get("failed", False))
     outcome = []

@@ -15,8 +15,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import stat
 
+from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+display = Display()
 
 COLLECTION = "autoheal.haproxy"
 # The binaries' directory under plugins/modules/, also the FQCN's subdirectory part.
@@ -95,6 +101,69 @@ class BinaryModuleAction(ActionBase):
         if not wrap_async:
             self._remove_tmp_path(self._connection._shell.tmpdir)
         return result
+
+    # On a local connection without become, the module runs on this machine as the user running Ansible: the
+    # steps around it (expand ~, make the temporary directory, chmod, remove it) are done here rather than by
+    # a shell each (three processes a step; ~25 ms of the module task's ~60 ms). Anything else is Ansible's.
+
+    def _runs_as_controller_user(self):
+        return self._connection.transport == "local" and not self._connection.become
+
+    def _local_remote_tmp(self):
+        """remote_tmp with ~ expanded as Ansible would (the remote user's home), or None if it cannot be."""
+        path = self.get_shell_option("remote_tmp", default="~/.ansible/tmp")
+        if path.startswith("~"):
+            first, sep, rest = path.partition(os.path.sep)
+            if first == "~":
+                first = "~%s" % (self._get_remote_user() or "")
+            home = os.path.expanduser(first)
+            if home.startswith("~"):
+                return None
+            path = home + sep + rest
+        return path
+
+    def _make_tmp_path(self, remote_user=None):
+        base = self._local_remote_tmp() if self._runs_as_controller_user() else None
+        if base is None:
+            return super()._make_tmp_path(remote_user)
+        tmpdir = os.path.join(base, self._connection._shell._generate_temp_dir_name())
+        old_umask = os.umask(0o077)
+        try:
+            os.makedirs(base, exist_ok=True)
+            os.mkdir(tmpdir)
+        except OSError as err:
+            raise AnsibleConnectionFailure("Failed to create the temporary directory %s: %s" % (tmpdir, err)) from err
+        finally:
+            os.umask(old_umask)
+        self._cleanup_remote_tmp = True
+        # With a trailing separator, as Ansible's own.
+        self._connection._shell.tmpdir = tmpdir + os.path.sep
+        return self._connection._shell.tmpdir
+
+    def _fixup_perms2(self, remote_paths, remote_user=None, execute=True):
+        if not self._runs_as_controller_user():
+            return super()._fixup_perms2(remote_paths, remote_user, execute)
+        if execute:
+            for path in remote_paths:
+                try:
+                    os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) | stat.S_IRWXU)
+                except OSError as err:
+                    raise AnsibleError("Failed to set permissions on %s: %s" % (path, err)) from err
+        return remote_paths
+
+    def _remove_tmp_path(self, tmp_path, force=False):
+        if not self._runs_as_controller_user():
+            return super()._remove_tmp_path(tmp_path, force)
+        if tmp_path is None and self._connection._shell.tmpdir:
+            tmp_path = self._connection._shell.tmpdir
+        if force or self._should_remove_tmp_path(tmp_path):
+            try:
+                shutil.rmtree(tmp_path)
+            except OSError as err:
+                display.warning("Error deleting the temporary files in %s: %s" % (tmp_path, err))
+            else:
+                self._connection._shell.tmpdir = None
+        return None
 
     def _target_platform(self, task_vars):
         """(system, arch, what was seen) of the host the module runs on: gathered facts, this machine, or uname.

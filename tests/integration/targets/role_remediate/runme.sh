@@ -13,7 +13,7 @@
 #     in a list is reported not found and the rest applied; a list within the guard is applied in one run;
 #   restore_all: every server autoheal took out comes back, file byte-identical again;
 #   every state, reloads included, on an inventory host whose Python interpreter does not exist;
-#   a malformed action: refused before anything changes.
+#   a malformed action, a list that is not one, a bad role variable: refused before anything changes.
 set -euo pipefail
 cd "$(dirname "$0")"
 : "${ANSIBLE_COLLECTIONS_PATH:?must point at a collections dir holding autoheal.haproxy}"
@@ -213,8 +213,21 @@ grep -q "needs exactly one of server and address" <<<"$last_log" || fail "the re
 run remediate failed '[{"backend": "app", "server": "web1", "state": "drain", "weight": 5}]'
 grep -q "weight is only allowed with state enabled" <<<"$last_log" || fail "weight with drain not explained"
 run remediate failed '[{"backend": "app", "server": "web1", "state": "sleep"}]'
+# The playbook leaves out the role's argument validation task: the same inputs are refused by the filter and
+# by the module's own options, before anything is touched.
+run remediate failed '5'
+grep -q "Refusing to change anything: autoheal_actions must be a list" <<<"$last_log" ||
+  fail "actions that are not a list were not refused by name"
+run remediate failed '{"backend": "app", "server": "web1", "state": "drain"}'
+grep -q "autoheal_actions must be a list" <<<"$last_log" || fail "a single action object was not refused by name"
+run remediate failed '[{"backend": "app", "server": "web1", "state": "drain"}]' -e autoheal_remediate_min_active=lots
+grep -q 'option .min_active.: expected a non-negative integer, found' <<<"$last_log" ||
+  fail "a bad autoheal_remediate_min_active was not refused by name"
+run remediate failed '[{"backend": "app", "server": "web1", "state": "drain"}]' -e autoheal_remediate_set_by=nobody
+grep -q 'option .set_by.: expected one of autoheal, operator' <<<"$last_log" ||
+  fail "a bad autoheal_remediate_set_by was not refused by name"
 [[ $(sha256sum <"$cfg") == "$before" && $(live app/web1) == "ready w10" ]] || fail "a refused run changed something"
-echo "ok: malformed actions refused, nothing changed"
+echo "ok: malformed actions and options refused, nothing changed"
 
 # --- a node whose HAProxy does not answer: left untouched; the role fails it (at once by default; at the
 # end of the playbook, which goes on to the other nodes first) ------------------------------------------

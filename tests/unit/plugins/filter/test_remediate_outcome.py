@@ -57,6 +57,12 @@ def test_haproxy_not_answering_marks_every_action_unavailable():
     assert [(o["failed"], o["unavailable"], o["changed"]) for o in outcome] == [(True, True, False)] * 2
 
 
+def test_actions_that_are_not_a_list_have_no_outcome():
+    refused = {"failed": True, "msg": "Refusing to change anything: autoheal_actions must be a list"}
+    for actions in (5, "drain web1", {"server": "web1", "state": "drain"}, None):
+        assert remediate_outcome(refused, actions) == []
+
+
 def test_a_skipped_run_has_no_outcome_and_the_filters_are_registered():
     assert remediate_outcome({"skipped": True, "changed": False}, []) == []
     assert set(FilterModule().filters()) == {"remediate_outcome", "remediate_summary"}

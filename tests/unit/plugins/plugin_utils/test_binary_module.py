@@ -1,11 +1,16 @@
 # Copyright: autoheal.haproxy contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""How the action plugins find out which binary to run: facts, the local machine, or uname on the target."""
+"""How the action plugins find out which binary to run (facts, the local machine, or uname on the target), and how
+they make the module's temporary directory on a local connection."""
 
 from __future__ import annotations
 
 import os
+import pwd
+import stat
 from types import SimpleNamespace
+
+from ansible.plugins.shell.sh import ShellModule
 
 from ansible_collections.autoheal.haproxy.plugins.plugin_utils.binary_module import (
     BinaryModuleAction,
@@ -79,3 +84,58 @@ def test_shipped_binaries_tell_server_from_server_info(tmp_path):
     assert shipped_binaries(str(tmp_path), "server") == ["server_darwin_aarch64", "server_linux_x86_64"]
     assert shipped_binaries(str(tmp_path), "server_info") == ["server_info_linux_x86_64"]
     assert shipped_binaries(str(tmp_path / "missing"), "server") == []
+
+
+class FakeTmpAction(BinaryModuleAction):
+    """What the temporary-directory steps touch: the connection (transport, become, shell), remote_tmp and the
+    remote user; commands that would go to a shell are recorded and succeed."""
+
+    MODULE = "server"
+
+    def __init__(self, transport, remote_tmp, become=None):  # pylint: disable=super-init-not-called
+        self._connection = SimpleNamespace(transport=transport, become=become, _shell=ShellModule())
+        self._remote_tmp = remote_tmp
+        self._cleanup_remote_tmp = False
+        self.commands = []
+
+    def get_shell_option(self, option, default=None):
+        return self._remote_tmp if option == "remote_tmp" else default
+
+    def _get_remote_user(self):
+        return pwd.getpwuid(os.getuid()).pw_name
+
+    def _low_level_execute_command(self, cmd, sudoable=True, *args, **kwargs):  # pylint: disable=keyword-arg-before-vararg
+        self.commands.append(cmd)
+        return {"rc": 0, "stdout": "", "stderr": ""}
+
+
+def test_on_a_local_connection_the_temporary_directory_needs_no_shell(tmp_path):
+    action = FakeTmpAction("local", str(tmp_path / "remote_tmp"))
+    tmpdir = action._make_tmp_path()
+    assert tmpdir.endswith(os.path.sep) and "-tmp-" in tmpdir
+    assert os.path.dirname(tmpdir.rstrip(os.path.sep)) == str(tmp_path / "remote_tmp")
+    assert stat.S_IMODE(os.stat(tmpdir).st_mode) == 0o700
+    module = os.path.join(tmpdir, "AnsiballZ_server_linux_x86_64")
+    with open(module, "w", encoding="utf-8"):
+        pass
+    os.chmod(module, 0o600)
+    action._fixup_perms2([tmpdir, module])
+    assert stat.S_IMODE(os.stat(module).st_mode) == 0o700
+    action._remove_tmp_path(action._connection._shell.tmpdir)
+    assert not os.path.exists(tmpdir) and action._connection._shell.tmpdir is None
+    assert action.commands == []
+
+
+def test_a_local_remote_tmp_under_home_is_the_remote_users_home():
+    user = pwd.getpwuid(os.getuid())
+    assert FakeTmpAction("local", "~/.ansible/tmp")._local_remote_tmp() == os.path.join(user.pw_dir, ".ansible/tmp")
+    assert FakeTmpAction("local", "~%s/t" % user.pw_name)._local_remote_tmp() == os.path.join(user.pw_dir, "t")
+    # A home that cannot be found here is left to Ansible's own steps, which report it.
+    assert FakeTmpAction("local", "~no-such-user-autoheal/t")._local_remote_tmp() is None
+
+
+def test_with_become_or_on_another_host_the_shell_removes_the_directory(tmp_path):
+    for action in (FakeTmpAction("ssh", str(tmp_path)), FakeTmpAction("local", str(tmp_path), become=object())):
+        action._cleanup_remote_tmp = True
+        action._remove_tmp_path("/home/ops/.ansible/tmp/ansible-tmp-1-2-3/")
+        assert len(action.commands) == 1 and "rm -f -r" in action.commands[0]
