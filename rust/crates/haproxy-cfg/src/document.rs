@@ -192,6 +192,10 @@ pub(crate) struct Lines<'a> {
     only_structure: bool,
     /// When set, a plainly written `server` line is lexed only if it may name one of these servers.
     server_hints: Option<&'a [&'a str]>,
+    /// In structure mode, the lines passed over since the last line returned, and the line ending of the last
+    /// of them (see [`Lines::take_passed_over`]).
+    passed_over: usize,
+    passed_over_ending: Range<usize>,
 }
 
 impl<'a> Lines<'a> {
@@ -203,18 +207,28 @@ impl<'a> Lines<'a> {
             depth: 0,
             only_structure: false,
             server_hints: None,
+            passed_over: 0,
+            passed_over_ending: 0..0,
         }
     }
 
-    /// Every line, but lines that cannot matter to the server finder (most of a large file) come
-    /// back with no tokens instead of being lexed. With `server_hints` (server names), `server`
-    /// lines that cannot hold any of those names are skipped too.
+    /// Only the lines that may matter to the server finder: the others (most of a large file) are
+    /// passed over without being lexed, and counted ([`Lines::take_passed_over`]). With `server_hints`
+    /// (server names), `server` lines that cannot hold any of those names are passed over too.
     pub(crate) fn structure(text: &'a str, server_hints: Option<&'a [&'a str]>) -> Self {
         Self {
             only_structure: true,
             server_hints,
             ..Self::new(text)
         }
+    }
+
+    /// How many lines were passed over just before the line returned last, with the line ending of
+    /// the last of them; `None` if there were none. Such a line holds no section header, directive,
+    /// server or marker: all it does is end a group of markers and count.
+    pub(crate) fn take_passed_over(&mut self) -> Option<(usize, Range<usize>)> {
+        let count = std::mem::take(&mut self.passed_over);
+        (count > 0).then(|| (count, self.passed_over_ending.clone()))
     }
 
     /// Could this line be a section header, a `.if` directive, a `server`-like line or an autoheal
@@ -272,28 +286,28 @@ impl<'a> Iterator for Lines<'a> {
     type Item = Line<'a>;
 
     fn next(&mut self) -> Option<Line<'a>> {
-        let (text, start) = (self.text, self.start);
-        if start >= text.len() {
-            return None;
-        }
-        let newline = memchr::memchr(b'\n', &text.as_bytes()[start..]).map(|offset| start + offset);
-        let (content_end, end) = match newline {
-            Some(nl) if nl > start && text.as_bytes()[nl - 1] == b'\r' => (nl - 1, nl + 1),
-            Some(nl) => (nl, nl + 1),
-            None => (text.len(), text.len()),
-        };
-        let content = &text[start..content_end];
-        let lexed = if self.only_structure && !self.may_be_structure(content) {
-            LexedLine {
-                indent: 0..0,
-                tokens: Vec::new(),
-                comment: None,
-                len: content.len(),
-                malformed: None,
+        let text = self.text;
+        let (start, content_end, end) = loop {
+            let start = self.start;
+            if start >= text.len() {
+                return None;
             }
-        } else {
-            lex(content)
+            let newline =
+                memchr::memchr(b'\n', &text.as_bytes()[start..]).map(|offset| start + offset);
+            let (content_end, end) = match newline {
+                Some(nl) if nl > start && text.as_bytes()[nl - 1] == b'\r' => (nl - 1, nl + 1),
+                Some(nl) => (nl, nl + 1),
+                None => (text.len(), text.len()),
+            };
+            if self.only_structure && !self.may_be_structure(&text[start..content_end]) {
+                self.passed_over += 1;
+                self.passed_over_ending = content_end..end;
+                self.start = end;
+                continue;
+            }
+            break (start, content_end, end);
         };
+        let lexed = lex(&text[start..content_end]);
         // `.if` nesting: the directive lines themselves stay opaque; only the lines inside are flagged.
         let directive = lexed.keyword().filter(|_| lexed.malformed.is_none());
         if matches!(directive, Some(".endif")) {
@@ -364,12 +378,42 @@ mod tests {
     #[test]
     fn name_hints_lex_server_lines_by_their_name_alone() {
         let text = "backend app\n    server web1 127.0.0.1:1 cookie \"a b\"\n    server web2 127.0.0.1:2 cookie \"a b\"\n    server \"web 3\" 127.0.0.1:3\n    server web\\ 4 127.0.0.1:4\n";
-        let lexed: Vec<usize> = Lines::structure(text, Some(&["web1"]))
-            .map(|line| line.lexed.tokens.len())
-            .collect();
-        // The header; web1 (a hint); web2 skipped although a quote follows its name; the quoted and
-        // the escaped names lexed, since their word alone cannot say which server they name.
-        assert_eq!(lexed, [2, 5, 0, 3, 3]);
+        let mut lines = Lines::structure(text, Some(&["web1"]));
+        let mut seen = Vec::new();
+        while let Some(line) = lines.next() {
+            let passed_over = lines.take_passed_over().map(|(count, _)| count);
+            seen.push((line.range.start, line.lexed.tokens.len(), passed_over));
+        }
+        // The header; web1 (a hint); web2 passed over although a quote follows its name; the quoted
+        // and the escaped names lexed, since their word alone cannot say which server they name.
+        let web3 = text.find("    server \"web 3\"").unwrap();
+        let web4 = text.find("    server web\\ 4").unwrap();
+        assert_eq!(
+            seen,
+            [
+                (0, 2, None),
+                (12, 5, None),
+                (web3, 3, Some(1)),
+                (web4, 3, None)
+            ]
+        );
+    }
+
+    #[test]
+    fn lines_passed_over_are_counted_with_the_ending_of_the_last() {
+        let text = "backend app\r\n\n  # note\r\n    server web1 127.0.0.1:1\n\n";
+        let mut lines = Lines::structure(text, Some(&["web1"]));
+        let header = lines.next().unwrap();
+        assert_eq!((header.range.start, lines.take_passed_over()), (0, None));
+        let web1 = lines.next().unwrap();
+        let note_ending = text.find("\r\n    server").unwrap();
+        assert_eq!(&text[web1.range.clone()], "    server web1 127.0.0.1:1\n");
+        assert_eq!(
+            lines.take_passed_over(),
+            Some((2, note_ending..note_ending + 2))
+        );
+        // A trailing blank line is passed over, and nothing is left to return.
+        assert!(lines.next().is_none());
     }
 
     fn kinds(text: &str) -> Vec<(SectionKind, Option<String>, Option<String>, usize)> {

@@ -330,14 +330,19 @@ pub fn list_section(text: &str, span: &SectionSpan<'_>) -> Vec<ServerInfo> {
 
 /// Walks the text once, line by line, keeping the servers `keep` accepts; tracks what each `defaults`
 /// section and each backend's `default-server` lines hand down. `name_hints`, when given, must hold
-/// every name `keep` looks for: server lines that contain none of them are not even lexed.
+/// every name `keep` looks for: server lines that contain none of them are not even lexed. Lines that
+/// cannot matter (most of a large file) are only counted, never handed to the walk.
 pub fn find<'a>(
     text: &'a str,
     name_hints: Option<&'a [&'a str]>,
     keep: impl FnMut(&Entry<'a>) -> bool,
 ) -> Servers<'a> {
     let mut finder = Finder::new(text, keep);
-    for line in Lines::structure(text, name_hints) {
+    let mut lines = Lines::structure(text, name_hints);
+    while let Some(line) = lines.next() {
+        if let Some((count, last_ending)) = lines.take_passed_over() {
+            finder.pass_over(count, last_ending);
+        }
         finder.feed(line);
     }
     if let Some(last) = finder.servers.backends.last_mut() {
@@ -412,6 +417,14 @@ impl<'a, K: FnMut(&Entry<'a>) -> bool> Finder<'a, K> {
             index: 0,
             ending_above: "",
         }
+    }
+
+    /// Lines that hold no header, directive, server or marker: they end a group of markers above a
+    /// server and count, as [`Finder::feed`] would read them.
+    fn pass_over(&mut self, count: usize, last_ending: Range<usize>) {
+        self.pending = None;
+        self.ending_above = &self.text[last_ending];
+        self.index += count;
     }
 
     fn feed(&mut self, line: Line<'a>) {
@@ -603,4 +616,62 @@ fn comment_marker(content: &str, lexed: &LexedLine) -> Option<Marker> {
         return None;
     }
     Marker::parse(&content[comment.clone()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The walk `find` makes, but with every line lexed and fed: what passing lines over must not change.
+    fn find_feeding_every_line<'a>(
+        text: &'a str,
+        keep: impl FnMut(&Entry<'a>) -> bool,
+    ) -> Servers<'a> {
+        let mut finder = Finder::new(text, keep);
+        for line in Lines::new(text) {
+            finder.feed(line);
+        }
+        if let Some(last) = finder.servers.backends.last_mut() {
+            if last.body.end == usize::MAX {
+                last.body.end = text.len();
+            }
+        }
+        finder.servers
+    }
+
+    #[test]
+    fn passing_lines_over_finds_what_feeding_every_line_finds() {
+        let marked = "defaults\n    default-server inter 3s\n\nbackend app\n    balance roundrobin\n\n    \
+            #autoheal drain was: server web1 10.0.0.1:80 check weight 10\n    server web1 10.0.0.1:80 check weight 0\n    \
+            #autoheal drain was: server web2 10.0.0.2:80 check\n    # a note between a marker and its server\n    \
+            server web2 10.0.0.2:80 check\n    #autoheal absent was: server web3 10.0.0.3:80 check\n\n    \
+            #autoheal disabled was: server web4 10.0.0.4:80\r\n\r\n    server web4 10.0.0.4:80 disabled\r\n\
+            .if defined(X)\n    server web5 10.0.0.5:80\n.endif\nlisten l\n    bind :80\n    server web1 10.0.0.9:80\n";
+        let fixtures = [
+            include_str!("../tests/fixtures/comments-and-blank-lines.cfg"),
+            include_str!("../tests/fixtures/conditional-blocks.cfg"),
+            include_str!("../tests/fixtures/crlf.cfg"),
+            include_str!("../tests/fixtures/quoting-and-odd-names.cfg"),
+            include_str!("../tests/fixtures/templates-and-duplicates.cfg"),
+        ];
+        for text in std::iter::once(marked).chain(fixtures) {
+            let every_line = find_feeding_every_line(text, |_| true);
+            assert!(!every_line.entries.is_empty(), "no servers in {text:?}");
+            assert_eq!(find(text, None, |_| true), every_line, "{text:?}");
+            let names: Vec<String> = every_line
+                .entries
+                .iter()
+                .map(|e| e.name.to_string())
+                .collect();
+            for name in &names {
+                let hints = [name.as_str()];
+                let wanted = |entry: &Entry| entry.name == *name;
+                assert_eq!(
+                    find(text, Some(&hints), wanted).entries,
+                    find_feeding_every_line(text, wanted).entries,
+                    "{name} in {text:?}"
+                );
+            }
+        }
+    }
 }
