@@ -40,5 +40,8 @@ scripts/ansible-versions.sh
 echo "== end-to-end: the whole loop on loopback (tests/e2e)"
 tests/e2e/run.sh
 
+echo "== benchmarks, briefly: each still runs (scripts/bench-smoke.sh)"
+scripts/bench-smoke.sh
+
 echo "== HAProxy version matrix: 2.8, 3.0, 3.2, 3.4 from ../shared/haproxy-src (when there)"
 scripts/test-matrix.sh
