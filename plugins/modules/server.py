@@ -134,8 +134,11 @@ options:
       - When given, the change is also applied live with C(set server) and C(set weight), only where the live
         state differs, and the live state is read back with C(show servers state). The guard O(min_active)
         then also counts live health and state.
-      - If the live apply or read-back fails, the file keeps its change, the task fails and
-        RV(live_in_sync) is V(false).
+      - If a live command fails after the file was written, the file is put back and what had gone live is
+        taken back, so that no server is left out live while the file puts it back (which would read as an
+        operator's state, see RV(changes[].set_by)); the task fails saying so (not C(changed), RV(live_in_sync)
+        V(true) when the take-back worked), and can be run again. If the reload or the read-back fails, the
+        file keeps its change, the task fails and RV(live_in_sync) is V(false).
       - When every change takes traffic away (V(drain), V(disabled), V(absent)), it is applied live first and
         the file is validated and written after, so that the server stops taking traffic without waiting for
         them. If the file cannot be validated or written then, the live change is taken back and the task fails

@@ -491,21 +491,24 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     // and written, which is what makes a drain take effect in milliseconds. A write that fails
     // after it takes the live change back, so nothing is left half-done (a live state the file
     // does not record would read as an operator's), and fails the task: the caller retries.
+    // The problems, and which steps had at least one command go through.
     let send_live = |socket: &AdminSocket| {
         let mut problems = Vec::new();
-        for step in &steps {
+        let mut applied = vec![false; steps.len()];
+        for (at, step) in steps.iter().enumerate() {
             for command in &step.commands {
                 if let Err(e) = socket.send(command) {
                     problems.push(e.to_string());
                     break;
                 }
+                applied[at] = true;
             }
         }
-        problems
+        (problems, applied)
     };
-    let take_back = |socket: &AdminSocket| {
+    let take_back = |socket: &AdminSocket, applied: &[bool]| {
         let mut problems = Vec::new();
-        for step in steps.iter().rev() {
+        for (step, _) in steps.iter().zip(applied).rev().filter(|(_, &a)| a) {
             let Some(Some(before)) = step.live_before else {
                 continue;
             };
@@ -521,9 +524,9 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     let live_first = socket.is_some()
         && steps.iter().any(|s| !s.commands.is_empty())
         && steps.iter().all(|s| s.goal.takes_no_new_traffic());
-    let mut problems = match (&socket, live_first) {
+    let (mut problems, applied_first) = match (&socket, live_first) {
         (Some(socket), true) => send_live(socket),
-        _ => Vec::new(),
+        _ => (Vec::new(), vec![false; steps.len()]),
     };
 
     if file_changed {
@@ -547,7 +550,10 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
                 result.checksum_after = checksum_after;
             }
             Err(e) if live_first => {
-                let undo_problems = socket.as_ref().map(take_back).unwrap_or_default();
+                let undo_problems = socket
+                    .as_ref()
+                    .map(|socket| take_back(socket, &applied_first))
+                    .unwrap_or_default();
                 result.failed = true;
                 result.changed = !undo_problems.is_empty();
                 result.live_in_sync = Some(undo_problems.is_empty());
@@ -585,7 +591,60 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
         return finish(result, servers);
     };
     if !live_first {
-        problems = send_live(&socket);
+        let applied;
+        (problems, applied) = send_live(&socket);
+        if !problems.is_empty() && file_changed {
+            // A server the file now puts back but that is still out live would read as an operator's,
+            // and autoheal's retry would leave it alone: the file goes back, and whatever went live is
+            // taken back, so that the retry finds things as this run did.
+            let put_back = file.replace(source, [source], None, false);
+            let undo_problems = take_back(&socket, &applied);
+            result.failed = true;
+            result.reload_required = false;
+            let live = problems.join("; ");
+            let steps_text = describe(&steps, "would be");
+            match put_back {
+                Ok(_) => {
+                    if let Some(backup) = result.backup_file.take() {
+                        // Best effort: it holds what the file holds again.
+                        let _ = std::fs::remove_file(backup);
+                    }
+                    result.checksum_after = result.checksum_before.clone();
+                    result.changed = !undo_problems.is_empty();
+                    result.live_in_sync = Some(undo_problems.is_empty());
+                    result.msg = if undo_problems.is_empty() {
+                        format!(
+                            "nothing was changed: applying the change ({steps_text}) on the admin \
+                             socket failed after the file was written: {live}. The file was put \
+                             back and what had gone live was taken back: the file and the running \
+                             HAProxy keep their old state. Run again once the socket answers"
+                        )
+                    } else {
+                        format!(
+                            "applying the change ({steps_text}) on the admin socket failed after \
+                             the file was written: {live}. The file was put back, but taking back \
+                             what had gone live failed ({}): the running HAProxy is out of line \
+                             with the file",
+                            undo_problems.join("; ")
+                        )
+                    };
+                }
+                Err(e) => {
+                    result.changed = true;
+                    result.live_in_sync = Some(false);
+                    result.msg = format!(
+                        "applying the change ({steps_text}) on the admin socket failed after the \
+                         file was written: {live}; putting the file back failed too ({e}): the file \
+                         holds the change, the running HAProxy does not"
+                    );
+                }
+            }
+            let servers = steps
+                .iter()
+                .map(|s| outcome(s, None, false, args))
+                .collect();
+            return finish(result, servers);
+        }
     }
     if let (true, Some(method)) = (result.reload_required, &args.reload) {
         match reload_now(args, method, &socket) {

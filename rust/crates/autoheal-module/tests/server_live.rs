@@ -240,25 +240,28 @@ fn min_active_refuses_and_changes_nothing() {
 }
 
 #[test]
-fn a_failed_live_apply_keeps_the_file_and_fails_the_task() {
+fn a_refused_live_command_puts_the_file_back_and_fails_the_task() {
     // With a static algorithm HAProxy refuses `set weight` other than 0% and 100%.
     let mut lab = Lab::new(
         &[("web1", "weight 10"), ("web2", "")],
         "    balance static-rr\n",
     );
     lab.start();
+    let file = lab.config();
     let (result, code) = lab.server(json!({"server": "web1", "weight": 5}));
     assert_eq!(code, 1, "{result}");
     assert_eq!(result["failed"], true);
-    assert_eq!(result["changed"], true, "the file did change: {result}");
-    assert_eq!(result["live_in_sync"], false);
-    let msg = result["msg"].as_str().unwrap();
-    assert!(msg.contains("static LB algorithm"), "{msg}");
     assert_eq!(
-        config_weight(&lab.config_text(), "web1"),
-        5,
-        "the file stays the truth"
+        result["changed"], false,
+        "nothing is left changed: {result}"
     );
+    assert_eq!(result["live_in_sync"], true);
+    let msg = result["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("static LB algorithm") && msg.contains("file was put back"),
+        "{msg}"
+    );
+    assert_eq!(lab.config(), file, "the file was not put back");
     assert!(lab.servers()["web1"].ready_with(10));
 }
 
@@ -314,6 +317,63 @@ fn a_drain_goes_live_before_the_write_and_a_failed_write_takes_it_back() {
         json!(["set server app/web1 state drain"])
     );
     assert_eq!(config_weight(&lab.config_text(), "web1"), 0);
+}
+
+#[test]
+fn a_restore_whose_live_command_fails_after_the_write_puts_the_file_back() {
+    let mut lab = Lab::new(&WEB, "");
+    lab.start();
+    let (drained, code) =
+        lab.server(json!({"server": "web1", "state": "drain", "set_by": "autoheal"}));
+    assert_eq!(code, 0, "{drained}");
+    assert!(live(&lab, "web1").drained());
+    let file = lab.config();
+    // The validation passes the candidate but takes the admin socket away, so the restore's live
+    // command fails after the file has been written.
+    let away = lab.root.join("admin.sock.away");
+    let validate = format!(
+        "python3 -c 'import os, sys; os.rename(sys.argv[1], sys.argv[2])' {} {} %s",
+        lab.admin.display(),
+        away.display()
+    );
+    let (result, code) = lab.server(json!({
+        "server": "web1", "state": "enabled", "set_by": "autoheal", "validate": validate, "backup": true
+    }));
+    assert_eq!(code, 1, "{result}");
+    assert_eq!(
+        (&result["failed"], &result["changed"]),
+        (&json!(true), &json!(false)),
+        "{result}"
+    );
+    let msg = result["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("admin socket failed after the file was written") && msg.contains("put back"),
+        "{msg}"
+    );
+    assert_eq!(result["checksum_after"], result["checksum_before"]);
+    assert_eq!(result["backup_file"], Value::Null, "{result}");
+    assert_eq!(
+        lab.config(),
+        file,
+        "the file keeps the drain and its marker"
+    );
+    assert!(
+        !lab.etc_entries()
+            .iter()
+            .any(|name| name.contains('~') || name.contains(".autoheal-tmp")),
+        "a backup or a temp file was left: {:?}",
+        lab.etc_entries()
+    );
+
+    // With the socket back, autoheal's retry finds its own drain and restores it, file and live.
+    fs::rename(&away, &lab.admin).unwrap();
+    assert!(live(&lab, "web1").drained());
+    let (retried, code) =
+        lab.server(json!({"server": "web1", "state": "enabled", "set_by": "autoheal"}));
+    assert_eq!((code, &retried["changed"]), (0, &json!(true)), "{retried}");
+    assert_eq!(retried["servers"][0]["skipped"], false, "{retried}");
+    assert_eq!(retried["live_in_sync"], true);
+    assert!(live(&lab, "web1").ready_with(10));
 }
 
 #[test]
