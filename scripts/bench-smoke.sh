@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 echo "== bench smoke: module_bench.py"
-.venv/bin/python bench/module_bench.py --module plugins/modules/__bin__/server_linux_x86_64 \
+.venv/bin/python bench/module_bench.py --module "plugins/modules/__bin__/server_linux_$(uname -m)" \
   --rounds 1 --backends 20 --servers 5
 echo "== bench smoke: batch_bench.py"
 .venv/bin/python bench/batch_bench.py --rounds 1 --actions 5

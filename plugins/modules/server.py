@@ -30,8 +30,8 @@ description:
     failing, on what they say.
   - The file is the source of truth. It is replaced atomically (temp file in the same directory, validated,
     synced, renamed over the original, owner and mode kept) under an exclusive lock on its directory, so
-    concurrent runs on one file are serialised and none is lost. Any failure leaves the original file
-    byte-identical.
+    concurrent runs on one file are serialised and none is lost. A failure before the write, or a live
+    command that fails after it, leaves the original file byte-identical (see O(socket) for the exceptions).
   - Runs as a static binary on the target; no Python is needed there.
 author:
   - autoheal.haproxy contributors (!UNKNOWN)
@@ -137,8 +137,11 @@ options:
       - If a live command fails after the file was written, the file is put back and what had gone live is
         taken back, so that no server is left out live while the file puts it back (which would read as an
         operator's state, see RV(changes[].set_by)); the task fails saying so (not C(changed), RV(live_in_sync)
-        V(true) when the take-back worked), and can be run again. If the reload or the read-back fails, the
-        file keeps its change, the task fails and RV(live_in_sync) is V(false).
+        V(true) when the take-back worked). Running it again helps once the socket answers; not when HAProxy
+        refused the command (the message gives its answer). A file someone else changed in the meantime is
+        left as it is (C(changed), RV(live_in_sync) V(false)).
+      - If the reload or the read-back fails, the file keeps its change, the task fails and RV(live_in_sync)
+        is V(false).
       - When every change takes traffic away (V(drain), V(disabled), V(absent)), it is applied live first and
         the file is validated and written after, so that the server stops taking traffic without waiting for
         them. If the file cannot be validated or written then, the live change is taken back and the task fails

@@ -110,8 +110,11 @@ class BinaryModuleAction(ActionBase):
         return self._connection.transport == "local" and not self._connection.become
 
     def _local_remote_tmp(self):
-        """remote_tmp with ~ expanded as Ansible would (the remote user's home), or None if it cannot be."""
+        """remote_tmp with ~ expanded as Ansible would (the remote user's home), or None if it cannot be here
+        (a home that cannot be found, or shell syntax such as $HOME, which Ansible's own steps expand)."""
         path = self.get_shell_option("remote_tmp", default="~/.ansible/tmp")
+        if "$" in path or "`" in path:
+            return None
         if path.startswith("~"):
             first, sep, rest = path.partition(os.path.sep)
             if first == "~":

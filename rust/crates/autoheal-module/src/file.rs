@@ -56,6 +56,8 @@ pub enum FileError {
         /// Its stdout and stderr.
         output: String,
     },
+    /// The file no longer holds what this run wrote: someone else changed it since.
+    ChangedMeanwhile(PathBuf),
 }
 
 impl fmt::Display for FileError {
@@ -88,6 +90,11 @@ impl fmt::Display for FileError {
                 f,
                 "validation failed, file left unchanged: `{command}` {status}: {}",
                 output.trim()
+            ),
+            Self::ChangedMeanwhile(path) => write!(
+                f,
+                "{} was changed by someone else since this run wrote it, and is left as it is",
+                path.display()
             ),
         }
     }

@@ -12,7 +12,7 @@ use std::path::Path;
 use haproxy_cfg::{Desired, Patch, Request, ServerChange, Target};
 
 use crate::args::ServerArgs;
-use crate::file::{write_text, LockedFile, SourceHash};
+use crate::file::{sha256_hex, write_text, FileError, LockedFile, SourceHash};
 use crate::guard::{self, Verdict};
 use crate::health::{self, Asked, Found, Standing};
 use crate::reload::{self, ReloadMethod};
@@ -20,7 +20,7 @@ use crate::result::{
     desired_label, ChangeOutcome, ConfigView, Diff, GuardResult, LiveView, ReloadResult,
     ServerOutcome, ServerResult, Snapshot,
 };
-use crate::runtime::{AdminSocket, BackendState, LiveCommand, LiveGoal, LiveServer};
+use crate::runtime::{AdminSocket, BackendState, LiveCommand, LiveGoal, LiveServer, RuntimeError};
 use crate::ModuleError;
 
 /// Runs the module on the args file's text.
@@ -289,6 +289,15 @@ fn describe<'s>(steps: impl IntoIterator<Item = &'s Step<'s>>, verb: &str) -> St
 }
 
 /// Runs the module with parsed options.
+/// What sending a run's live commands did.
+struct LiveSent {
+    problems: Vec<String>,
+    /// Per step: at least one of its commands went through.
+    applied: Vec<bool>,
+    /// The socket itself failed (rather than HAProxy refusing a command).
+    unreachable: bool,
+}
+
 pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     let file = LockedFile::lock(&args.path, args.lock_timeout)?;
     let path_text = file.path().display().to_string();
@@ -491,20 +500,28 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     // and written, which is what makes a drain take effect in milliseconds. A write that fails
     // after it takes the live change back, so nothing is left half-done (a live state the file
     // does not record would read as an operator's), and fails the task: the caller retries.
-    // The problems, and which steps had at least one command go through.
+    // The problems, which steps had a command go through, and whether the socket itself failed
+    // (then the steps left are not tried: each would wait out the timeout in turn).
     let send_live = |socket: &AdminSocket| {
-        let mut problems = Vec::new();
-        let mut applied = vec![false; steps.len()];
-        for (at, step) in steps.iter().enumerate() {
+        let mut sent = LiveSent {
+            problems: Vec::new(),
+            applied: vec![false; steps.len()],
+            unreachable: false,
+        };
+        'steps: for (at, step) in steps.iter().enumerate() {
             for command in &step.commands {
                 if let Err(e) = socket.send(command) {
-                    problems.push(e.to_string());
+                    sent.problems.push(e.to_string());
+                    if matches!(e, RuntimeError::Io { .. }) {
+                        sent.unreachable = true;
+                        break 'steps;
+                    }
                     break;
                 }
-                applied[at] = true;
+                sent.applied[at] = true;
             }
         }
-        (problems, applied)
+        sent
     };
     let take_back = |socket: &AdminSocket, applied: &[bool]| {
         let mut problems = Vec::new();
@@ -524,10 +541,12 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     let live_first = socket.is_some()
         && steps.iter().any(|s| !s.commands.is_empty())
         && steps.iter().all(|s| s.goal.takes_no_new_traffic());
-    let (mut problems, applied_first) = match (&socket, live_first) {
-        (Some(socket), true) => send_live(socket),
-        _ => (Vec::new(), vec![false; steps.len()]),
+    let sent_first = match (&socket, live_first) {
+        (Some(socket), true) => Some(send_live(socket)),
+        _ => None,
     };
+    let applied_first = sent_first.as_ref().map(|sent| sent.applied.clone());
+    let mut problems = sent_first.map(|sent| sent.problems).unwrap_or_default();
 
     if file_changed {
         // The new text is hashed on another core while it is written.
@@ -552,7 +571,8 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
             Err(e) if live_first => {
                 let undo_problems = socket
                     .as_ref()
-                    .map(|socket| take_back(socket, &applied_first))
+                    .zip(applied_first.as_deref())
+                    .map(|(socket, applied)| take_back(socket, applied))
                     .unwrap_or_default();
                 result.failed = true;
                 result.changed = !undo_problems.is_empty();
@@ -591,60 +611,73 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
         return finish(result, servers);
     };
     if !live_first {
-        let applied;
-        (problems, applied) = send_live(&socket);
-        if !problems.is_empty() && file_changed {
-            // A server the file now puts back but that is still out live would read as an operator's,
-            // and autoheal's retry would leave it alone: the file goes back, and whatever went live is
-            // taken back, so that the retry finds things as this run did.
-            let put_back = file.replace(source, [source], None, false);
-            let undo_problems = take_back(&socket, &applied);
+        let sent = send_live(&socket);
+        if !sent.problems.is_empty() && file_changed {
+            // A server the file now puts back but that is still out live would read as an
+            // operator's, and autoheal's retry would leave it alone: the file goes back, and what
+            // went live is taken back, so that a retry finds things as this run did.
+            let failed = format!(
+                "applying the change ({}) on the admin socket failed after the file was written: {}",
+                describe(&steps, "would be"),
+                sent.problems.join("; ")
+            );
+            let next = if sent.unreachable {
+                "Run again once the socket answers"
+            } else {
+                "HAProxy refused it: running again fails the same way until that is fixed"
+            };
             result.failed = true;
-            result.reload_required = false;
-            let live = problems.join("; ");
-            let steps_text = describe(&steps, "would be");
-            match put_back {
-                Ok(_) => {
-                    if let Some(backup) = result.backup_file.take() {
-                        // Best effort: it holds what the file holds again.
-                        let _ = std::fs::remove_file(backup);
-                    }
-                    result.checksum_after = result.checksum_before.clone();
-                    result.changed = !undo_problems.is_empty();
-                    result.live_in_sync = Some(undo_problems.is_empty());
-                    result.msg = if undo_problems.is_empty() {
-                        format!(
-                            "nothing was changed: applying the change ({steps_text}) on the admin \
-                             socket failed after the file was written: {live}. The file was put \
-                             back and what had gone live was taken back: the file and the running \
-                             HAProxy keep their old state. Run again once the socket answers"
-                        )
-                    } else {
-                        format!(
-                            "applying the change ({steps_text}) on the admin socket failed after \
-                             the file was written: {live}. The file was put back, but taking back \
-                             what had gone live failed ({}): the running HAProxy is out of line \
-                             with the file",
-                            undo_problems.join("; ")
-                        )
-                    };
-                }
-                Err(e) => {
-                    result.changed = true;
-                    result.live_in_sync = Some(false);
-                    result.msg = format!(
-                        "applying the change ({steps_text}) on the admin socket failed after the \
-                         file was written: {live}; putting the file back failed too ({e}): the file \
-                         holds the change, the running HAProxy does not"
-                    );
-                }
+            // Only the text this run wrote goes back: anything else there now is someone else's.
+            let still_ours = file
+                .read()
+                .ok()
+                .and_then(|bytes| bytes.text(file.path()).ok().map(|text| sha256_hex([text])))
+                .is_some_and(|now| now == result.checksum_after);
+            let put_back = if still_ours {
+                file.replace(source, [source], None, false).map(|_| ())
+            } else {
+                Err(FileError::ChangedMeanwhile(file.path().to_owned()))
+            };
+            let servers_after = |applied: bool| {
+                steps
+                    .iter()
+                    .map(|s| outcome(s, None, applied, args))
+                    .collect()
+            };
+            if let Err(e) = put_back {
+                // The file keeps the change, and so does whatever went live.
+                result.changed = true;
+                result.live_in_sync = Some(false);
+                result.msg = format!(
+                    "{failed}. Putting the file back failed ({e}): the file holds the change, the \
+                     running HAProxy only what went through"
+                );
+                return finish(result, servers_after(true));
             }
-            let servers = steps
-                .iter()
-                .map(|s| outcome(s, None, false, args))
-                .collect();
-            return finish(result, servers);
+            if let Some(backup) = result.backup_file.take() {
+                // Best effort: it holds what the file holds again.
+                let _ = std::fs::remove_file(backup);
+            }
+            result.checksum_after = result.checksum_before.clone();
+            result.reload_required = false;
+            let undo_problems = take_back(&socket, &sent.applied);
+            result.changed = !undo_problems.is_empty();
+            result.live_in_sync = Some(undo_problems.is_empty());
+            result.msg = if undo_problems.is_empty() {
+                format!(
+                    "nothing was changed: {failed}. The file was put back and what had gone live \
+                     was taken back: the file and the running HAProxy keep their old state. {next}"
+                )
+            } else {
+                format!(
+                    "{failed}. The file was put back, but taking back what had gone live failed \
+                     ({}): the running HAProxy is out of line with the file",
+                    undo_problems.join("; ")
+                )
+            };
+            return finish(result, servers_after(false));
         }
+        problems = sent.problems;
     }
     if let (true, Some(method)) = (result.reload_required, &args.reload) {
         match reload_now(args, method, &socket) {

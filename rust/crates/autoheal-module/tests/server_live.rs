@@ -258,11 +258,47 @@ fn a_refused_live_command_puts_the_file_back_and_fails_the_task() {
     assert_eq!(result["live_in_sync"], true);
     let msg = result["msg"].as_str().unwrap();
     assert!(
-        msg.contains("static LB algorithm") && msg.contains("file was put back"),
+        msg.contains("static LB algorithm")
+            && msg.contains("file was put back")
+            && msg.contains("HAProxy refused it"),
         "{msg}"
     );
     assert_eq!(lab.config(), file, "the file was not put back");
     assert!(lab.servers()["web1"].ready_with(10));
+}
+
+#[test]
+fn what_went_live_before_a_refused_command_is_taken_back_with_the_file() {
+    let mut lab = Lab::new(
+        &[("web1", "weight 10"), ("web2", "weight 10"), ("web3", "")],
+        "    balance static-rr\n",
+    );
+    lab.start();
+    let (drained, code) =
+        lab.server(json!({"server": "web1", "state": "drain", "set_by": "autoheal"}));
+    assert_eq!(code, 0, "{drained}");
+    let file = lab.config();
+    // web1's restore goes live; then HAProxy refuses web2's weight (static-rr).
+    let (result, code) = lab.server(json!({
+        "changes": [{"server": "web1"}, {"server": "web2", "weight": 5}], "set_by": "autoheal"
+    }));
+    assert_eq!(code, 1, "{result}");
+    assert_eq!(
+        (&result["changed"], &result["live_in_sync"]),
+        (&json!(false), &json!(true)),
+        "{result}"
+    );
+    assert!(
+        result["msg"].as_str().unwrap().contains("taken back"),
+        "{result}"
+    );
+    assert_eq!(lab.config(), file, "the file was not put back");
+    let servers = lab.servers();
+    assert!(
+        servers["web1"].drained(),
+        "web1's restore was not taken back"
+    );
+    assert!(servers["web2"].ready_with(10));
 }
 
 #[test]
@@ -347,7 +383,9 @@ fn a_restore_whose_live_command_fails_after_the_write_puts_the_file_back() {
     );
     let msg = result["msg"].as_str().unwrap();
     assert!(
-        msg.contains("admin socket failed after the file was written") && msg.contains("put back"),
+        msg.contains("admin socket failed after the file was written")
+            && msg.contains("put back")
+            && msg.contains("Run again once the socket answers"),
         "{msg}"
     );
     assert_eq!(result["checksum_after"], result["checksum_before"]);
@@ -374,6 +412,70 @@ fn a_restore_whose_live_command_fails_after_the_write_puts_the_file_back() {
     assert_eq!(retried["servers"][0]["skipped"], false, "{retried}");
     assert_eq!(retried["live_in_sync"], true);
     assert!(live(&lab, "web1").ready_with(10));
+}
+
+#[test]
+fn a_file_someone_else_changed_meanwhile_is_not_put_back() {
+    let mut lab = Lab::new(&WEB, "");
+    lab.start();
+    let (drained, code) =
+        lab.server(json!({"server": "web1", "state": "drain", "set_by": "autoheal"}));
+    assert_eq!(code, 0, "{drained}");
+    // The validation passes, and leaves in the admin socket's place one that, once the module
+    // connects to send its live command (the file is written by then), has the file edited by
+    // "someone else" and never answers. (Its child lets go of the validation's output, which the
+    // module reads to the end.)
+    let script = lab.root.join("impostor.py");
+    fs::write(
+        &script,
+        "import os, socket, sys, time\n\
+         admin, cfg = sys.argv[1], sys.argv[2]\n\
+         os.rename(admin, admin + '.away')\n\
+         s = socket.socket(socket.AF_UNIX)\n\
+         s.bind(admin)\n\
+         s.listen(1)\n\
+         if os.fork() == 0:\n\
+         \x20   os.setsid()\n\
+         \x20   devnull = os.open(os.devnull, os.O_RDWR)\n\
+         \x20   for fd in (0, 1, 2):\n\
+         \x20       os.dup2(devnull, fd)\n\
+         \x20   conn, _ = s.accept()\n\
+         \x20   with open(cfg, 'a') as f:\n\
+         \x20       f.write('# edited by someone else\\n')\n\
+         \x20   time.sleep(5)\n\
+         \x20   os._exit(0)\n",
+    )
+    .unwrap();
+    let cfg = lab.root.join("etc/haproxy.cfg");
+    let validate = format!(
+        "python3 {} {} {} %s",
+        script.display(),
+        lab.admin.display(),
+        cfg.display()
+    );
+    let (result, code) = lab.server(json!({
+        "server": "web1", "state": "enabled", "set_by": "autoheal", "validate": validate,
+        "socket_timeout": 1
+    }));
+    assert_eq!(code, 1, "{result}");
+    assert_eq!(
+        (&result["changed"], &result["live_in_sync"]),
+        (&json!(true), &json!(false)),
+        "{result}"
+    );
+    assert!(
+        result["msg"]
+            .as_str()
+            .unwrap()
+            .contains("changed by someone else"),
+        "{result}"
+    );
+    let text = lab.config_text();
+    assert!(text.ends_with("# edited by someone else\n"), "{text}");
+    assert!(
+        !text.contains("#autoheal"),
+        "the restore's write was undone: {text}"
+    );
 }
 
 #[test]

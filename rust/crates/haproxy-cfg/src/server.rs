@@ -345,6 +345,8 @@ pub fn find<'a>(
         }
         finder.feed(line);
     }
+    // Lines passed over after the last one returned are not counted: nothing reads the count after
+    // the walk.
     if let Some(last) = finder.servers.backends.last_mut() {
         if last.body.end == usize::MAX {
             last.body.end = text.len();

@@ -130,8 +130,10 @@ def test_a_local_remote_tmp_under_home_is_the_remote_users_home():
     user = pwd.getpwuid(os.getuid())
     assert FakeTmpAction("local", "~/.ansible/tmp")._local_remote_tmp() == os.path.join(user.pw_dir, ".ansible/tmp")
     assert FakeTmpAction("local", "~%s/t" % user.pw_name)._local_remote_tmp() == os.path.join(user.pw_dir, "t")
-    # A home that cannot be found here is left to Ansible's own steps, which report it.
+    # A home that cannot be found here, or shell syntax, is left to Ansible's own steps.
     assert FakeTmpAction("local", "~no-such-user-autoheal/t")._local_remote_tmp() is None
+    assert FakeTmpAction("local", "$HOME/.ansible/tmp")._local_remote_tmp() is None
+    assert FakeTmpAction("local", "/tmp/`whoami`")._local_remote_tmp() is None
 
 
 def test_with_become_or_on_another_host_the_shell_removes_the_directory(tmp_path):
