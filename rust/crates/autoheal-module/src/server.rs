@@ -288,7 +288,6 @@ fn describe<'s>(steps: impl IntoIterator<Item = &'s Step<'s>>, verb: &str) -> St
     lines.join(" | ")
 }
 
-/// Runs the module with parsed options.
 /// What sending a run's live commands did.
 struct LiveSent {
     problems: Vec<String>,
@@ -298,6 +297,7 @@ struct LiveSent {
     unreachable: bool,
 }
 
+/// Runs the module with parsed options.
 pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     let file = LockedFile::lock(&args.path, args.lock_timeout)?;
     let path_text = file.path().display().to_string();
