@@ -298,43 +298,46 @@ pub fn write_text(path: &Path, text: &str) -> Result<(), FileError> {
     Ok(())
 }
 
-/// A whole file's bytes. A large file is read into anonymous memory whose pages are all
-/// faulted in by the one `mmap` call (`MAP_POPULATE`) rather than one trap per 4 KiB page as
-/// the read touches them: on a 5 MiB file those page faults cost more than the copy itself.
+/// A whole file's bytes. A large file is read into anonymous memory advised to use transparent
+/// huge pages, its length rounded up to a whole number of them: on a 5 MiB file, faulting in 4 KiB
+/// pages one by one costs more than the copy itself (even all at once with `MAP_POPULATE`, it takes
+/// twice as long as the read), where three 2 MiB pages cost little.
 #[derive(Debug)]
 pub struct FileBytes(Bytes);
 
 #[derive(Debug)]
 enum Bytes {
-    Mapped(memmap2::MmapMut),
+    Mapped { map: memmap2::MmapMut, len: usize },
     Owned(Vec<u8>),
 }
+
+/// The size of an x86-64 transparent huge page.
+const HUGE_PAGE: usize = 2 << 20;
 
 impl FileBytes {
     fn read(path: &Path) -> Result<Self, FileError> {
         let mut file = File::open(path).map_err(io_error("read", path))?;
         let len = file.metadata().map_err(io_error("stat", path))?.len();
-        let Ok(len) = usize::try_from(len) else {
+        let mapped = match usize::try_from(len) {
+            Ok(len) if len > 0 => len
+                .checked_next_multiple_of(HUGE_PAGE)
+                .and_then(|mapped_len| memmap2::MmapOptions::new().len(mapped_len).map_anon().ok())
+                .map(|map| (map, len)),
+            _ => None,
+        };
+        let Some((mut map, len)) = mapped else {
             return Self::read_to_end(file, path);
         };
-        let mapped = match len {
-            0 => None,
-            _ => memmap2::MmapOptions::new()
-                .len(len)
-                .populate()
-                .map_anon()
-                .ok(),
-        };
-        let Some(mut map) = mapped else {
-            return Self::read_to_end(file, path);
-        };
-        file.read_exact(&mut map).map_err(io_error("read", path))?;
+        // Only advice: without huge pages (disabled, or none free) the read faults in small ones.
+        let _ = map.advise(memmap2::Advice::HugePage);
+        file.read_exact(&mut map[..len])
+            .map_err(io_error("read", path))?;
         // Grown since the stat (edited in place by someone else): read what it holds now.
         let mut probe = [0u8; 1];
         if file.read(&mut probe).map_err(io_error("read", path))? != 0 {
             return Self::read_to_end(File::open(path).map_err(io_error("read", path))?, path);
         }
-        Ok(Self(Bytes::Mapped(map)))
+        Ok(Self(Bytes::Mapped { map, len }))
     }
 
     fn read_to_end(mut file: File, path: &Path) -> Result<Self, FileError> {
@@ -347,7 +350,7 @@ impl FileBytes {
     /// The bytes as text, or where they stop being UTF-8.
     pub fn text(&self, path: &Path) -> Result<&str, FileError> {
         let bytes = match &self.0 {
-            Bytes::Mapped(map) => &map[..],
+            Bytes::Mapped { map, len } => &map[..*len],
             Bytes::Owned(bytes) => bytes.as_slice(),
         };
         std::str::from_utf8(bytes).map_err(|e| FileError::NotText {
@@ -572,6 +575,27 @@ mod tests {
         assert!(matches!(err, FileError::LockTimeout { .. }), "{err}");
         drop(first);
         LockedFile::lock(&path, Duration::ZERO).unwrap();
+    }
+
+    #[test]
+    fn a_read_gives_the_file_byte_for_byte_whatever_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.cfg");
+        let line = "    server s 127.0.0.1:80 check\n";
+        for len in [
+            0,
+            1,
+            HUGE_PAGE - 1,
+            HUGE_PAGE,
+            HUGE_PAGE + 1,
+            2 * HUGE_PAGE + 7,
+        ] {
+            let text: String = line.repeat(len / line.len() + 1)[..len].to_owned();
+            fs::write(&path, &text).unwrap();
+            let locked = LockedFile::lock(&path, Duration::ZERO).unwrap();
+            let read = locked.read().unwrap();
+            assert_eq!(read.text(&path).unwrap(), text, "a {len}-byte file");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! [`respond`] turns their outcome into that object and the exit code.
 
 pub mod args;
+pub mod beside;
 pub mod file;
 pub mod guard;
 pub mod health;

@@ -12,6 +12,7 @@ use std::path::Path;
 use haproxy_cfg::{Desired, Patch, Request, ServerChange, Target};
 
 use crate::args::ServerArgs;
+use crate::beside;
 use crate::file::{sha256_hex, write_text, FileError, LockedFile, SourceHash};
 use crate::guard::{self, Verdict};
 use crate::health::{self, Asked, Found, Standing};
@@ -307,7 +308,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     let mut held = BTreeMap::new();
     // Hashing and planning each read the whole file: on two cores they take turns no longer.
     let (hashed, first) = std::thread::scope(|scope| {
-        let hashing = scope.spawn(|| SourceHash::of(source));
+        let hashing = beside::spawn(scope, || SourceHash::of(source));
         let first = plan_unheld(args, file.path(), source, &mut held);
         let hashed = hashing
             .join()
@@ -551,7 +552,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     if file_changed {
         // The new text is hashed on another core while it is written.
         let (checksum_after, replaced) = std::thread::scope(|scope| {
-            let hashing = scope.spawn(|| hashed.after(source, patch));
+            let hashing = beside::spawn(scope, || hashed.after(source, patch));
             let replaced = file.replace(
                 source,
                 patch.pieces(source),
