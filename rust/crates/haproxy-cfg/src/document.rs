@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use crate::lexer::{is_space, lex, LexedLine};
+use crate::lexer::{is_space, lex, plain_run, LexedLine, WordStop};
 
 /// One line of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,23 +243,17 @@ impl<'a> Lines<'a> {
         if rest[0] == b'#' {
             return rest.starts_with(b"#autoheal ");
         }
-        let end = rest
-            .iter()
-            .position(|&byte| is_space(byte) || byte == b'#')
-            .unwrap_or(rest.len());
+        let (end, stop) = plain_run(rest, 0);
+        if stop == WordStop::Quoting {
+            return true;
+        }
         let word = &rest[..end];
-        let quoted = |bytes: &[u8]| {
-            bytes
-                .iter()
-                .any(|byte| matches!(byte, b'\'' | b'"' | b'\\'))
-        };
         if word == b"server" {
             return self
                 .server_hints
                 .is_none_or(|hints| may_name_one_of(&rest[end..], hints));
         }
-        quoted(word)
-            || matches!(word.first(), Some(b'.' | b'['))
+        matches!(word.first(), Some(b'.' | b'['))
             || matches!(word, b"default-server" | b"server-template")
             || std::str::from_utf8(word).is_ok_and(|word| SectionKind::from_keyword(word).is_some())
     }
@@ -273,13 +267,11 @@ fn may_name_one_of(after: &[u8], hints: &[&str]) -> bool {
     let Some(start) = after.iter().position(|&byte| !is_space(byte)) else {
         return false;
     };
-    let word = &after[start..];
-    let name = &word[..word
-        .iter()
-        .position(|&byte| is_space(byte) || byte == b'#')
-        .unwrap_or(word.len())];
-    name.iter().any(|byte| matches!(byte, b'\'' | b'"' | b'\\'))
-        || hints.iter().any(|hint| hint.as_bytes() == name)
+    let (end, stop) = plain_run(after, start);
+    stop == WordStop::Quoting
+        || hints
+            .iter()
+            .any(|hint| hint.as_bytes() == &after[start..end])
 }
 
 impl<'a> Iterator for Lines<'a> {

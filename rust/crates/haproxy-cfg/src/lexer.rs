@@ -44,8 +44,45 @@ pub struct LexedLine<'a> {
 }
 
 /// HAProxy splits words on `isspace()` characters; `\n` never occurs inside a line's content.
-pub(crate) fn is_space(byte: u8) -> bool {
+pub(crate) const fn is_space(byte: u8) -> bool {
     matches!(byte, b' ' | b'\t' | b'\r' | b'\x0b' | b'\x0c')
+}
+
+/// What ends a plain run of word bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WordStop {
+    /// Whitespace, a `#` or the end of the content: the word is the run itself.
+    Separator,
+    /// A quote or a backslash: only the full lexer can tell the word's value and end.
+    Quoting,
+}
+
+/// Each byte's [`WordStop`], if it ends a plain run (one table lookup per byte: the structure
+/// pass runs this over every line of a large file).
+const WORD_STOPS: [Option<WordStop>; 256] = {
+    let mut stops = [None; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        stops[byte] = match byte as u8 {
+            b'#' => Some(WordStop::Separator),
+            b'\'' | b'"' | b'\\' => Some(WordStop::Quoting),
+            other if is_space(other) => Some(WordStop::Separator),
+            _ => None,
+        };
+        byte += 1;
+    }
+    stops
+};
+
+/// The end of the plain run of word bytes starting at `start`, and what ends it.
+pub(crate) fn plain_run(bytes: &[u8], start: usize) -> (usize, WordStop) {
+    bytes[start..]
+        .iter()
+        .enumerate()
+        .find_map(|(offset, &byte)| {
+            WORD_STOPS[usize::from(byte)].map(|stop| (start + offset, stop))
+        })
+        .unwrap_or((bytes.len(), WordStop::Separator))
 }
 
 impl LexedLine<'_> {
@@ -138,11 +175,8 @@ fn hex_digit(byte: u8) -> Option<u8> {
 fn lex_token(content: &str, start: usize) -> (Token<'_>, Option<Malformed>) {
     let bytes = content.as_bytes();
     // Fast path: a word without quotes or backslashes is its own value.
-    let plain_end = bytes[start..]
-        .iter()
-        .position(|&byte| is_space(byte) || matches!(byte, b'#' | b'\'' | b'"' | b'\\'))
-        .map_or(bytes.len(), |offset| start + offset);
-    if plain_end == bytes.len() || is_space(bytes[plain_end]) || bytes[plain_end] == b'#' {
+    let (plain_end, stop) = plain_run(bytes, start);
+    if stop == WordStop::Separator {
         let token = Token {
             span: start..plain_end,
             value: Cow::Borrowed(&content[start..plain_end]),
@@ -338,6 +372,30 @@ mod tests {
     #[test]
     fn carriage_return_inside_a_line_is_whitespace() {
         assert_eq!(values("a\rb"), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_plain_run_ends_at_a_separator_or_where_quoting_starts() {
+        let run = |text: &str, start| plain_run(text.as_bytes(), start);
+        assert_eq!(run("server web1 a", 0), (6, WordStop::Separator));
+        assert_eq!(run("server web1 a", 7), (11, WordStop::Separator));
+        assert_eq!(run("web1\tx", 0), (4, WordStop::Separator));
+        assert_eq!(run("web1#note", 0), (4, WordStop::Separator));
+        assert_eq!(run("web1", 0), (4, WordStop::Separator));
+        assert_eq!(run("", 0), (0, WordStop::Separator));
+        assert_eq!(run("we'b1'", 0), (2, WordStop::Quoting));
+        assert_eq!(run("\"web1\"", 0), (0, WordStop::Quoting));
+        assert_eq!(run("web\\ 1", 0), (3, WordStop::Quoting));
+        for byte in 0..=u8::MAX {
+            let text = [b'a', byte, b'b'];
+            let expected = match byte {
+                b'\'' | b'"' | b'\\' => (1, WordStop::Quoting),
+                b'#' => (1, WordStop::Separator),
+                _ if is_space(byte) => (1, WordStop::Separator),
+                _ => (3, WordStop::Separator),
+            };
+            assert_eq!(plain_run(&text, 0), expected, "byte {byte:#04x}");
+        }
     }
 
     #[test]

@@ -648,7 +648,8 @@ mod tests {
             #autoheal drain was: server web2 10.0.0.2:80 check\n    # a note between a marker and its server\n    \
             server web2 10.0.0.2:80 check\n    #autoheal absent was: server web3 10.0.0.3:80 check\n\n    \
             #autoheal disabled was: server web4 10.0.0.4:80\r\n\r\n    server web4 10.0.0.4:80 disabled\r\n\
-            .if defined(X)\n    server web5 10.0.0.5:80\n.endif\nlisten l\n    bind :80\n    server web1 10.0.0.9:80\n";
+            .if defined(X)\n    server web5 10.0.0.5:80\n.endif\nlisten l\n    bind :80\n    server web1 10.0.0.9:80\n\
+            back\"end\" quoted_keywords\n    \"server\" web6 10.0.0.6:80\n    'server' web7 10.0.0.7:80\n";
         let fixtures = [
             include_str!("../tests/fixtures/comments-and-blank-lines.cfg"),
             include_str!("../tests/fixtures/conditional-blocks.cfg"),
