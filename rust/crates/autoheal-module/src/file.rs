@@ -14,6 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+use crate::beside;
+
 /// Why the file could not be read or replaced. The original is unchanged when one is returned.
 #[derive(Debug)]
 pub enum FileError {
@@ -253,9 +255,19 @@ impl LockedFile {
                 .map_err(io_error("write", &temp_path))?;
         }
         keep_owner_and_mode(temp.as_file(), &meta).map_err(io_error("chown/chmod", &temp_path))?;
-        temp.as_file()
-            .sync_all()
-            .map_err(io_error("fsync", &temp_path))?;
+        let replaced = File::open(&self.path).ok();
+        std::thread::scope(|scope| {
+            // The rename would drop the replaced file's cached pages on this thread; dropped on
+            // the other core during the sync, they go while the disk, not the CPU, is busy. Should
+            // the rename not happen after all, the old file is merely read from disk next time.
+            if let Some(replaced) = replaced {
+                beside::spawn(scope, move || {
+                    let _ = rustix::fs::fadvise(&replaced, 0, None, rustix::fs::Advice::DontNeed);
+                });
+            }
+            temp.as_file().sync_all()
+        })
+        .map_err(io_error("fsync", &temp_path))?;
         if let Some(argv) = validate {
             run_validate(argv, &temp_path)?;
         }
