@@ -13,7 +13,8 @@ drain and enabled on one server, N times each, with:
     file, hashes it, finds the section and the server line, rewrites the line under a marker comment, hashes
     the result, writes a temp file, fsyncs it, renames it over the original and fsyncs the directory.
 Both write the same kind of change, in the same run, on the same file. Prints medians of wall and CPU
-time, the ratios and the peak RSS of each process (through GNU time) beside the file's size.
+time of processes started directly, the ratios, and the peak RSS of each path (from one more round run
+through GNU time) beside the file's size.
 """
 
 from __future__ import annotations
@@ -94,27 +95,31 @@ def baseline(path: str, backend: str, server: str, state: str) -> None:
     print(json.dumps({"changed": checksum_before != checksum_after, "checksum_after": checksum_after}))
 
 
-def run_timed(argv: list[str], work: str) -> tuple[float, float, int, str]:
-    """Wall time (ms), CPU time (user + system, ms), peak RSS (KiB) and stdout of one process.
-
-    Started through GNU time for the peak RSS: a child forked from this (large) Python process would report
-    the parent's RSS as its own, since the kernel counts the memory a process had before exec. The CPU time
-    is wait4's (microseconds; it includes GNU time's own, a fraction of a millisecond).
-    """
-    report = os.path.join(work, "time.out")
+def run_timed(argv: list[str]) -> tuple[float, float, str]:
+    """Wall time (ms), CPU time (user + system, ms, from wait4) and stdout of one process, started directly."""
     start = time.perf_counter()
-    proc = subprocess.Popen([GNU_TIME, "-o", report, "-f", "%M", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out = proc.stdout.read()
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = (time.perf_counter() - start) * 1000
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {out.decode()} {err.decode()}")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{argv[0]} failed ({code}): {out.decode()} {err.decode()}")
+    return elapsed, (usage.ru_utime + usage.ru_stime) * 1000, out.decode()
+
+
+def peak_rss_kib(argv: list[str], work: str) -> tuple[int, str]:
+    """Peak RSS (KiB) and stdout of one process, through GNU time.
+
+    Not from wait4: a child started from this (large) Python process would report the parent's RSS as its
+    own, since the kernel counts the memory a process had before exec. Run apart from the timed calls, as
+    GNU time's own start (a dynamically linked process) would add a millisecond or two to each.
+    """
+    report = os.path.join(work, "time.out")
+    _, _, out = run_timed([GNU_TIME, "-o", report, "-f", "%M", *argv])
     with open(report, encoding="utf-8") as f:
-        kib = int(f.read().split()[-1])
-    return elapsed, (usage.ru_utime + usage.ru_stime) * 1000, kib, out.decode()
+        return int(f.read().split()[-1]), out
 
 
 def main() -> None:
@@ -153,27 +158,35 @@ def main() -> None:
         rss = {name: 0 for name in rows}
 
         def record(name: str, argv: list[str]) -> dict:
-            ms, cpu_ms, kib, out = run_timed(argv, work)
+            ms, cpu_ms, out = run_timed(argv)
             rows[name].append(ms)
             cpu[name].append(cpu_ms)
+            return json.loads(out)
+
+        def record_rss(name: str, argv: list[str]) -> dict:
+            kib, out = peak_rss_kib(argv, work)
             rss[name] = max(rss[name], kib)
             return json.loads(out)
 
-        for _ in range(opts.rounds):
+        def one_round(run) -> None:
             # Each path drains the server and puts it back, so every call changes the file.
             for state in ("drain", "enabled"):
-                if not record("module", module_argv(state, False))["changed"]:
+                if not run("module", module_argv(state, False))["changed"]:
                     raise SystemExit("the module did not change anything")
-            if not record("module (check mode)", module_argv("drain", True))["changed"]:
+            if not run("module (check mode)", module_argv("drain", True))["changed"]:
                 raise SystemExit("the module in check mode did not see a change")
             for label, binary in others.items():
                 for state in ("drain", "enabled"):
-                    if not record(f"module {label}", module_argv(state, False, binary))["changed"]:
+                    if not run(f"module {label}", module_argv(state, False, binary))["changed"]:
                         raise SystemExit(f"the module {label} did not change anything")
             for state in ("drain", "enabled"):
                 argv = [sys.executable, os.path.abspath(__file__), "--baseline", cfg, backend, server, state]
-                if not record("python script", argv)["changed"]:
+                if not run("python script", argv)["changed"]:
                     raise SystemExit("the baseline did not change anything")
+
+        for _ in range(opts.rounds):
+            one_round(record)
+        one_round(record_rss)
 
         base = statistics.median(rows["python script"])
         base_cpu = statistics.median(cpu["python script"])
@@ -186,7 +199,8 @@ def main() -> None:
             wall, cpu_ms = statistics.median(samples), statistics.median(cpu[name])
             print(f"| {name:<26} | {wall:>7.1f} | {min(samples):>6.1f} | {base / wall:>10.1f}x | {cpu_ms:>6.1f} | "
                   f"{base_cpu / max(cpu_ms, 0.1):>10.1f}x | {rss[name] / 1024:>12.1f} | {rss[name] / size_kib:>7.2f}x |")
-        print(f"wall ms includes process start and fsync; CPU ms is user + system time; load average "
+        print(f"wall ms includes process start and fsync; CPU ms is user + system time; peak RSS from a round "
+              f"under GNU time; load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end")
 
 
