@@ -3,8 +3,10 @@
 //! A run hashes the file on one core while it plans (or writes) on the other. Linux may start a
 //! new thread on the very core of the thread that spawned it; both then take turns on that core
 //! until the next load balance, a scheduler tick later, and on a large file the run takes half as
-//! long again. [`spawn`] lets a thread started there move itself to another core it may use.
+//! long again. [`spawn`] lets a thread started there move itself to another core it may use;
+//! [`Pending`] holds such work's result until someone needs it.
 
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread::{Scope, ScopedJoinHandle};
 
 use rustix::thread::{sched_getaffinity, sched_getcpu, sched_setaffinity, sched_yield, CpuSet};
@@ -23,6 +25,48 @@ where
     // A thread queued on this core runs now and moves away; otherwise this returns at once.
     sched_yield();
     handle
+}
+
+/// A value being worked out on another core: [`Pending::get`] waits for it, the first time, from
+/// whichever thread asks first.
+pub struct Pending<'scope, T> {
+    work: Mutex<Option<ScopedJoinHandle<'scope, T>>>,
+    value: OnceLock<T>,
+}
+
+impl<T> std::fmt::Debug for Pending<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("done", &self.value.get().is_some())
+            .finish()
+    }
+}
+
+impl<'scope, T: Send + 'scope> Pending<'scope, T> {
+    /// Starts `work` in `scope` (as [`spawn`] does).
+    pub fn start<F>(scope: &'scope Scope<'scope, '_>, work: F) -> Self
+    where
+        F: FnOnce() -> T + Send + 'scope,
+    {
+        Self {
+            work: Mutex::new(Some(spawn(scope, work))),
+            value: OnceLock::new(),
+        }
+    }
+
+    /// The value, once the work is done. A panic in the work is raised here.
+    pub fn get(&self) -> &T {
+        self.value.get_or_init(|| {
+            let work = self
+                .work
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+                .expect("taken only by the one initialisation");
+            work.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
 }
 
 /// Moves the calling thread off `core` if it runs there and may run elsewhere.
@@ -59,6 +103,30 @@ mod tests {
         let text = String::from("sha256 me");
         let len = std::thread::scope(|scope| spawn(scope, || text.len()).join().unwrap());
         assert_eq!(len, 9);
+    }
+
+    #[test]
+    fn a_pending_value_is_worked_out_once_whoever_asks() {
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        let (here, there) = std::thread::scope(|scope| {
+            let pending = Pending::start(scope, || {
+                runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                String::from("sha256")
+            });
+            let there = std::thread::scope(|inner| inner.spawn(|| pending.get().clone()).join());
+            (pending.get().clone(), there.unwrap())
+        });
+        assert_eq!((here.as_str(), there.as_str()), ("sha256", "sha256"));
+        assert_eq!(runs.into_inner(), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "hash failed")]
+    fn a_panic_in_the_work_reaches_the_one_who_waits() {
+        std::thread::scope(|scope| {
+            let pending: Pending<'_, ()> = Pending::start(scope, || panic!("hash failed"));
+            pending.get();
+        });
     }
 
     /// Runs `check` on a new thread that may run on `core` only.

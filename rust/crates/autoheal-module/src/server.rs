@@ -12,7 +12,7 @@ use std::path::Path;
 use haproxy_cfg::{Desired, Patch, Request, ServerChange, Target};
 
 use crate::args::ServerArgs;
-use crate::beside;
+use crate::beside::{self, Pending};
 use crate::file::{sha256_hex, write_text, FileError, LockedFile, SourceHash};
 use crate::guard::{self, Verdict};
 use crate::health::{self, Asked, Found, Standing};
@@ -301,21 +301,28 @@ struct LiveSent {
 /// Runs the module with parsed options.
 pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     let file = LockedFile::lock(&args.path, args.lock_timeout)?;
-    let path_text = file.path().display().to_string();
     let bytes = file.read()?;
     let source = bytes.text(file.path())?;
+    // Hashing reads the whole file, and so does planning: the hash is worked out on the other core
+    // and waited for only where it is needed (the checksum option, the result), so that planning
+    // and writing do not wait for it.
+    std::thread::scope(|scope| {
+        let hashed = Pending::start(scope, || SourceHash::of(source));
+        apply(args, &file, source, &hashed)
+    })
+}
+
+/// Plans, checks and applies the change to the text read from the locked `file`.
+fn apply(
+    args: &ServerArgs,
+    file: &LockedFile,
+    source: &str,
+    hashed: &Pending<'_, SourceHash>,
+) -> Result<ServerResult, ModuleError> {
+    let path_text = file.path().display().to_string();
     let requests: Vec<Request> = args.changes.iter().map(|c| c.request.clone()).collect();
     let mut held = BTreeMap::new();
-    // Hashing and planning each read the whole file: on two cores they take turns no longer.
-    let (hashed, first) = std::thread::scope(|scope| {
-        let hashing = beside::spawn(scope, || SourceHash::of(source));
-        let first = plan_unheld(args, file.path(), source, &mut held);
-        let hashed = hashing
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (hashed, first)
-    });
-    let first = first?;
+    let first = plan_unheld(args, file.path(), source, &mut held)?;
     let socket = args
         .socket
         .as_deref()
@@ -363,13 +370,13 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     };
     let patch = replanned.as_ref().unwrap_or(&first);
     let file_changed = !patch.edits.is_empty();
-    let checksum_before = hashed.hex.clone();
     if let (true, Some(expected)) = (file_changed, &args.checksum) {
-        if *expected != checksum_before {
+        let found = &hashed.get().hex;
+        if expected != found {
             return Err(ModuleError::ChecksumMismatch {
                 path: file.path().to_owned(),
                 expected: expected.clone(),
-                found: checksum_before,
+                found: found.clone(),
             });
         }
     }
@@ -396,8 +403,10 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
         changed: false,
         msg: String::new(),
         path: path_text.clone(),
-        checksum_before: checksum_before.clone(),
-        checksum_after: checksum_before.clone(),
+        // Both filled in by `finish`, once the hash is in; `checksum_after` is set where the file
+        // changes, and left empty where it is as it was read.
+        checksum_before: String::new(),
+        checksum_after: String::new(),
         backup_file: None,
         diff: None,
         servers: Vec::new(),
@@ -410,6 +419,10 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
         warnings: Vec::new(),
     };
     let finish = |mut result: ServerResult, mut servers: Vec<ServerOutcome>| {
+        result.checksum_before.clone_from(&hashed.get().hex);
+        if result.checksum_after.is_empty() {
+            result.checksum_after.clone_from(&result.checksum_before);
+        }
         let held_outcomes: Vec<ServerOutcome> = held_steps
             .iter()
             .map(|step| outcome(step, step.live_before, false, args))
@@ -473,7 +486,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     result.msg = summary(&steps, args.ansible.check_mode);
 
     if args.ansible.check_mode {
-        result.checksum_after = hashed.after(source, patch);
+        result.checksum_after = hashed.get().after(source, patch);
         result.live_in_sync = live_before.as_ref().map(|_| {
             steps.iter().all(|s| match s.live_before {
                 Some(Some(_)) | None => true,
@@ -552,7 +565,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
     if file_changed {
         // The new text is hashed on another core while it is written.
         let (checksum_after, replaced) = std::thread::scope(|scope| {
-            let hashing = beside::spawn(scope, || hashed.after(source, patch));
+            let hashing = beside::spawn(scope, || hashed.get().after(source, patch));
             let replaced = file.replace(
                 source,
                 patch.pieces(source),
@@ -595,7 +608,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
                         undo_problems.join("; ")
                     )
                 };
-                result.checksum_after = result.checksum_before.clone();
+                result.checksum_after.clear();
                 result.reload_required = false;
                 let servers = steps
                     .iter()
@@ -659,7 +672,7 @@ pub fn execute(args: &ServerArgs) -> Result<ServerResult, ModuleError> {
                 // Best effort: it holds what the file holds again.
                 let _ = std::fs::remove_file(backup);
             }
-            result.checksum_after = result.checksum_before.clone();
+            result.checksum_after.clear();
             result.reload_required = false;
             let undo_problems = take_back(&socket, &sent.applied);
             result.changed = !undo_problems.is_empty();

@@ -82,6 +82,68 @@ fn a_checksum_mismatch_is_refused() {
     assert_eq!(result["checksum_before"], info["checksum"]);
 }
 
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn checksums_are_the_files_sha256_before_and_after_in_every_outcome() {
+    let lab = Lab::new(&WEB, "");
+    let original = sha256(&lab.config());
+    let checksums = |result: &Value| {
+        (
+            result["checksum_before"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            result["checksum_after"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    };
+    let drain = json!({"server": "web1", "state": "drain", "validate": ""});
+    let (predicted, code) = lab.server(json!({"server": "web1", "state": "drain",
+                                              "validate": "", "_ansible_check_mode": true}));
+    assert_eq!(code, 0, "{predicted}");
+    let (done, code) = lab.server(drain.clone());
+    assert_eq!(code, 0, "{done}");
+    let drained = sha256(&lab.config());
+    assert_ne!(drained, original);
+    assert_eq!(
+        checksums(&predicted),
+        (original.clone(), drained.clone()),
+        "check mode"
+    );
+    assert_eq!(checksums(&done), (original, drained.clone()), "the change");
+
+    let (again, code) = lab.server(drain);
+    assert_eq!((code, &again["changed"]), (0, &json!(false)), "{again}");
+    assert_eq!(
+        checksums(&again),
+        (drained.clone(), drained.clone()),
+        "no change"
+    );
+
+    // Nothing written when the guard refuses: both are the file's.
+    let (refused, code) = lab.server(json!({"server": "web2", "state": "drain",
+                                            "validate": "", "min_active": 3}));
+    assert_eq!(
+        (code, &refused["guard"]),
+        (1, &json!("blocked")),
+        "{refused}"
+    );
+    assert_eq!(
+        checksums(&refused),
+        (drained.clone(), drained),
+        "guard refused"
+    );
+}
+
 #[test]
 fn owner_and_mode_are_kept_and_the_backup_holds_the_old_file() {
     let lab = Lab::new(&WEB, "");
