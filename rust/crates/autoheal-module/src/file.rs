@@ -340,7 +340,8 @@ impl FileBytes {
         let mut file = File::open(path).map_err(io_error("read", path))?;
         let len = file.metadata().map_err(io_error("stat", path))?.len();
         let mapped = match usize::try_from(len) {
-            Ok(len) if len > 0 => len
+            // A smaller file fits in the heap: a whole huge page would only be more to zero.
+            Ok(len) if len >= HUGE_PAGE => len
                 .checked_next_multiple_of(HUGE_PAGE)
                 .and_then(|mapped_len| memmap2::MmapOptions::new().len(mapped_len).map_anon().ok())
                 .map(|map| (map, len)),
