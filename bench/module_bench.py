@@ -98,12 +98,13 @@ def baseline(path: str, backend: str, server: str, state: str) -> None:
 def run_timed(argv: list[str]) -> tuple[float, float, str]:
     """Wall time (ms), CPU time (user + system, ms, from wait4) and stdout of one process, started directly."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out = proc.stdout.read()
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = (time.perf_counter() - start) * 1000
-    code = os.waitstatus_to_exitcode(status)
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        out = proc.stdout.read()
+        err = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = (time.perf_counter() - start) * 1000
+        # Reaped here: the context manager's own wait must not wait again.
+        code = proc.returncode = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"{argv[0]} failed ({code}): {out.decode()} {err.decode()}")
     return elapsed, (usage.ru_utime + usage.ru_stime) * 1000, out.decode()

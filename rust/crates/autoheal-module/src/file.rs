@@ -350,7 +350,9 @@ impl FileBytes {
         let Some((mut map, len)) = mapped else {
             return Self::read_to_end(file, path);
         };
-        // Only advice: without huge pages (disabled, or none free) the read faults in small ones.
+        // Only advice: with huge pages disabled the read faults in small ones. With the kernel's
+        // default `defrag` setting a fault may first compact memory to find a free huge page,
+        // which on a long-running, fragmented host can cost more than it saves, now and then.
         let _ = map.advise(memmap2::Advice::HugePage);
         file.read_exact(&mut map[..len])
             .map_err(io_error("read", path))?;

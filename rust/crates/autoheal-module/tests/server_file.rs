@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::thread;
 
-use common::{config_weight, haproxy_accepts, server_line, server_words, Lab};
+use common::{config_weight, haproxy_accepts, server_line, server_words, sha256_hex, Lab};
 use serde_json::{json, Value};
 
 const WEB: [(&str, &str); 3] = [("web1", "weight 10"), ("web2", ""), ("web3", "")];
@@ -82,18 +82,10 @@ fn a_checksum_mismatch_is_refused() {
     assert_eq!(result["checksum_before"], info["checksum"]);
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 #[test]
 fn checksums_are_the_files_sha256_before_and_after_in_every_outcome() {
     let lab = Lab::new(&WEB, "");
-    let original = sha256(&lab.config());
+    let original = sha256_hex(&lab.config());
     let checksums = |result: &Value| {
         (
             result["checksum_before"]
@@ -112,7 +104,7 @@ fn checksums_are_the_files_sha256_before_and_after_in_every_outcome() {
     assert_eq!(code, 0, "{predicted}");
     let (done, code) = lab.server(drain.clone());
     assert_eq!(code, 0, "{done}");
-    let drained = sha256(&lab.config());
+    let drained = sha256_hex(&lab.config());
     assert_ne!(drained, original);
     assert_eq!(
         checksums(&predicted),

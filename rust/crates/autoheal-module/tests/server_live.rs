@@ -4,7 +4,7 @@ mod common;
 
 use std::fs;
 
-use common::{config_weight, haproxy_accepts, server_line, server_words, Lab, Live};
+use common::{config_weight, haproxy_accepts, server_line, server_words, sha256_hex, Lab, Live};
 use serde_json::{json, Value};
 
 const WEB: [(&str, &str); 3] = [("web1", "weight 10"), ("web2", ""), ("web3", "weight 20")];
@@ -328,6 +328,7 @@ fn a_drain_goes_live_before_the_write_and_a_failed_write_takes_it_back() {
             && msg.contains("taken back"),
         "{msg}"
     );
+    assert_eq!(result["checksum_before"], sha256_hex(&file));
     assert_eq!(result["checksum_after"], result["checksum_before"]);
     assert_eq!(lab.config(), file, "the file keeps the old state");
     assert!(
@@ -388,6 +389,7 @@ fn a_restore_whose_live_command_fails_after_the_write_puts_the_file_back() {
             && msg.contains("Run again once the socket answers"),
         "{msg}"
     );
+    assert_eq!(result["checksum_before"], sha256_hex(&file));
     assert_eq!(result["checksum_after"], result["checksum_before"]);
     assert_eq!(result["backup_file"], Value::Null, "{result}");
     assert_eq!(
@@ -506,6 +508,7 @@ fn live_drift_is_repaired_without_touching_the_file() {
         (0, &json!(true)),
         "{repaired}"
     );
+    assert_eq!(repaired["checksum_before"], sha256_hex(&lab.config()));
     assert_eq!(repaired["checksum_before"], repaired["checksum_after"]);
     assert_eq!(repaired["backup_file"], Value::Null);
     assert_eq!(

@@ -397,3 +397,12 @@ pub fn config_weight(config: &str, name: &str) -> u32 {
         .rposition(|w| w == "weight")
         .map_or(1, |i| words[i + 1].parse().unwrap())
 }
+
+/// The lowercase hex sha256 of `bytes`, as the modules report a file's checksum.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
