@@ -642,15 +642,15 @@ fn apply(
             };
             result.failed = true;
             // Only the text this run wrote goes back: anything else there now is someone else's.
-            let still_ours = file
+            let now = file
                 .read()
-                .ok()
-                .and_then(|bytes| bytes.text(file.path()).ok().map(|text| sha256_hex([text])))
-                .is_some_and(|now| now == result.checksum_after);
-            let put_back = if still_ours {
-                file.replace(source, [source], None, false).map(|_| ())
-            } else {
-                Err(FileError::ChangedMeanwhile(file.path().to_owned()))
+                .and_then(|bytes| bytes.text(file.path()).map(|text| sha256_hex([text])));
+            let put_back = match now {
+                Ok(now) if now == result.checksum_after => {
+                    file.replace(source, [source], None, false).map(|_| ())
+                }
+                Ok(_) => Err(FileError::ChangedMeanwhile(file.path().to_owned())),
+                Err(e) => Err(e),
             };
             let servers_after = |applied: bool| {
                 steps

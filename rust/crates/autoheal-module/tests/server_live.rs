@@ -416,6 +416,41 @@ fn a_restore_whose_live_command_fails_after_the_write_puts_the_file_back() {
     assert!(live(&lab, "web1").ready_with(10));
 }
 
+/// A `validate` command for `lab` that passes, and leaves in the admin socket's place one that,
+/// once the module connects to send its live command (the file is written by then), runs
+/// `meddle` (Python, with `cfg` the config's path) as "someone else" and never answers. (Its child
+/// lets go of the validation's output, which the module reads to the end.)
+fn meddling_validate(lab: &Lab, meddle: &str) -> String {
+    let script = lab.root.join("impostor.py");
+    fs::write(
+        &script,
+        format!(
+            "import os, shutil, socket, sys, time\n\
+             admin, cfg = sys.argv[1], sys.argv[2]\n\
+             os.rename(admin, admin + '.away')\n\
+             s = socket.socket(socket.AF_UNIX)\n\
+             s.bind(admin)\n\
+             s.listen(1)\n\
+             if os.fork() == 0:\n\
+             \x20   os.setsid()\n\
+             \x20   devnull = os.open(os.devnull, os.O_RDWR)\n\
+             \x20   for fd in (0, 1, 2):\n\
+             \x20       os.dup2(devnull, fd)\n\
+             \x20   conn, _ = s.accept()\n\
+             \x20   {meddle}\n\
+             \x20   time.sleep(5)\n\
+             \x20   os._exit(0)\n"
+        ),
+    )
+    .unwrap();
+    format!(
+        "python3 {} {} {} %s",
+        script.display(),
+        lab.admin.display(),
+        lab.root.join("etc/haproxy.cfg").display()
+    )
+}
+
 #[test]
 fn a_file_someone_else_changed_meanwhile_is_not_put_back() {
     let mut lab = Lab::new(&WEB, "");
@@ -423,38 +458,7 @@ fn a_file_someone_else_changed_meanwhile_is_not_put_back() {
     let (drained, code) =
         lab.server(json!({"server": "web1", "state": "drain", "set_by": "autoheal"}));
     assert_eq!(code, 0, "{drained}");
-    // The validation passes, and leaves in the admin socket's place one that, once the module
-    // connects to send its live command (the file is written by then), has the file edited by
-    // "someone else" and never answers. (Its child lets go of the validation's output, which the
-    // module reads to the end.)
-    let script = lab.root.join("impostor.py");
-    fs::write(
-        &script,
-        "import os, socket, sys, time\n\
-         admin, cfg = sys.argv[1], sys.argv[2]\n\
-         os.rename(admin, admin + '.away')\n\
-         s = socket.socket(socket.AF_UNIX)\n\
-         s.bind(admin)\n\
-         s.listen(1)\n\
-         if os.fork() == 0:\n\
-         \x20   os.setsid()\n\
-         \x20   devnull = os.open(os.devnull, os.O_RDWR)\n\
-         \x20   for fd in (0, 1, 2):\n\
-         \x20       os.dup2(devnull, fd)\n\
-         \x20   conn, _ = s.accept()\n\
-         \x20   with open(cfg, 'a') as f:\n\
-         \x20       f.write('# edited by someone else\\n')\n\
-         \x20   time.sleep(5)\n\
-         \x20   os._exit(0)\n",
-    )
-    .unwrap();
-    let cfg = lab.root.join("etc/haproxy.cfg");
-    let validate = format!(
-        "python3 {} {} {} %s",
-        script.display(),
-        lab.admin.display(),
-        cfg.display()
-    );
+    let validate = meddling_validate(&lab, "open(cfg, 'a').write('# edited by someone else\\n')");
     let (result, code) = lab.server(json!({
         "server": "web1", "state": "enabled", "set_by": "autoheal", "validate": validate,
         "socket_timeout": 1
@@ -477,6 +481,33 @@ fn a_file_someone_else_changed_meanwhile_is_not_put_back() {
     assert!(
         !text.contains("#autoheal"),
         "the restore's write was undone: {text}"
+    );
+}
+
+#[test]
+fn a_file_that_cannot_be_read_back_is_reported_as_such() {
+    let mut lab = Lab::new(&WEB, "");
+    lab.start();
+    let (drained, code) =
+        lab.server(json!({"server": "web1", "state": "drain", "set_by": "autoheal"}));
+    assert_eq!(code, 0, "{drained}");
+    let validate = meddling_validate(&lab, "os.remove(cfg); os.mkdir(cfg)");
+    let (result, code) = lab.server(json!({
+        "server": "web1", "state": "enabled", "set_by": "autoheal", "validate": validate,
+        "socket_timeout": 1
+    }));
+    assert_eq!(code, 1, "{result}");
+    let msg = result["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("Putting the file back failed")
+            && msg.contains("haproxy.cfg")
+            && !msg.contains("changed by someone else"),
+        "{msg}"
+    );
+    assert_eq!(result["live_in_sync"], json!(false), "{result}");
+    assert!(
+        lab.root.join("etc/haproxy.cfg").is_dir(),
+        "someone else's directory was left alone"
     );
 }
 
