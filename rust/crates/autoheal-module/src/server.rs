@@ -559,8 +559,10 @@ fn apply(
         (Some(socket), true) => Some(send_live(socket)),
         _ => None,
     };
-    let applied_first = sent_first.as_ref().map(|sent| sent.applied.clone());
-    let mut problems = sent_first.map(|sent| sent.problems).unwrap_or_default();
+    let (applied_first, mut problems) = match sent_first {
+        Some(sent) => (Some(sent.applied), sent.problems),
+        None => (None, Vec::new()),
+    };
 
     if file_changed {
         // The new text is hashed on another core while it is written.
