@@ -264,11 +264,13 @@ impl LockedFile {
                 .map_err(io_error("write", &temp_path))?;
         }
         keep_owner_and_mode(temp.as_file(), &meta).map_err(io_error("chown/chmod", &temp_path))?;
-        let replaced = File::open(&self.path).ok();
+        // A large file's cached pages would be dropped by the rename, on this thread; dropped on
+        // the other core during the sync, they go while the disk, not the CPU, is busy. Should the
+        // rename not happen after all, the old file is merely read from disk next time.
+        let replaced = (meta.len() >= LARGE_FILE as u64)
+            .then(|| File::open(&self.path).ok())
+            .flatten();
         std::thread::scope(|scope| {
-            // The rename would drop the replaced file's cached pages on this thread; dropped on
-            // the other core during the sync, they go while the disk, not the CPU, is busy. Should
-            // the rename not happen after all, the old file is merely read from disk next time.
             if let Some(replaced) = replaced {
                 beside::spawn(scope, move || {
                     let _ = rustix::fs::fadvise(&replaced, 0, None, rustix::fs::Advice::DontNeed);
@@ -335,13 +337,16 @@ enum Bytes {
 /// The size of an x86-64 transparent huge page.
 const HUGE_PAGE: usize = 2 << 20;
 
+/// From this size on, a file is read onto huge pages and its cache is dropped beside the sync
+/// when it is replaced: below it, neither pays for the page zeroing or the thread it costs.
+const LARGE_FILE: usize = HUGE_PAGE;
+
 impl FileBytes {
     fn read(path: &Path) -> Result<Self, FileError> {
         let mut file = File::open(path).map_err(io_error("read", path))?;
         let len = file.metadata().map_err(io_error("stat", path))?.len();
         let mapped = match usize::try_from(len) {
-            // A smaller file fits in the heap: a whole huge page would only be more to zero.
-            Ok(len) if len >= HUGE_PAGE => len
+            Ok(len) if len >= LARGE_FILE => len
                 .checked_next_multiple_of(HUGE_PAGE)
                 .and_then(|mapped_len| memmap2::MmapOptions::new().len(mapped_len).map_anon().ok())
                 .map(|map| (map, len)),
@@ -609,10 +614,10 @@ mod tests {
         for len in [
             0,
             1,
-            HUGE_PAGE - 1,
-            HUGE_PAGE,
-            HUGE_PAGE + 1,
-            2 * HUGE_PAGE + 7,
+            LARGE_FILE - 1,
+            LARGE_FILE,
+            LARGE_FILE + 1,
+            2 * LARGE_FILE + 7,
         ] {
             let text: String = line.repeat(len / line.len() + 1)[..len].to_owned();
             fs::write(&path, &text).unwrap();

@@ -416,16 +416,22 @@ fn a_restore_whose_live_command_fails_after_the_write_puts_the_file_back() {
     assert!(live(&lab, "web1").ready_with(10));
 }
 
-/// A `validate` command for `lab` that passes, and leaves in the admin socket's place one that,
-/// once the module connects to send its live command (the file is written by then), runs
-/// `meddle` (Python, with `cfg` the config's path) as "someone else" and never answers. (Its child
-/// lets go of the validation's output, which the module reads to the end.)
-fn meddling_validate(lab: &Lab, meddle: &str) -> String {
+/// Restores web1 (drained first, by autoheal) with a `validate` command that passes and leaves in
+/// the admin socket's place one that, once the module connects to send its live command (the
+/// file is written by then), runs `meddle` (Python, with `cfg` the config's path) as "someone
+/// else" and never answers. (Its child lets go of the validation's output, which the module reads
+/// to the end.) Returns the lab and the restore's result and exit code.
+fn restore_while_someone_meddles(meddle: &str) -> (Lab, Value, i32) {
+    let mut lab = Lab::new(&WEB, "");
+    lab.start();
+    let (drained, code) =
+        lab.server(json!({"server": "web1", "state": "drain", "set_by": "autoheal"}));
+    assert_eq!(code, 0, "{drained}");
     let script = lab.root.join("impostor.py");
     fs::write(
         &script,
         format!(
-            "import os, shutil, socket, sys, time\n\
+            "import os, socket, sys, time\n\
              admin, cfg = sys.argv[1], sys.argv[2]\n\
              os.rename(admin, admin + '.away')\n\
              s = socket.socket(socket.AF_UNIX)\n\
@@ -443,26 +449,23 @@ fn meddling_validate(lab: &Lab, meddle: &str) -> String {
         ),
     )
     .unwrap();
-    format!(
+    let validate = format!(
         "python3 {} {} {} %s",
         script.display(),
         lab.admin.display(),
         lab.root.join("etc/haproxy.cfg").display()
-    )
-}
-
-#[test]
-fn a_file_someone_else_changed_meanwhile_is_not_put_back() {
-    let mut lab = Lab::new(&WEB, "");
-    lab.start();
-    let (drained, code) =
-        lab.server(json!({"server": "web1", "state": "drain", "set_by": "autoheal"}));
-    assert_eq!(code, 0, "{drained}");
-    let validate = meddling_validate(&lab, "open(cfg, 'a').write('# edited by someone else\\n')");
+    );
     let (result, code) = lab.server(json!({
         "server": "web1", "state": "enabled", "set_by": "autoheal", "validate": validate,
         "socket_timeout": 1
     }));
+    (lab, result, code)
+}
+
+#[test]
+fn a_file_someone_else_changed_meanwhile_is_not_put_back() {
+    let (lab, result, code) =
+        restore_while_someone_meddles("open(cfg, 'a').write('# edited by someone else\\n')");
     assert_eq!(code, 1, "{result}");
     assert_eq!(
         (&result["changed"], &result["live_in_sync"]),
@@ -486,16 +489,7 @@ fn a_file_someone_else_changed_meanwhile_is_not_put_back() {
 
 #[test]
 fn a_file_that_cannot_be_read_back_is_reported_as_such() {
-    let mut lab = Lab::new(&WEB, "");
-    lab.start();
-    let (drained, code) =
-        lab.server(json!({"server": "web1", "state": "drain", "set_by": "autoheal"}));
-    assert_eq!(code, 0, "{drained}");
-    let validate = meddling_validate(&lab, "os.remove(cfg); os.mkdir(cfg)");
-    let (result, code) = lab.server(json!({
-        "server": "web1", "state": "enabled", "set_by": "autoheal", "validate": validate,
-        "socket_timeout": 1
-    }));
+    let (lab, result, code) = restore_while_someone_meddles("os.remove(cfg); os.mkdir(cfg)");
     assert_eq!(code, 1, "{result}");
     let msg = result["msg"].as_str().unwrap();
     assert!(

@@ -398,11 +398,7 @@ pub fn config_weight(config: &str, name: &str) -> u32 {
         .map_or(1, |i| words[i + 1].parse().unwrap())
 }
 
-/// The lowercase hex sha256 of `bytes`, as the modules report a file's checksum.
+/// The checksum the modules report for a config holding `bytes` (its sha256, in hex).
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    autoheal_module::file::sha256_hex([std::str::from_utf8(bytes).unwrap()])
 }
