@@ -138,17 +138,44 @@ fn read_live(
         .collect()
 }
 
+/// Where a step's change ended up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Landed {
+    /// Neither in the file nor live (refused, or put back and taken back).
+    Nowhere,
+    /// In the file, and live where there is a socket.
+    Applied,
+    /// Live only: the file was put back but taking the live commands back failed.
+    LiveOnly,
+}
+
+/// What taking a run's live commands back left: where each step is, and what failed.
+struct TakenBack {
+    landed: Vec<Landed>,
+    problems: Vec<String>,
+}
+
+impl TakenBack {
+    fn servers(&self, steps: &[Step<'_>], args: &ServerArgs) -> Vec<ServerOutcome> {
+        steps
+            .iter()
+            .zip(&self.landed)
+            .map(|(step, landed)| outcome(step, None, *landed, args))
+            .collect()
+    }
+}
+
 fn outcome(
     step: &Step<'_>,
     live_after: Option<Option<LiveServer>>,
-    applied: bool,
+    landed: Landed,
     args: &ServerArgs,
 ) -> ServerOutcome {
     let change = step.change;
-    let (after_config, changed) = if applied {
-        (&change.after, step.changed())
-    } else {
-        (&change.before, false)
+    let (after_config, changed) = match landed {
+        Landed::Applied => (&change.after, step.changed()),
+        Landed::LiveOnly => (&change.before, true),
+        Landed::Nowhere => (&change.before, false),
     };
     ServerOutcome {
         change: step.index,
@@ -158,10 +185,10 @@ fn outcome(
         address: change.before.address.clone(),
         changed,
         notes: step.notes.clone(),
-        live_commands: if applied {
-            step.commands.iter().map(ToString::to_string).collect()
-        } else {
+        live_commands: if landed == Landed::Nowhere {
             Vec::new()
+        } else {
+            step.commands.iter().map(ToString::to_string).collect()
         },
         before: Snapshot {
             config: ConfigView::from(&change.before.state),
@@ -425,7 +452,7 @@ fn apply(
         }
         let held_outcomes: Vec<ServerOutcome> = held_steps
             .iter()
-            .map(|step| outcome(step, step.live_before, false, args))
+            .map(|step| outcome(step, step.live_before, Landed::Nowhere, args))
             .collect();
         let held_msgs = held.values().map(|held| match held {
             Held::NotFound(msg) | Held::Standing(msg) => msg.as_str(),
@@ -475,7 +502,7 @@ fn apply(
         result.live_in_sync = None;
         let servers = steps
             .iter()
-            .map(|s| outcome(s, s.live_before, false, args))
+            .map(|s| outcome(s, s.live_before, Landed::Nowhere, args))
             .collect();
         return finish(result, servers);
     }
@@ -504,7 +531,7 @@ fn apply(
                         live
                     })
                 });
-                outcome(step, predicted, true, args)
+                outcome(step, predicted, Landed::Applied, args)
             })
             .collect();
         return finish(result, servers);
@@ -537,20 +564,30 @@ fn apply(
         }
         sent
     };
+    // Undoes, last first, the steps `applied` says went live; says where each one is left.
     let take_back = |socket: &AdminSocket, applied: &[bool]| {
-        let mut problems = Vec::new();
-        for (step, _) in steps.iter().zip(applied).rev().filter(|(_, &a)| a) {
+        let mut taken_back = TakenBack {
+            landed: vec![Landed::Nowhere; steps.len()],
+            problems: Vec::new(),
+        };
+        for (at, step) in steps
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(at, _)| applied[*at])
+        {
             let Some(Some(before)) = step.live_before else {
                 continue;
             };
             for command in before.undo(&step.commands) {
                 if let Err(e) = socket.send(&command) {
-                    problems.push(e.to_string());
+                    taken_back.problems.push(e.to_string());
+                    taken_back.landed[at] = Landed::LiveOnly;
                     break;
                 }
             }
         }
-        problems
+        taken_back
     };
     let live_first = socket.is_some()
         && steps.iter().any(|s| !s.commands.is_empty())
@@ -585,15 +622,18 @@ fn apply(
                 result.checksum_after = checksum_after;
             }
             Err(e) if live_first => {
-                let undo_problems = socket
-                    .as_ref()
-                    .zip(applied_first.as_deref())
-                    .map(|(socket, applied)| take_back(socket, applied))
-                    .unwrap_or_default();
+                let taken_back = match (&socket, applied_first.as_deref()) {
+                    (Some(socket), Some(applied)) => take_back(socket, applied),
+                    // Nothing went live: there is nothing to take back.
+                    _ => TakenBack {
+                        landed: vec![Landed::Nowhere; steps.len()],
+                        problems: Vec::new(),
+                    },
+                };
                 result.failed = true;
-                result.changed = !undo_problems.is_empty();
-                result.live_in_sync = Some(undo_problems.is_empty());
-                result.msg = if undo_problems.is_empty() {
+                result.changed = !taken_back.problems.is_empty();
+                result.live_in_sync = Some(taken_back.problems.is_empty());
+                result.msg = if taken_back.problems.is_empty() {
                     format!(
                         "nothing was changed: persisting the change failed: {e}. The change \
                          ({}) had gone live first, as taking traffic away is safe, and was taken \
@@ -607,23 +647,22 @@ fn apply(
                          and taking it back failed ({}): the running HAProxy is out of line with \
                          the file",
                         describe(&steps, "would be"),
-                        undo_problems.join("; ")
+                        taken_back.problems.join("; ")
                     )
                 };
                 result.checksum_after.clear();
                 result.reload_required = false;
-                let servers = steps
-                    .iter()
-                    .map(|s| outcome(s, None, false, args))
-                    .collect();
-                return finish(result, servers);
+                return finish(result, taken_back.servers(&steps, args));
             }
             Err(e) => return Err(e.into()),
         }
     }
 
     let Some(socket) = socket else {
-        let servers = steps.iter().map(|s| outcome(s, None, true, args)).collect();
+        let servers = steps
+            .iter()
+            .map(|s| outcome(s, None, Landed::Applied, args))
+            .collect();
         return finish(result, servers);
     };
     if !live_first {
@@ -654,12 +693,6 @@ fn apply(
                 Ok(_) => Err(FileError::ChangedMeanwhile(file.path().to_owned())),
                 Err(e) => Err(e),
             };
-            let servers_after = |applied: bool| {
-                steps
-                    .iter()
-                    .map(|s| outcome(s, None, applied, args))
-                    .collect()
-            };
             if let Err(e) = put_back {
                 // The file keeps the change, and so does whatever went live.
                 result.changed = true;
@@ -668,7 +701,11 @@ fn apply(
                     "{failed}. Putting the file back failed ({e}): the file holds the change, the \
                      running HAProxy only what went through"
                 );
-                return finish(result, servers_after(true));
+                let servers = steps
+                    .iter()
+                    .map(|s| outcome(s, None, Landed::Applied, args))
+                    .collect();
+                return finish(result, servers);
             }
             if let Some(backup) = result.backup_file.take() {
                 // Best effort: it holds what the file holds again.
@@ -676,10 +713,10 @@ fn apply(
             }
             result.checksum_after.clear();
             result.reload_required = false;
-            let undo_problems = take_back(&socket, &sent.applied);
-            result.changed = !undo_problems.is_empty();
-            result.live_in_sync = Some(undo_problems.is_empty());
-            result.msg = if undo_problems.is_empty() {
+            let taken_back = take_back(&socket, &sent.applied);
+            result.changed = !taken_back.problems.is_empty();
+            result.live_in_sync = Some(taken_back.problems.is_empty());
+            result.msg = if taken_back.problems.is_empty() {
                 format!(
                     "nothing was changed: {failed}. The file was put back and what had gone live \
                      was taken back: the file and the running HAProxy keep their old state. {next}"
@@ -688,10 +725,10 @@ fn apply(
                 format!(
                     "{failed}. The file was put back, but taking back what had gone live failed \
                      ({}): the running HAProxy is out of line with the file",
-                    undo_problems.join("; ")
+                    taken_back.problems.join("; ")
                 )
             };
-            return finish(result, servers_after(false));
+            return finish(result, taken_back.servers(&steps, args));
         }
         problems = sent.problems;
     }
@@ -736,7 +773,7 @@ fn apply(
                 Some(None) if !step.change.after.state.absent => in_sync = false,
                 _ => {}
             }
-            outcome(step, found, true, args)
+            outcome(step, found, Landed::Applied, args)
         })
         .collect();
     result.live_in_sync = Some(in_sync && problems.is_empty());

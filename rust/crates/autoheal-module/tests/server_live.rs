@@ -357,6 +357,60 @@ fn a_drain_goes_live_before_the_write_and_a_failed_write_takes_it_back() {
 }
 
 #[test]
+fn a_drain_that_cannot_be_taken_back_is_reported_changed_for_its_server() {
+    let mut lab = Lab::new(&WEB, "");
+    lab.start();
+    let file = lab.config();
+    // The drain is live when the validation runs; the validation fails and takes the admin
+    // socket away, so the drain cannot be taken back.
+    let away = lab.root.join("admin.sock.away");
+    let validate = format!(
+        "python3 -c 'import os, sys; os.rename(sys.argv[1], sys.argv[2]); sys.exit(3)' {} {} %s",
+        lab.admin.display(),
+        away.display()
+    );
+    let (result, code) =
+        lab.server(json!({"server": "web1", "state": "drain", "validate": validate}));
+    assert_eq!(code, 1, "{result}");
+    assert_eq!(
+        (
+            &result["failed"],
+            &result["changed"],
+            &result["live_in_sync"]
+        ),
+        (&json!(true), &json!(true), &json!(false)),
+        "{result}"
+    );
+    assert!(
+        result["msg"]
+            .as_str()
+            .unwrap()
+            .contains("taking it back failed"),
+        "{result}"
+    );
+    assert_eq!(lab.config(), file, "the file keeps the old state");
+    let web1 = &result["servers"][0];
+    assert_eq!(
+        (&web1["server"], &web1["changed"]),
+        (&json!("web1"), &json!(true)),
+        "the server the task left changed live says so: {result}"
+    );
+    assert_eq!(
+        web1["live_commands"],
+        json!(["set server app/web1 state drain"])
+    );
+    assert_eq!(
+        web1["after"]["config"], web1["before"]["config"],
+        "the file did not change: {result}"
+    );
+    fs::rename(&away, &lab.admin).unwrap();
+    assert!(
+        live(&lab, "web1").drained(),
+        "the drain is live as reported"
+    );
+}
+
+#[test]
 fn a_restore_whose_live_command_fails_after_the_write_puts_the_file_back() {
     let mut lab = Lab::new(&WEB, "");
     lab.start();
