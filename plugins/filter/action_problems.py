@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.autoheal.haproxy.plugins.plugin_utils.values import is_list
 
 DOCUMENTATION = r"""
 name: action_problems
@@ -120,7 +121,7 @@ def weight_problem(weight):
 
 def action_problems(actions):
     """One message per problem found in ``actions``; an empty list when all of them are fine."""
-    if isinstance(actions, (str, bytes, Mapping)) or not isinstance(actions, Sequence):
+    if not is_list(actions):
         return ["autoheal_actions must be a list"]
     problems = []
     for index, action in enumerate(actions):

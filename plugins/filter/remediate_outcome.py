@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+
+from ansible_collections.autoheal.haproxy.plugins.plugin_utils.values import is_list
 
 DOCUMENTATION = r"""
 name: remediate_outcome
@@ -57,7 +59,7 @@ STANDING = ("found", "check_status", "set_by", "slowstart", "health_gate", "defe
 def remediate_outcome(result, actions):
     """One outcome per action: what was asked and what the module said about it."""
     result = result if isinstance(result, Mapping) else {}
-    if isinstance(actions, (str, bytes, Mapping)) or not isinstance(actions, Sequence):
+    if not is_list(actions):
         # Refused by checked_actions before the module ran: nothing to pair; the result says why.
         return []
     per_change = result.get("changes") or []
