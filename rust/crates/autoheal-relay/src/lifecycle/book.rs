@@ -197,45 +197,53 @@ impl Book {
     }
 
     /// An intent arrives: places its target in its real backends (the alert's label, or every
-    /// backend that has a server of that name) and counts its alert for panic. Returns the
-    /// intent to queue, and the backends entering or leaving panic.
-    pub fn arrive(&mut self, mut intent: Intent) -> (Result<Intent, Refusal>, Vec<PanicChange>) {
-        let placed = match self.membership.place(&intent.target) {
-            Ok(placed) => placed,
-            Err(e) => return (Err(e.into()), Vec::new()),
+    /// backend that has a server of that name) and counts its alert for panic. Returns whether
+    /// the intent may be queued (placed in its one backend, if the lookup found just one; left
+    /// as it was if refused), and the backends entering or leaving panic.
+    pub fn arrive(&mut self, intent: &mut Intent) -> (Result<(), Refusal>, Vec<PanicChange>) {
+        // Called for every alert: a target that needs no lookup is not copied.
+        let looked_up = if self.membership.needs_placing(&intent.target) {
+            match self.membership.place(&intent.target) {
+                Ok(placed) => placed,
+                Err(e) => return (Err(e.into()), Vec::new()),
+            }
+        } else {
+            Vec::new()
         };
-        if let [one] = placed.as_slice() {
+        if let [one] = looked_up.as_slice() {
             intent.target = one.clone();
         }
+        let placed = if looked_up.is_empty() {
+            std::slice::from_ref(&intent.target)
+        } else {
+            looked_up.as_slice()
+        };
         let Some(server) = intent
             .target
             .server
-            .clone()
-            .or(intent.target.address.clone())
+            .as_deref()
+            .or(intent.target.address.as_deref())
         else {
-            return (Ok(intent), Vec::new());
+            return (Ok(()), Vec::new());
         };
         let mut changes = Vec::new();
-        for target in &placed {
+        for target in placed {
             let backend = target.backend.as_deref().unwrap_or("*");
             // A server the backend does not have (a typo) is not one of its servers alerting.
-            if self.membership.has(backend, &server) == Some(false) {
+            if self.membership.has(backend, server) == Some(false) {
                 continue;
             }
             let size = self.membership.size_of(backend);
             let change = match intent.reason.status {
-                AlertStatus::Firing => {
-                    self.panic
-                        .firing(backend, &server, size, &self.panic_policy)
-                }
+                AlertStatus::Firing => self.panic.firing(backend, server, size, &self.panic_policy),
                 AlertStatus::Resolved => {
                     self.panic
-                        .resolved(backend, &server, size, &self.panic_policy)
+                        .resolved(backend, server, size, &self.panic_policy)
                 }
             };
             changes.extend(change);
         }
-        (Ok(intent), changes)
+        (Ok(()), changes)
     }
 
     fn backends_of(&self, target: &Target) -> Vec<String> {
@@ -459,7 +467,9 @@ mod tests {
     }
 
     fn arrive(book: &mut Book, server: &str, status: AlertStatus) -> Intent {
-        book.arrive(intent(server, None, status)).0.unwrap()
+        let mut placed = intent(server, None, status);
+        book.arrive(&mut placed).0.unwrap();
+        placed
     }
 
     fn applied() -> ItemOutcome {
@@ -471,9 +481,15 @@ mod tests {
         let mut b = book();
         let placed = arrive(&mut b, "s1", AlertStatus::Firing);
         assert_eq!(placed.target.key(), "app/s1");
-        let (refused, _) = b.arrive(intent("typo", None, AlertStatus::Firing));
+        let mut typo = intent("typo", None, AlertStatus::Firing);
+        let (refused, _) = b.arrive(&mut typo);
         let refused = refused.unwrap_err();
         assert_eq!(refused.outcome(), "not_found");
+        assert_eq!(
+            typo,
+            intent("typo", None, AlertStatus::Firing),
+            "a refused intent is left as it was"
+        );
         assert!(b.entries().is_empty(), "an unknown server takes nothing");
     }
 
@@ -548,9 +564,11 @@ mod tests {
         let mut gates = Vec::new();
         let mut entered = Vec::new();
         for s in ["s1", "s2", "s3", "s4"] {
-            let (i, changes) = b.arrive(intent(s, None, AlertStatus::Firing));
+            let mut i = intent(s, None, AlertStatus::Firing);
+            let (placed, changes) = b.arrive(&mut i);
+            placed.unwrap();
             entered.extend(changes);
-            gates.push(i.unwrap());
+            gates.push(i);
         }
         assert_eq!(entered.len(), 1, "{entered:?}");
         assert_eq!(b.panicking().collect::<Vec<_>>(), ["app"]);
@@ -561,7 +579,7 @@ mod tests {
             assert_eq!(r.outcome(), "panic");
         }
         for s in ["s4", "s3"] {
-            let (_, changes) = b.arrive(intent(s, None, AlertStatus::Resolved));
+            let (_, changes) = b.arrive(&mut intent(s, None, AlertStatus::Resolved));
             assert_eq!(changes.is_empty(), s == "s4");
         }
         assert_eq!(b.panicking().count(), 0);
@@ -572,7 +590,7 @@ mod tests {
     fn an_alert_for_a_server_the_backend_does_not_have_is_no_part_of_a_panic() {
         let mut b = book();
         for s in ["typo1", "typo2", "typo3"] {
-            let (placed, changes) = b.arrive(intent(s, Some("app"), AlertStatus::Firing));
+            let (placed, changes) = b.arrive(&mut intent(s, Some("app"), AlertStatus::Firing));
             assert!(placed.is_ok(), "labelled: the module decides");
             assert!(changes.is_empty());
         }

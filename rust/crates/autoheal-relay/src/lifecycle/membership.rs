@@ -86,18 +86,22 @@ impl Membership {
             .or_else(|| self.sizes.get(backend).copied())
     }
 
+    /// Whether `target` must be looked up to be placed: a server named without a backend,
+    /// while the membership is known.
+    pub fn needs_placing(&self, target: &Target) -> bool {
+        target.server.is_some() && target.backend.is_none() && !self.is_empty()
+    }
+
     /// The targets an intent's target stands for, one per backend it is really in: the
     /// alert's backend when it names one (the module checks the server is there), else every
     /// backend with a server of that name. Unknown membership keeps the target as it is;
     /// a server named without a backend that no backend has is refused (it would be found
     /// nowhere, and must not take any budget).
     pub fn place(&self, target: &Target) -> Result<Vec<Target>, Unplaced> {
-        let (Some(server), None) = (&target.server, &target.backend) else {
-            return Ok(vec![target.clone()]);
+        let server = match &target.server {
+            Some(server) if self.needs_placing(target) => server,
+            _ => return Ok(vec![target.clone()]),
         };
-        if self.is_empty() {
-            return Ok(vec![target.clone()]);
-        }
         let placed: Vec<Target> = self
             .servers
             .iter()

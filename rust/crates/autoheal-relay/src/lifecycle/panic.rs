@@ -45,10 +45,18 @@ impl PanicTracker {
         size: Option<usize>,
         policy: &PanicPolicy,
     ) -> Option<PanicChange> {
-        self.alerting
-            .entry(backend.to_owned())
-            .or_default()
-            .insert(server.to_owned());
+        // Called for every firing alert: the names are copied only the first time.
+        match self.alerting.get_mut(backend) {
+            Some(servers) => {
+                if !servers.contains(server) {
+                    servers.insert(server.to_owned());
+                }
+            }
+            None => {
+                self.alerting
+                    .insert(backend.to_owned(), BTreeSet::from([server.to_owned()]));
+            }
+        }
         self.evaluate(backend, size, policy)
     }
 

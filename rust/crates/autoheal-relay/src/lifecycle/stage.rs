@@ -88,7 +88,7 @@ impl Stage {
 
     /// An intent arrives: placed in its real backends and counted for panic.
     pub fn arrive(&mut self, mut p: Pending) -> Arrival {
-        let (placed, changes) = self.book.arrive(p.intent.clone());
+        let (placed, changes) = self.book.arrive(&mut p.intent);
         for change in changes {
             match change {
                 PanicChange::Entered {
@@ -108,10 +108,7 @@ impl Stage {
             }
         }
         match placed {
-            Ok(intent) => {
-                p.intent = intent;
-                Arrival::Queue(p)
-            }
+            Ok(()) => Arrival::Queue(p),
             Err(refusal) => Arrival::Refused(p, refusal),
         }
     }
