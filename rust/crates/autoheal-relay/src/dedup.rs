@@ -295,13 +295,15 @@ impl DedupStore {
         })
     }
 
-    /// When `key` was last journaled, from the cache or else the file.
+    /// When `key` was last journaled, if within the window (`None` may also mean earlier):
+    /// from the cache, else the file. The filters hold every key of the window, so they answer
+    /// first: a new key, the common case, costs a probe of each and nothing more.
     pub fn last_seen(&self, key: DedupKey) -> rusqlite::Result<Option<i64>> {
-        if let Some(seen) = self.recent.get(key) {
-            return Ok(Some(seen));
-        }
         if !self.filters.iter().any(|f| f.may_contain(key)) {
             return Ok(None);
+        }
+        if let Some(seen) = self.recent.get(key) {
+            return Ok(Some(seen));
         }
         self.reader
             .prepare_cached("SELECT seen_ms FROM dedup WHERE key = ?1")?
@@ -535,6 +537,20 @@ mod tests {
                 "lost at {t}"
             );
         }
+    }
+
+    #[test]
+    fn a_key_past_the_window_is_not_seen_even_while_the_cache_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, events) = empty_events(dir.path());
+        let mut store = DedupStore::open(&journal, &events, 0, 100, 1_000).unwrap();
+        store.record(&[(7, 50)]);
+        assert_eq!(store.last_seen(7).unwrap(), Some(50));
+        // Two rotations of the filters later, 7 is out of the window; the cache still has it.
+        store.record(&[(8, 150), (9, 300)]);
+        assert_eq!(store.recent.get(7), Some(50));
+        assert_eq!(store.last_seen(7).unwrap(), None);
+        assert_eq!(store.last_seen(9).unwrap(), Some(300));
     }
 
     #[test]
