@@ -138,14 +138,14 @@ fn read_live(
         .collect()
 }
 
-/// Where a step's change ended up.
+/// Where a step's change ended up, for its outcome.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Landed {
-    /// Neither in the file nor live (refused, or put back and taken back).
+    /// Nowhere: not made (refused, held, nothing to do) or made and undone.
     Nowhere,
-    /// In the file, and live where there is a socket.
+    /// The file has it (or would, in check mode), with the live commands sent.
     Applied,
-    /// Live only: the file was put back but taking the live commands back failed.
+    /// Live but not in the file (never written, or put back): taking it back failed.
     LiveOnly,
 }
 
@@ -624,7 +624,7 @@ fn apply(
             Err(e) if live_first => {
                 let taken_back = match (&socket, applied_first.as_deref()) {
                     (Some(socket), Some(applied)) => take_back(socket, applied),
-                    // Nothing went live: there is nothing to take back.
+                    // Not taken: live first always has a socket and what was sent on it.
                     _ => TakenBack {
                         landed: vec![Landed::Nowhere; steps.len()],
                         problems: Vec::new(),

@@ -360,17 +360,21 @@ fn a_drain_goes_live_before_the_write_and_a_failed_write_takes_it_back() {
 fn a_drain_that_cannot_be_taken_back_is_reported_changed_for_its_server() {
     let mut lab = Lab::new(&WEB, "");
     lab.start();
+    // web2 is drained live already: its drain is the file's alone, with no live command.
+    lab.command("set server app/web2 state drain");
     let file = lab.config();
-    // The drain is live when the validation runs; the validation fails and takes the admin
-    // socket away, so the drain cannot be taken back.
+    // The drains are live when the validation runs; the validation fails and takes the admin
+    // socket away, so web1's drain cannot be taken back.
     let away = lab.root.join("admin.sock.away");
     let validate = format!(
         "python3 -c 'import os, sys; os.rename(sys.argv[1], sys.argv[2]); sys.exit(3)' {} {} %s",
         lab.admin.display(),
         away.display()
     );
-    let (result, code) =
-        lab.server(json!({"server": "web1", "state": "drain", "validate": validate}));
+    let (result, code) = lab.server(json!({
+        "changes": [{"server": "web1", "state": "drain"}, {"server": "web2", "state": "drain"}],
+        "validate": validate
+    }));
     assert_eq!(code, 1, "{result}");
     assert_eq!(
         (
@@ -389,19 +393,37 @@ fn a_drain_that_cannot_be_taken_back_is_reported_changed_for_its_server() {
         "{result}"
     );
     assert_eq!(lab.config(), file, "the file keeps the old state");
-    let web1 = &result["servers"][0];
+    let server = |name: &str| {
+        result["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["server"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {result}"))
+            .clone()
+    };
+    let (web1, web2) = (server("web1"), server("web2"));
     assert_eq!(
-        (&web1["server"], &web1["changed"]),
-        (&json!("web1"), &json!(true)),
-        "the server the task left changed live says so: {result}"
-    );
-    assert_eq!(
-        web1["live_commands"],
-        json!(["set server app/web1 state drain"])
+        (&web1["changed"], &web1["live_commands"]),
+        (&json!(true), &json!(["set server app/web1 state drain"])),
+        "web1 is left drained live and says so: {result}"
     );
     assert_eq!(
         web1["after"]["config"], web1["before"]["config"],
         "the file did not change: {result}"
+    );
+    assert_eq!(
+        (&web2["changed"], &web2["live_commands"]),
+        (&json!(false), &json!([])),
+        "web2 had nothing live to take back: {result}"
+    );
+    assert_eq!(
+        (
+            &result["changes"][0]["changed"],
+            &result["changes"][1]["changed"]
+        ),
+        (&json!(true), &json!(false)),
+        "per entry as per server: {result}"
     );
     fs::rename(&away, &lab.admin).unwrap();
     assert!(

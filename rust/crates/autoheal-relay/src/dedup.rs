@@ -295,9 +295,10 @@ impl DedupStore {
         })
     }
 
-    /// When `key` was last journaled, if within the window (`None` may also mean earlier):
-    /// from the cache, else the file. The filters hold every key of the window, so they answer
-    /// first: a new key, the common case, costs a probe of each and nothing more.
+    /// When `key` was last journaled, from the cache, else the file: `None` means not within
+    /// the window, and a time may be older than the window (the caller compares). The filters
+    /// hold every key of the window, so they answer first: a new key, the common case, costs a
+    /// probe of each and nothing more.
     pub fn last_seen(&self, key: DedupKey) -> rusqlite::Result<Option<i64>> {
         if !self.filters.iter().any(|f| f.may_contain(key)) {
             return Ok(None);
@@ -540,7 +541,7 @@ mod tests {
     }
 
     #[test]
-    fn a_key_past_the_window_is_not_seen_even_while_the_cache_holds_it() {
+    fn a_key_the_filters_have_dropped_is_not_seen_even_while_the_cache_holds_it() {
         let dir = tempfile::tempdir().unwrap();
         let (journal, events) = empty_events(dir.path());
         let mut store = DedupStore::open(&journal, &events, 0, 100, 1_000).unwrap();
