@@ -156,6 +156,14 @@ struct TakenBack {
 }
 
 impl TakenBack {
+    /// Nothing taken back, nothing left live.
+    fn nothing(steps: usize) -> Self {
+        Self {
+            landed: vec![Landed::Nowhere; steps],
+            problems: Vec::new(),
+        }
+    }
+
     fn servers(&self, steps: &[Step<'_>], args: &ServerArgs) -> Vec<ServerOutcome> {
         steps
             .iter()
@@ -566,10 +574,7 @@ fn apply(
     };
     // Undoes, last first, the steps `applied` says went live; says where each one is left.
     let take_back = |socket: &AdminSocket, applied: &[bool]| {
-        let mut taken_back = TakenBack {
-            landed: vec![Landed::Nowhere; steps.len()],
-            problems: Vec::new(),
-        };
+        let mut taken_back = TakenBack::nothing(steps.len());
         for (at, step) in steps
             .iter()
             .enumerate()
@@ -588,6 +593,13 @@ fn apply(
             }
         }
         taken_back
+    };
+    // Every step as the file now has it, when the live state is not read back.
+    let as_written = || {
+        steps
+            .iter()
+            .map(|s| outcome(s, None, Landed::Applied, args))
+            .collect()
     };
     let live_first = socket.is_some()
         && steps.iter().any(|s| !s.commands.is_empty())
@@ -625,10 +637,7 @@ fn apply(
                 let taken_back = match (&socket, applied_first.as_deref()) {
                     (Some(socket), Some(applied)) => take_back(socket, applied),
                     // Not taken: live first always has a socket and what was sent on it.
-                    _ => TakenBack {
-                        landed: vec![Landed::Nowhere; steps.len()],
-                        problems: Vec::new(),
-                    },
+                    _ => TakenBack::nothing(steps.len()),
                 };
                 result.failed = true;
                 result.changed = !taken_back.problems.is_empty();
@@ -659,11 +668,7 @@ fn apply(
     }
 
     let Some(socket) = socket else {
-        let servers = steps
-            .iter()
-            .map(|s| outcome(s, None, Landed::Applied, args))
-            .collect();
-        return finish(result, servers);
+        return finish(result, as_written());
     };
     if !live_first {
         let sent = send_live(&socket);
@@ -701,11 +706,7 @@ fn apply(
                     "{failed}. Putting the file back failed ({e}): the file holds the change, the \
                      running HAProxy only what went through"
                 );
-                let servers = steps
-                    .iter()
-                    .map(|s| outcome(s, None, Landed::Applied, args))
-                    .collect();
-                return finish(result, servers);
+                return finish(result, as_written());
             }
             if let Some(backup) = result.backup_file.take() {
                 // Best effort: it holds what the file holds again.
